@@ -1,0 +1,3 @@
+from fkd.cli import main
+
+raise SystemExit(main())

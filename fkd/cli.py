@@ -1,0 +1,54 @@
+"""`python -m fkd COMMAND ...`: one sub-command per module, each with add_arguments(parser) and run(args).
+
+Modules are imported only when their command runs, so `fkd synth` never pays for importing torch.
+"""
+import argparse
+import importlib
+import sys
+
+from fkd.errors import FkdError
+
+# command -> (module, one-line help)
+COMMANDS = {
+    "synth": ("fkd.synth", "write a synthetic competition folder in Kaggle's format"),
+    "cv": ("fkd.cv", "K-fold cross-validation of a config -> runs/<name>/"),
+    "submit": ("fkd.submit", "predict the test set (mean shape or an ensemble of runs) -> submissions/"),
+    "check-submission": ("fkd.check", "validate a submission file against IdLookupTable.csv"),
+    "bench": ("fkd.bench", "print speed and accuracy figures"),
+    "eda": ("fkd.eda", "plots of a competition's data -> reports/eda/"),
+    "report": ("fkd.report", "plots of a finished run: curves, per-keypoint RMSE, worst predictions"),
+    "face": ("fkd.face", "find faces in photos and draw the predicted keypoints on them"),
+    "kernel": ("fkd.kernel", "build the single-file Kaggle kernel bundle"),
+    "kaggle": ("fkd.kaggle", "push/status/output a kernel, submit to the leaderboard, sync scores"),
+    "ledger": ("fkd.ledger", "table (and plot) of leaderboard scores against CV scores"),
+}
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="fkd", description=__doc__.splitlines()[0])
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
+    for name, (module_name, help_text) in COMMANDS.items():
+        sub.add_parser(name, help=help_text, description=help_text)
+    return parser
+
+
+def main(argv=None) -> int:
+    argv = sys.argv[1:] if argv is None else list(argv)
+    parser = build_parser()
+    if not argv or argv[0] not in COMMANDS:
+        parser.parse_args(argv)  # prints usage, or the list of commands, and exits
+        return 2
+    name = argv[0]
+    module_name, help_text = COMMANDS[name]
+    module = importlib.import_module(module_name)
+    command_parser = argparse.ArgumentParser(prog=f"fkd {name}", description=help_text)
+    module.add_arguments(command_parser)
+    args = command_parser.parse_args(argv[1:])
+    try:
+        return module.run(args) or 0
+    except FkdError as error:
+        print(f"fkd {name}: error: {error}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print(f"fkd {name}: interrupted", file=sys.stderr)
+        return 130

@@ -1,0 +1,15 @@
+"""The one error type users see: a single line naming the file, row and column at fault."""
+
+
+class FkdError(Exception):
+    """Bad input or a refused action. The CLI prints it as one line, without a traceback."""
+
+    def __init__(self, message: str, path=None, row=None, column=None):
+        where = ", ".join(
+            part for part in (
+                str(path) if path is not None else None,
+                f"row {row}" if row is not None else None,
+                f"column {column}" if column is not None else None,
+            ) if part
+        )
+        super().__init__(f"{where}: {message}" if where else message)
