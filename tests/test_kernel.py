@@ -1,0 +1,287 @@
+"""The Kaggle kernel bundle: metadata rules, layout, the multi-GPU runner, and a self-contained run."""
+import json
+import os
+import subprocess
+import sys
+import threading
+import zipfile
+from pathlib import Path
+
+import pytest
+
+from fkd import kernel
+from fkd.errors import FkdError
+
+REPO = Path(__file__).resolve().parents[1]
+TINY_CONFIG = REPO / "configs" / "tiny.yaml"
+
+
+@pytest.fixture(autouse=True)
+def no_kaggle_identity(monkeypatch, tmp_path):
+    """No username from the machine running the tests: HOME is empty, no KAGGLE_* variables."""
+    for name in list(os.environ):
+        if name.startswith("KAGGLE_"):
+            monkeypatch.delenv(name)
+    monkeypatch.setenv("HOME", str(tmp_path / "home"))
+
+
+@pytest.fixture
+def config(tmp_path) -> Path:
+    path = tmp_path / "cfg" / "tiny.yaml"
+    path.parent.mkdir()
+    path.write_text(TINY_CONFIG.read_text() if TINY_CONFIG.is_file() else "model: lenet\nepochs: 1\n")
+    return path
+
+
+def good_meta(**changes):
+    meta = {
+        "id": "alice/fkd-facial-keypoints", "title": "fkd facial keypoints", "code_file": "fkd_kernel.py",
+        "language": "python", "kernel_type": "script", "is_private": True, "enable_gpu": True,
+        "enable_internet": False, "dataset_sources": [], "competition_sources": ["facial-keypoints-detection"],
+        "kernel_sources": [],
+    }
+    meta.update(changes)
+    return {k: v for k, v in meta.items() if v is not DROP}
+
+
+DROP = object()
+
+
+# ---------------------------------------------------------------- metadata
+
+def test_repository_template_is_valid_and_explicit():
+    meta = kernel.resolve_template(kernel.DEFAULT_TEMPLATE, "alice")
+    assert meta["id"] == "alice/fkd-facial-keypoints"
+    assert meta["language"] == "python" and meta["kernel_type"] == "script"
+    assert meta["is_private"] is True and meta["enable_gpu"] is True and meta["enable_internet"] is False
+    assert meta["competition_sources"] == ["facial-keypoints-detection"]
+    assert meta["dataset_sources"] == [] and meta["kernel_sources"] == []
+    raw = json.loads(kernel.DEFAULT_TEMPLATE.read_text())
+    assert "{username}" in raw["id"] and "enable_internet" in raw  # written out, not left to a default
+
+
+@pytest.mark.parametrize("changes, key", [
+    ({"enable_gpus": True}, "enable_gpus"),                 # a typo the kaggle CLI would ignore
+    ({"title": "fkd"}, "title"),
+    ({"title": DROP}, "title"),
+    ({"id": "alice/fkd", "title": "fkd"}, "title"),
+    ({"id": "alice/fkd1", "title": "fkd1 x"}, "id"),        # slug under five characters
+    ({"id": "fkd-facial-keypoints"}, "id"),                 # no owner
+    ({"id": "alice/fkd-facial-keypoints/3"}, "id"),         # a version
+    ({"id": DROP}, "id"),
+    ({"title": "Facial keypoints by fkd"}, "title"),        # title would give another slug
+    ({"code_file": ""}, "code_file"),
+    ({"language": "python3"}, "language"),
+    ({"kernel_type": "kernel"}, "kernel_type"),
+    ({"kernel_type": "notebook"}, "kernel_type"),           # a .py file is a script
+    ({"is_private": "true"}, "is_private"),                 # booleans are booleans
+    ({"enable_internet": 0}, "enable_internet"),
+    ({"dataset_sources": "alice/timm-weights"}, "dataset_sources"),
+    ({"dataset_sources": ["timm-weights"]}, "dataset_sources"),
+    ({"kernel_sources": ["alice/fold"]}, "kernel_sources"),
+    ({"competition_sources": "facial-keypoints-detection"}, "competition_sources"),
+    ({"model_sources": ["alice/model/pytorch/default"]}, "model_sources"),
+    ({"docker_image_pinning_type": "newest"}, "docker_image_pinning_type"),
+])
+def test_metadata_rules_name_file_and_key(changes, key, tmp_path):
+    path = tmp_path / "kernel-metadata.json"
+    with pytest.raises(FkdError) as error:
+        kernel.validate_metadata(good_meta(**changes), path)
+    message = str(error.value)
+    assert str(path) in message and repr(key) in message and "\n" not in message
+
+
+def test_metadata_good_and_code_file_must_exist(tmp_path):
+    kernel.validate_metadata(good_meta(), "m.json")
+    kernel.validate_metadata(good_meta(dataset_sources=["alice/timm-weights"], keywords=["gpu"]), "m.json")
+    with pytest.raises(FkdError, match="code_file"):
+        kernel.validate_metadata(good_meta(), "m.json", folder=tmp_path)
+    (tmp_path / "fkd_kernel.py").write_text("print(1)\n")
+    kernel.validate_metadata(good_meta(), "m.json", folder=tmp_path)
+
+
+def test_unknown_key_in_template_stops_the_build(config, tmp_path):
+    template = tmp_path / "kernel-metadata.json"
+    template.write_text(json.dumps(good_meta(enable_internett=False)))
+    with pytest.raises(FkdError, match=r"kernel-metadata.json: key 'enable_internett'.*enable_internet"):
+        kernel.build(config, tmp_path / "out", template=template)
+    assert not (tmp_path / "out" / kernel.SCRIPT_NAME).exists()
+
+
+# ---------------------------------------------------------------- layout
+
+def test_single_bundle_layout(config, tmp_path, monkeypatch):
+    monkeypatch.setenv("KAGGLE_USERNAME", "alice")
+    out = tmp_path / "kernel"
+    manifest = kernel.build(config, out, folds=3)
+    meta = json.loads((out / "kernel-metadata.json").read_text())
+    assert meta["id"] == "alice/fkd-facial-keypoints" and meta["code_file"] == "fkd_kernel.py"
+    assert meta["enable_internet"] is False and meta["enable_gpu"] is True and meta["is_private"] is True
+    assert manifest["kernels"] == [{"role": "single", "dir": ".", "id": "alice/fkd-facial-keypoints"}]
+    script = (out / "fkd_kernel.py").read_text()
+    assert config.read_text() in eval(script.split("CONFIG_TEXT = ", 1)[1].split("\n", 1)[0])
+    # the same sources give the same bytes (nothing time-dependent inside)
+    first = (out / "fkd_kernel.py").read_bytes()
+    kernel.build(config, out, folds=3)
+    assert (out / "fkd_kernel.py").read_bytes() == first
+    [entry] = kernel.read_manifest(out)
+    assert entry["id"] == "alice/fkd-facial-keypoints" and entry["dir"] == out
+
+
+def test_bundle_carries_the_whole_package(config, tmp_path):
+    out = tmp_path / "kernel"
+    kernel.build(config, out)
+    names = zipfile.ZipFile(__import__("io").BytesIO(kernel.package_zip())).namelist()
+    expected = sorted("fkd/" + p.relative_to(REPO / "fkd").as_posix() for p in (REPO / "fkd").rglob("*.py")
+                      if "__pycache__" not in p.parts)
+    assert names == expected and "fkd/cli.py" in names and "fkd/kernel.py" in names
+
+
+def test_placeholder_without_username(config, tmp_path, capsys):
+    from fkd.cli import main
+    assert main(["kernel", "--config", str(config), "--out", str(tmp_path / "k")]) == 0
+    meta = json.loads((tmp_path / "k" / "kernel-metadata.json").read_text())
+    assert meta["id"] == f"{kernel.USERNAME_PLACEHOLDER}/fkd-facial-keypoints"
+    assert "placeholder" in capsys.readouterr().out
+
+
+def test_username_from_kaggle_json_never_the_key(config, tmp_path, monkeypatch):
+    monkeypatch.setenv("KAGGLE_CONFIG_DIR", str(tmp_path / "conf"))
+    (tmp_path / "conf").mkdir()
+    (tmp_path / "conf" / "kaggle.json").write_text('{"username": "bob", "key": "0123456789abcdef"}')
+    manifest = kernel.build(config, tmp_path / "k")
+    assert manifest["kernels"][0]["id"] == "bob/fkd-facial-keypoints"
+    assert "0123456789abcdef" not in (tmp_path / "k" / "kernel-metadata.json").read_text()
+
+
+def test_split_layout_and_rebuild_clears_the_old_one(config, tmp_path):
+    out = tmp_path / "kernel"
+    kernel.build(config, out, folds=3, username="alice", datasets=["alice/timm-weights"])
+    assert (out / "fkd_kernel.py").is_file()
+    manifest = kernel.build(config, out, folds=3, split=True, username="alice")
+    assert not (out / "fkd_kernel.py").exists() and not (out / "kernel-metadata.json").exists()
+    assert [e["dir"] for e in manifest["kernels"]] == ["fold0", "fold1", "fold2", "ensemble"]
+    fold_ids = [f"alice/fkd-facial-keypoints-fold{k}" for k in range(3)]
+    for k in range(3):
+        meta = json.loads((out / f"fold{k}" / "kernel-metadata.json").read_text())
+        assert meta["id"] == fold_ids[k] and meta["title"] == f"fkd facial keypoints fold{k}"
+        assert meta["kernel_sources"] == []
+        plan = eval((out / f"fold{k}" / "fkd_kernel.py").read_text().split("PLAN = ", 1)[1].split("\n", 1)[0])
+        assert plan["mode"] == "fold" and plan["fold"] == k and plan["folds"] == 3
+    ens = json.loads((out / "ensemble" / "kernel-metadata.json").read_text())
+    assert ens["id"] == "alice/fkd-facial-keypoints-ensemble"
+    assert ens["kernel_sources"] == fold_ids
+    assert ens["competition_sources"] == ["facial-keypoints-detection"]
+    assert [k["role"] for k in kernel.read_manifest(out)] == ["fold", "fold", "fold", "ensemble"]
+
+
+def test_slug_option_and_missing_config(config, tmp_path):
+    manifest = kernel.build(config, tmp_path / "k", username="alice", slug="fkd-resnet-run")
+    meta = json.loads((tmp_path / "k" / "kernel-metadata.json").read_text())
+    assert manifest["kernels"][0]["id"] == meta["id"] == "alice/fkd-resnet-run"
+    assert meta["title"] == "fkd resnet run"
+    with pytest.raises(FkdError, match="no such config"):
+        kernel.build(tmp_path / "absent.yaml", tmp_path / "k2")
+
+
+# ---------------------------------------------------------------- the runner's GPU logic
+
+def test_folds_run_concurrently_one_process_per_gpu(tmp_path):
+    barrier = threading.Barrier(2, timeout=10)  # the first two folds must be running at the same time
+    calls, lock = [], threading.Lock()
+
+    def launch(argv, env, prefix):
+        with lock:
+            calls.append((list(argv), env["CUDA_VISIBLE_DEVICES"], env["PYTHONPATH"], prefix))
+            first_two = len(calls) <= 2
+        if first_two:
+            barrier.wait()
+        return 0
+
+    kernel.train_folds_parallel(["cv", "--name", "x"], [0, 1, 2, 3], 2, tmp_path / "bundle", launch=launch)
+    assert sorted(int(c[0][-1]) for c in calls) == [0, 1, 2, 3]
+    assert all(c[0][:-2] == ["cv", "--name", "x"] and c[0][-2] == "--only-fold" for c in calls)
+    assert {c[1] for c in calls} == {"0", "1"}
+    assert all(c[2].split(os.pathsep)[0] == str(tmp_path / "bundle") for c in calls)
+
+
+def test_failed_fold_process_stops_the_kernel(tmp_path):
+    def launch(argv, env, prefix):
+        return 1 if argv[-1] == "1" else 0
+
+    with pytest.raises(RuntimeError, match="fold 1"):
+        kernel.train_folds_parallel(["cv"], [0, 1], 2, tmp_path, launch=launch)
+
+
+def test_runner_uses_all_gpus_then_gathers(tmp_path, monkeypatch, competition):
+    """kernel_main on a faked 2-GPU machine: parallel folds, then one cv to gather, then submit."""
+    monkeypatch.setenv("FKD_KAGGLE_INPUT", str(competition.parent))
+    monkeypatch.setenv("FKD_KAGGLE_WORKING", str(tmp_path / "working"))
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setattr(kernel, "cuda_device_count", lambda: 2)
+    parallel, commands = [], []
+    monkeypatch.setattr(kernel, "train_folds_parallel",
+                        lambda argv, folds, n, root: parallel.append((list(argv), folds, n)))
+
+    def command(argv):
+        commands.append([str(a) for a in argv])
+        if argv[0] == "submit":
+            out = Path(argv[argv.index("--out-dir") + 1])
+            out.mkdir(parents=True, exist_ok=True)
+            (out / "20240101T000000Z-tiny.csv").write_text("RowId,Location\n")
+
+    monkeypatch.setattr(kernel, "fkd_command", command)
+    plan = {"mode": "single", "name": "tiny", "folds": 3, "config": "tiny.yaml", "internet": False}
+    bundle = tmp_path / "bundle"
+    bundle.mkdir()
+    assert kernel.kernel_main(plan, "tiny.yaml", "epochs: 1\n", bundle) == 0
+    [(argv, folds, n)] = parallel
+    assert folds == [0, 1, 2] and n == 2 and "--only-fold" not in argv
+    assert [c[0] for c in commands] == ["cv", "submit", "check-submission"]
+    assert commands[0] == [str(a) for a in argv]
+    assert commands[1][commands[1].index("--runs") + 1] == str(tmp_path / "working" / "runs" / "tiny")
+    assert (tmp_path / "working" / "submission.csv").is_file()
+
+
+# ---------------------------------------------------------------- end to end, outside the repository
+
+def kaggle_input(competition: Path, root: Path) -> Path:
+    """root/facial-keypoints-detection/ laid out as on Kaggle: training.zip, test.zip, two csv files."""
+    folder = root / "facial-keypoints-detection"
+    folder.mkdir(parents=True)
+    for stem in ("training", "test"):
+        with zipfile.ZipFile(folder / f"{stem}.zip", "w", zipfile.ZIP_DEFLATED) as archive:
+            archive.write(competition / f"{stem}.csv", f"{stem}.csv")
+    for name in ("IdLookupTable.csv", "SampleSubmission.csv"):
+        (folder / name).write_bytes((competition / name).read_bytes())
+    return root
+
+
+def run_bundle(script: Path, input_root: Path, working: Path, cwd: Path):
+    """The script in a fresh Python whose cwd and PYTHONPATH hold no trace of the repository."""
+    env = {k: v for k, v in os.environ.items() if k not in ("PYTHONPATH", "PYTHONHOME")}
+    env.update(FKD_KAGGLE_INPUT=str(input_root), FKD_KAGGLE_WORKING=str(working),
+               FKD_CACHE_DIR=str(cwd / "cache"), CUDA_VISIBLE_DEVICES="", OMP_NUM_THREADS="1",
+               MPLBACKEND="Agg", HOME=str(cwd / "home"))
+    cwd.mkdir(parents=True, exist_ok=True)
+    result = subprocess.run([sys.executable, str(script)], cwd=cwd, env=env, capture_output=True,
+                            text=True, timeout=900)
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    assert str(REPO) not in result.stdout.split("fkd-kernel", 2)[1].split("\n")[0]  # the unpacked copy ran
+    return result.stdout
+
+
+def check_submission_cli(submission: Path, lookup: Path):
+    result = subprocess.run([sys.executable, "-m", "fkd", "check-submission", str(submission),
+                             "--lookup", str(lookup)], cwd=REPO, capture_output=True, text=True)
+    assert result.returncode == 0, result.stderr
+
+
+def test_mean_shape_bundle_runs_outside_the_repository(competition, tmp_path):
+    input_root = kaggle_input(competition, tmp_path / "input")
+    kernel.build(None, tmp_path / "kernel", mean_shape=True, username="alice")
+    script = tmp_path / "kernel" / "fkd_kernel.py"
+    log = run_bundle(script, input_root, tmp_path / "working", tmp_path / "elsewhere")
+    assert "fkd submit" in log and "done:" in log
+    check_submission_cli(tmp_path / "working" / "submission.csv",
+                         input_root / "facial-keypoints-detection" / "IdLookupTable.csv")
