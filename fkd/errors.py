@@ -13,3 +13,8 @@ class FkdError(Exception):
             ) if part
         )
         super().__init__(f"{where}: {message}" if where else message)
+
+
+def row_label(index: int) -> str:
+    """Data row `index` (0-based) of a csv with a header: its row number and its line in the file."""
+    return f"{index + 1} (line {index + 2})"

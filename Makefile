@@ -1,0 +1,86 @@
+# fkd: every user-facing job is a target here. `make help` lists them.
+PYTHON ?= python3
+VENV   ?= .venv
+PY     := $(VENV)/bin/python
+FKD    := $(PY) -m fkd
+
+DATA    ?= data
+CONFIG  ?= configs/cpu.yaml
+FOLDS   ?= 5
+NAME    ?=
+RUNS    ?= $(wildcard runs/*)
+DEMO    ?= build/demo
+PROXY   ?= ../shared/data/proxy
+KERNEL  ?= build/kernel
+SPLIT   ?= 0
+FILE    ?=
+MSG     ?=
+PHOTOS  ?=
+
+.PHONY: help install test demo data bench eda cv submit report kernel push status output lb lb-sync ledger face clean
+
+help:  ## list the targets
+	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | sed 's/:.*## /\t/' | expand -t 12
+
+$(VENV)/.installed: requirements.txt
+	$(PYTHON) -m venv $(VENV)
+	$(VENV)/bin/pip install -q --upgrade pip
+	$(VENV)/bin/pip install -q -r requirements.txt
+	touch $@
+
+install: $(VENV)/.installed  ## make the virtual environment and install requirements.txt
+
+test: install  ## run the tests (synthetic data; no Kaggle account, no network)
+	$(PY) -m pytest -q
+
+demo: install  ## the whole loop on a synthetic folder: cv -> submit -> check -> kernel bundle
+	$(FKD) synth --out $(DEMO)/data --train 1200 --test 120 --seed 0
+	$(FKD) cv --data-dir $(DEMO)/data --config configs/demo.yaml --name demo --runs-dir $(DEMO)/runs
+	$(FKD) submit --data-dir $(DEMO)/data --runs $(DEMO)/runs/demo --name demo --out-dir $(DEMO)/submissions
+	$(FKD) check-submission $$(ls -t $(DEMO)/submissions/*-demo.csv | head -1) --lookup $(DEMO)/data/IdLookupTable.csv
+	$(FKD) kernel --config configs/demo.yaml --out $(DEMO)/kernel
+
+data: install  ## download the competition into data/ (needs a Kaggle token)
+	$(FKD) kaggle download --out $(DATA)
+
+bench: install  ## parse speed, training throughput and CV figures on the proxy folder
+	$(FKD) bench --data-dir $(PROXY)
+
+eda: install  ## plots of the data -> reports/eda/
+	$(FKD) eda --data-dir $(DATA) --out reports/eda
+
+cv: install  ## K-fold cross-validation: make cv CONFIG=configs/x.yaml [FOLDS=5] [NAME=...]
+	$(FKD) cv --data-dir $(DATA) --config $(CONFIG) --folds $(FOLDS) $(if $(NAME),--name $(NAME))
+
+submit: install  ## blend runs into a checked submission: make submit RUNS="runs/a runs/b"
+	$(FKD) submit --data-dir $(DATA) --runs $(RUNS) $(if $(NAME),--name $(NAME))
+
+report: install  ## plots of finished runs: make report RUNS=runs/a
+	$(FKD) report $(RUNS) --data-dir $(DATA)
+
+kernel: install  ## build the single-file Kaggle GPU kernel -> build/kernel/
+	$(FKD) kernel --config $(if $(filter configs/cpu.yaml,$(CONFIG)),configs/gpu.yaml,$(CONFIG)) --out $(KERNEL) $(if $(filter 1,$(SPLIT)),--split)
+
+push: kernel  ## push the kernel to Kaggle: make push [SPLIT=1]
+	$(FKD) kaggle push --kernel-dir $(KERNEL)
+
+status: install  ## status of the pushed kernel(s)
+	$(FKD) kaggle status --kernel-dir $(KERNEL)
+
+output: install  ## download the kernel's runs into runs/
+	$(FKD) kaggle output --kernel-dir $(KERNEL) --runs-dir runs
+
+lb: install  ## submit to the leaderboard: make lb FILE=submissions/x.csv MSG="..."
+	$(FKD) kaggle submit --file $(FILE) --message "$(MSG)"
+
+lb-sync: install  ## read public/private scores back into submissions/ledger.csv
+	$(FKD) kaggle sync
+
+ledger: install  ## table and plot of LB score against CV score
+	$(FKD) ledger
+
+face: install  ## keypoints on photos: make face PHOTOS="a.jpg b.png" RUNS=runs/a
+	$(FKD) face $(PHOTOS) --runs $(RUNS) --out reports/faces
+
+clean:  ## remove build outputs (keeps runs/, submissions/ and the venv)
+	rm -rf build reports .pytest_cache

@@ -1,0 +1,64 @@
+"""The files of a run folder, runs/<name>/, and how to read them back.
+
+config.json      resolved config            fold<k>.pt      best checkpoint of fold k
+oof.csv          row, fold, 30 columns      test_pred.csv   ImageId, 30 columns (fold mean x flip TTA)
+metrics.json     RMSE overall/complete/partial/per keypoint
+history.json     per-epoch records {fold, epoch, train_loss, val_loss, val_rmse, lr, seconds}
+"""
+import json
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from fkd.atomic import atomic_path, write_text
+from fkd.errors import FkdError
+from fkd.keypoints import COLUMNS
+
+
+def write_json(path, value) -> None:
+    write_text(path, json.dumps(value, indent=1))
+
+
+def read_json(path):
+    path = Path(path)
+    if not path.is_file():
+        raise FkdError("missing: is this a finished run?", path=path)
+    return json.loads(path.read_text())
+
+
+def _write_table(path, frame: pd.DataFrame) -> None:
+    with atomic_path(path) as tmp:
+        frame.to_csv(tmp, index=False, float_format="%.4f")
+
+
+def write_oof(run_dir, folds, predictions) -> None:
+    """Out-of-fold predictions for every training row (row = index into the training arrays)."""
+    frame = pd.DataFrame(np.asarray(predictions, dtype=np.float64), columns=COLUMNS)
+    frame.insert(0, "fold", np.asarray(folds))
+    frame.insert(0, "row", np.arange(len(frame)))
+    _write_table(Path(run_dir) / "oof.csv", frame)
+
+
+def read_oof(run_dir):
+    """(folds [N], predictions float32 [N,30]) in training-row order."""
+    path = Path(run_dir) / "oof.csv"
+    if not path.is_file():
+        raise FkdError("missing: is this a finished run?", path=path)
+    frame = pd.read_csv(path).sort_values("row")
+    return frame["fold"].to_numpy(), frame[COLUMNS].to_numpy(dtype=np.float32)
+
+
+def write_test_predictions(run_dir, image_ids, predictions) -> None:
+    frame = pd.DataFrame(np.asarray(predictions, dtype=np.float64), columns=COLUMNS)
+    frame.insert(0, "ImageId", np.asarray(image_ids))
+    _write_table(Path(run_dir) / "test_pred.csv", frame)
+
+
+def read_test_predictions(run_dir):
+    """(image_ids [M], predictions float32 [M,30]), or None when the run has none."""
+    path = Path(run_dir) / "test_pred.csv"
+    if not path.is_file():
+        return None
+    frame = pd.read_csv(path)
+    return frame["ImageId"].to_numpy(), frame[COLUMNS].to_numpy(dtype=np.float32)

@@ -1,0 +1,166 @@
+import shutil
+import subprocess
+import sys
+import zipfile
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from fkd import data
+from fkd.errors import FkdError
+from fkd.keypoints import COLUMNS
+
+
+def _expected(folder):
+    frame = pd.read_csv(folder / "training.csv")
+    images = np.stack([np.array(s.split(), dtype=np.uint8) for s in frame["Image"]]).reshape(-1, 96, 96)
+    return images, frame[COLUMNS].to_numpy(dtype=np.float32)
+
+
+def test_training_matches_the_notebook_way(competition):
+    images, keypoints = data.parse_training((competition / "training.csv").read_bytes())
+    want_images, want_keypoints = _expected(competition)
+    assert images.dtype == np.uint8 and images.shape == want_images.shape
+    assert np.array_equal(images, want_images)
+    assert keypoints.dtype == np.float32
+    np.testing.assert_array_equal(np.isnan(keypoints), np.isnan(want_keypoints))
+    np.testing.assert_allclose(keypoints, want_keypoints, rtol=0, atol=1e-4)
+
+
+def test_test_file_and_zip_read_the_same(competition, tmp_path):
+    folder = tmp_path / "zipped"
+    folder.mkdir()
+    for stem in ("training", "test"):
+        with zipfile.ZipFile(folder / f"{stem}.zip", "w", zipfile.ZIP_DEFLATED) as archive:
+            archive.write(competition / f"{stem}.csv", f"{stem}.csv")
+    ids, images = data.load_test(folder)
+    frame = pd.read_csv(competition / "test.csv")
+    assert np.array_equal(ids, frame["ImageId"].to_numpy())
+    assert images.shape == (len(frame), 96, 96)
+    zipped = data.load_training(folder)
+    plain = data.parse_training((competition / "training.csv").read_bytes())
+    assert np.array_equal(zipped[0], plain[0])
+
+
+def test_cache_is_reused_then_rebuilt_when_the_source_changes(competition, tmp_path, monkeypatch):
+    folder = tmp_path / "c"
+    shutil.copytree(competition, folder)
+    first = data.load_training(folder)
+    assert (data.cache_dir(folder) / "training.images.npy").is_file()
+
+    def refuse(*args):
+        raise AssertionError("parsed again although the source did not change")
+
+    monkeypatch.setattr(data, "parse_training", refuse)
+    again = data.load_training(folder)
+    assert np.array_equal(first[0], again[0])
+
+    monkeypatch.undo()
+    lines = (folder / "training.csv").read_text().splitlines(keepends=True)
+    (folder / "training.csv").write_text("".join(lines[:11]))  # header + 10 rows
+    assert len(data.load_training(folder)[0]) == 10
+
+
+def test_read_only_folder_caches_elsewhere(competition, tmp_path, monkeypatch):
+    monkeypatch.setenv("FKD_CACHE_DIR", str(tmp_path / "cache"))
+    monkeypatch.setattr(data.os, "access", lambda path, mode: False)  # as on /kaggle/input or ../shared
+    folder = data.cache_dir(competition)
+    assert folder.parent == tmp_path / "cache" and folder.is_dir()
+    assert data.cache_dir(competition) == folder
+
+
+def test_find_data_dir(tmp_path, competition, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    with pytest.raises(FkdError, match="no competition data"):
+        data.find_data_dir(search_root=tmp_path / "nothing")
+    nested = tmp_path / "input" / "competitions" / "facial-keypoints-detection"
+    nested.mkdir(parents=True)
+    with zipfile.ZipFile(nested / "training.zip", "w") as archive:
+        archive.write(competition / "training.csv", "training.csv")
+    assert data.find_data_dir(search_root=tmp_path / "input") == nested
+    monkeypatch.setenv("FKD_KAGGLE_INPUT", str(tmp_path / "input"))
+    assert data.find_data_dir() == nested
+    shutil.copytree(competition, tmp_path / "data")
+    assert data.find_data_dir().resolve() == (tmp_path / "data").resolve()
+    assert data.find_data_dir(competition) == competition
+    with pytest.raises(FkdError, match="no such folder"):
+        data.find_data_dir(tmp_path / "missing")
+
+
+# ------------------------------------------------------------------ malformed input
+
+HEADER = ",".join(COLUMNS + ["Image"])
+GOOD_KEYPOINTS = ",".join(["40.5"] * 30)
+GOOD_IMAGE = " ".join(["7"] * 9216)
+
+
+def _training(*rows, header=HEADER):
+    return (header + "\n" + "\n".join(rows) + "\n").encode()
+
+
+def _row(keypoints=GOOD_KEYPOINTS, image=GOOD_IMAGE):
+    return f"{keypoints},{image}"
+
+
+def _image_with(index, value):
+    pixels = ["7"] * 9216
+    pixels[index] = value
+    return " ".join(pixels)
+
+
+@pytest.mark.parametrize("raw, match", [
+    (_training(_row(), header=HEADER.replace("nose_tip_x,", "")), r"header.*missing nose_tip_x"),
+    (_training(_row(), header=HEADER.replace("nose_tip_x", "nose_x")),
+     r"missing nose_tip_x; unexpected nose_x"),
+    (_training(_row(), header=",".join(["Image"] + COLUMNS)), r"columns out of order"),
+    (_training(_row(), _row(image=" ".join(["7"] * 9215))), r"row 2 \(line 3\), column Image: 9215 values"),
+    (_training(_row(image=" ".join(["7"] * 9217))), r"row 1 \(line 2\), column Image: .*more than 9216"),
+    (_training(_row(image=_image_with(17, "256"))), r"column Image: pixel 17: a value above 255"),
+    (_training(_row(image=_image_with(3, "12.5"))), r"column Image: pixel 3: a character"),
+    (_training(_row(image=_image_with(5, "-1"))), r"column Image: pixel 5: a character"),
+    (_training(_row(image=_image_with(9, "x"))), r"column Image: pixel 9: a character"),
+    (_training(_row(image=_image_with(9, ""))), r"column Image: pixel 9: an empty value"),
+    (_training(_row(), _row(), _row(keypoints=GOOD_KEYPOINTS.replace("40.5", "abc", 1))),
+     r"row 3 \(line 4\), column left_eye_center_x: 'abc' is not a finite number"),
+    (_training(_row(keypoints=",".join(["40.5"] * 21 + ["inf"] + ["40.5"] * 8))),
+     r"column nose_tip_y: 'inf' is not a finite number"),
+    (_training(_row(keypoints=",".join(["40.5"] * 29))), r"row 1 \(line 2\).*30 fields, expected 31"),
+    (b"", r"header"),
+    (HEADER.encode() + b"\n", r"no data rows"),
+])
+def test_bad_training_file_gets_one_clear_error(raw, match):
+    with pytest.raises(FkdError, match=match) as error:
+        data.parse_training(raw, "bad/training.csv")
+    message = str(error.value)
+    assert message.startswith("bad/training.csv") and "\n" not in message
+
+
+def test_missing_keypoints_are_nan_and_crlf_is_accepted():
+    raw = _training(_row(keypoints=",".join([""] * 4 + ["40.5"] * 26))).replace(b"\n", b"\r\n")
+    images, keypoints = data.parse_training(raw)
+    assert np.isnan(keypoints[0, :4]).all() and (keypoints[0, 4:] == 40.5).all()
+    assert (images == 7).all()
+
+
+def test_bad_test_file():
+    raw = b"ImageId,Image\n1," + GOOD_IMAGE.encode() + b"\nx," + GOOD_IMAGE.encode() + b"\n"
+    with pytest.raises(FkdError, match=r"test.csv, row 2 \(line 3\), column ImageId: empty|'x'"):
+        data.parse_test(raw, "test.csv")
+    with pytest.raises(FkdError, match=r"missing ImageId"):
+        data.parse_test(b"Id,Image\n1," + GOOD_IMAGE.encode() + b"\n", "test.csv")
+
+
+def test_cli_prints_one_line_and_exits_nonzero(tmp_path):
+    folder = tmp_path / "bad"
+    folder.mkdir()
+    (folder / "training.csv").write_bytes(_training(_row(image=_image_with(100, "300"))))
+    (folder / "test.csv").write_text("ImageId,Image\n")
+    (folder / "IdLookupTable.csv").write_text("RowId,ImageId,FeatureName,Location\n")
+    result = subprocess.run([sys.executable, "-m", "fkd", "submit", "--data-dir", str(folder), "--model", "mean",
+                             "--out-dir", str(tmp_path / "subs")], capture_output=True, text=True)
+    assert result.returncode == 2
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and "Traceback" not in result.stderr
+    assert "training.csv, row 1 (line 2), column Image: pixel 100: a value above 255" in lines[0]
+    assert not (tmp_path / "subs").exists() or not list((tmp_path / "subs").iterdir())

@@ -1,0 +1,29 @@
+import numpy as np
+
+from fkd.data import load_training
+from fkd.folds import image_groups, label_subset, load_folds, make_folds
+
+
+def test_folds_keep_duplicates_together_and_mix_subsets(competition):
+    images, keypoints = load_training(competition)
+    groups = image_groups(images)
+    assert len(np.unique(groups)) < len(images), "the synthetic data should contain duplicate images"
+    folds = make_folds(images, keypoints, k=5, seed=0)
+    assert set(folds) == set(range(5))
+    for group in np.unique(groups):
+        assert len(set(folds[groups == group])) == 1
+    subset = label_subset(keypoints)
+    for fold in range(5):
+        assert set(subset[folds == fold]) == {0, 1}
+    sizes = np.bincount(folds)
+    assert sizes.max() - sizes.min() <= 0.2 * len(images) / 5 + 2
+
+
+def test_folds_are_deterministic_and_saved(competition):
+    images, keypoints = load_training(competition)
+    a = make_folds(images, keypoints, k=4, seed=1)
+    assert np.array_equal(a, make_folds(images, keypoints, k=4, seed=1))
+    assert not np.array_equal(a, make_folds(images, keypoints, k=4, seed=2))
+    saved = load_folds(competition, k=4, seed=1)
+    assert np.array_equal(saved, a)
+    assert any(p.name == "folds-k4-seed1.json" for p in (competition / ".fkd-cache").iterdir())
