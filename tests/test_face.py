@@ -1,0 +1,150 @@
+"""fkd face: crop/back-mapping round trip, detection on real photos, bad files, no face, end to end."""
+import json
+import sys
+import types
+
+import cv2
+import numpy as np
+import pytest
+from skimage import data
+
+from fkd import face
+from fkd.cli import main
+from fkd.errors import FkdError
+from fkd.keypoints import as_points
+from fkd.synth import draw_faces
+
+
+def paste_matrix(scale, angle_deg, tx, ty):
+    """96-px face -> canvas: rotate about the face centre, scale, then shift (pixel-index coordinates)."""
+    m = cv2.getRotationMatrix2D((47.5, 47.5), angle_deg, scale)
+    m[:, 2] += (tx, ty)
+    return m
+
+
+def box_giving(matrix_inverse, framing):
+    """The detector box (x, y, w, h) whose Kaggle crop is exactly the given axis-aligned photo->crop matrix."""
+    s = matrix_inverse[0, 0]
+    side = 96 / s
+    w = side / framing.side
+    cx, cy = face.apply(face.invert(matrix_inverse), [47.5, 47.5])
+    return (cx - framing.dx * w - (w - 1) / 2, cy - framing.dy * w - (w - 1) / 2, w, w)
+
+
+@pytest.mark.parametrize("detector", ["haar", "lbp"])
+def test_crop_and_back_mapping_round_trip(detector):
+    images, keypoints = draw_faces(1, rng=3)
+    paste = paste_matrix(2.3, 0.0, 117.3, 64.8)
+    canvas = cv2.warpAffine(images[0], paste, (480, 360), flags=cv2.INTER_LINEAR, borderValue=128)
+    truth_in_photo = face.apply(paste, as_points(keypoints[0]))
+
+    matrix = face.crop_matrix(box_giving(face.invert(paste), face.FRAMING[detector]), face.FRAMING[detector])
+    np.testing.assert_allclose(matrix, face.invert(paste), atol=1e-9)
+    crop = face.crop(canvas, matrix)
+    assert crop.shape == (96, 96) and crop.dtype == np.uint8
+    # the crop is the face we pasted (blurred a little by the two resamplings)
+    assert np.abs(crop.astype(float) - images[0]).mean() < 6
+    # the 96-px truth mapped back lands where we pasted it
+    back = face.keypoints_to_photo(keypoints[0], matrix)
+    assert np.abs(back - truth_in_photo).max() < 0.5
+
+
+def test_refinement_levels_a_tilted_face_and_maps_back_exactly():
+    images, keypoints = draw_faces(1, rng=5)
+    paste = paste_matrix(1.7, 12.0, 90.0, 40.0)
+    canvas = cv2.warpAffine(images[0], paste, (400, 300), flags=cv2.INTER_LINEAR, borderValue=100)
+    truth_in_photo = face.apply(paste, as_points(keypoints[0]))
+    first = face.crop_matrix((100, 50, 150, 150), face.FRAMING["lbp"])   # a rough box, no rotation
+    in_first_crop = face.apply(first, truth_in_photo).reshape(-1)         # a perfect first prediction
+    refined = face.refined_matrix(first, in_first_crop)
+    assert refined is not None
+    angle = np.degrees(np.arctan2(refined[1, 0], refined[0, 0]))
+    assert abs(angle - 12.0) < 3.0                                        # the tilt is undone
+    core = face.apply(refined, truth_in_photo[face.CORE_INDEX])
+    assert np.abs(core - face.CORE_TARGET).max() < 6                      # Kaggle framing
+    crop = face.crop(canvas, refined)
+    truth_in_crop = face.apply(refined, truth_in_photo).reshape(-1)
+    back = face.keypoints_to_photo(truth_in_crop, refined)
+    assert np.abs(back - truth_in_photo).max() < 0.5
+    assert crop.std() > 10
+
+
+def test_detects_the_astronaut_once_where_her_face_is():
+    gray = cv2.cvtColor(data.astronaut(), cv2.COLOR_RGB2GRAY)
+    boxes, name = face.detect_faces(gray)
+    assert name in face.available_detectors()
+    assert len(boxes) == 1
+    x, y, w, h = boxes[0]
+    # her eyes are near (202, 101) and (245, 102), her mouth near (222, 148)
+    assert x < 202 and x + w > 245 and y < 101 and y + h > 148
+    assert 70 < w < 130
+
+
+def test_corrupt_file_is_a_one_line_error(tmp_path, capsys):
+    bad = tmp_path / "broken.jpg"
+    bad.write_bytes(b"\xff\xd8\xff\xe0 not really a jpeg")
+    with pytest.raises(FkdError, match="broken.jpg"):
+        face.read_photo(bad)
+    assert main(["face", str(bad), "--runs", str(tmp_path), "--out", str(tmp_path / "out")]) == 2
+    err = capsys.readouterr().err.strip()
+    assert "broken.jpg" in err and len(err.splitlines()) == 1
+    assert main(["face", str(tmp_path / "missing.png"), "--runs", str(tmp_path)]) == 2
+
+
+def fake_predict_module(monkeypatch, calls):
+    mean = np.array([66, 37, 30, 37, 59, 38, 73, 38, 37, 38, 23, 38, 57, 29, 80, 30, 39, 29, 16, 30,
+                     48, 62, 63, 76, 33, 76, 48, 72, 48, 80], np.float32)
+
+    def predict_runs(run_dirs, images, flip_tta=True):
+        calls.append((list(run_dirs), images.shape, images.dtype, flip_tta))
+        return np.tile(mean, (len(images), 1))
+
+    module = types.ModuleType("fkd.predict")
+    module.predict_runs = predict_runs
+    monkeypatch.setitem(sys.modules, "fkd.predict", module)
+
+
+def test_photo_without_a_face_gives_an_empty_result(tmp_path, monkeypatch, capsys):
+    calls = []
+    fake_predict_module(monkeypatch, calls)
+    photo = tmp_path / "coffee.jpg"
+    cv2.imwrite(str(photo), cv2.cvtColor(data.coffee(), cv2.COLOR_RGB2BGR))
+    assert main(["face", str(photo), "--runs", str(tmp_path), "--out", str(tmp_path / "out")]) == 0
+    assert "no face found" in capsys.readouterr().out
+    record = json.loads((tmp_path / "out" / "coffee_keypoints.json").read_text())
+    assert record["faces"] == []
+    assert calls == []
+
+
+def test_end_to_end_two_faces(tmp_path, monkeypatch):
+    import matplotlib.cbook
+
+    calls = []
+    fake_predict_module(monkeypatch, calls)
+    astronaut = cv2.cvtColor(data.astronaut(), cv2.COLOR_RGB2GRAY)
+    hopper = cv2.imread(matplotlib.cbook.get_sample_data("grace_hopper.jpg", asfileobj=False), cv2.IMREAD_GRAYSCALE)
+    photo = tmp_path / "two people.png"
+    cv2.imwrite(str(photo), np.concatenate([astronaut, hopper[:512]], axis=1))   # grayscale PNG
+    run_dir = tmp_path / "runs" / "a"
+    run_dir.mkdir(parents=True)
+    out = tmp_path / "faces"
+    assert main(["face", str(photo), "--runs", str(run_dir), "--out", str(out)]) == 0
+
+    record = json.loads((out / "two people_keypoints.json").read_text())
+    assert len(record["faces"]) == 2
+    assert (out / "two people_keypoints.png").is_file()
+    drawn = cv2.imread(str(out / "two people_keypoints.png"))
+    assert drawn.shape == (512, 1024, 3)
+    # predicted twice (first crop, then the refined one), 2 faces at a time, with flip TTA
+    assert [c[1:] for c in calls] == [((2, 96, 96), np.uint8, True)] * 2
+    assert calls[0][0] == [str(run_dir)]
+    for item, (left, right) in zip(record["faces"], [(0, 512), (512, 1024)]):
+        x, y, w, h = item["box"]
+        assert left <= x and x + w <= right
+        m = np.array(item["photo_to_crop"])
+        m_inv = np.array(item["crop_to_photo"])
+        np.testing.assert_allclose(face.apply(m_inv, face.apply(m, [[10.0, 20.0]])), [[10.0, 20.0]], atol=1e-3)
+        eyes = np.array([item["keypoints"]["right_eye_center"], item["keypoints"]["left_eye_center"]])
+        assert (x < eyes[:, 0]).all() and (eyes[:, 0] < x + w).all()
+        assert eyes[0, 0] < eyes[1, 0]          # subject's right eye is on the image left
+        assert set(item["keypoints"]) == set(face.KEYPOINTS)
