@@ -56,7 +56,7 @@ def find_data_dir(data_dir=None, search_root=None) -> Path:
     )
 
 
-def _source(data_dir: Path, stem: str) -> Path:
+def source_file(data_dir: Path, stem: str) -> Path:
     for suffix in (".csv", ".zip"):
         path = Path(data_dir) / f"{stem}{suffix}"
         if path.is_file():
@@ -250,7 +250,8 @@ def parse_test(raw: bytes, path="test.csv"):
 def cache_dir(data_dir) -> Path:
     """<data_dir>/.fkd-cache where writable, else ~/.cache/fkd/<hash of the folder> (read-only inputs)."""
     data_dir = Path(data_dir).resolve()
-    if os.access(data_dir, os.W_OK):
+    # root passes os.access on a folder without write bits: respect the bits too
+    if os.access(data_dir, os.W_OK) and data_dir.stat().st_mode & 0o200:
         folder = data_dir / ".fkd-cache"
     else:
         digest = hashlib.sha1(str(data_dir).encode()).hexdigest()[:12]
@@ -267,7 +268,7 @@ def _stamp(path: Path) -> dict:
 
 def _cached(data_dir, stem: str, parse, names):
     """Arrays parsed from <stem>.csv/.zip, reloaded from .npy while the source is unchanged."""
-    source = _source(data_dir, stem)
+    source = source_file(data_dir, stem)
     folder = cache_dir(data_dir)
     stamp_path = folder / f"{stem}.json"
     files = [folder / f"{stem}.{name}.npy" for name in names]

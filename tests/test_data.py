@@ -164,3 +164,16 @@ def test_cli_prints_one_line_and_exits_nonzero(tmp_path):
     assert len(lines) == 1 and "Traceback" not in result.stderr
     assert "training.csv, row 1 (line 2), column Image: pixel 100: a value above 255" in lines[0]
     assert not (tmp_path / "subs").exists() or not list((tmp_path / "subs").iterdir())
+
+
+def test_folder_without_write_bits_is_left_untouched_even_for_root(competition, tmp_path, monkeypatch):
+    folder = tmp_path / "shared"
+    shutil.copytree(competition, folder)
+    monkeypatch.setenv("FKD_CACHE_DIR", str(tmp_path / "cache"))
+    folder.chmod(0o555)
+    try:
+        data.load_training(folder)
+        assert not (folder / ".fkd-cache").exists()
+        assert list((tmp_path / "cache").glob("shared-*/training.images.npy"))
+    finally:
+        folder.chmod(0o755)
