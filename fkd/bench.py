@@ -1,0 +1,84 @@
+"""`fkd bench`: figures for speed and accuracy, each next to its baseline measured in the same run.
+
+  parse       training.csv parse time (fkd vs the notebook way) and cache reload time
+  throughput  training images/second of seedcnn: fkd's loop vs a plain PyTorch DataLoader loop
+  cv          CV RMSE of the mean shape, the `seed` recipe, seedcnn/lenet with fkd's recipe, the CPU recipe
+"""
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+
+from fkd.data import find_data_dir, load_training, parse_training, read_bytes, source_file
+
+SECTIONS = ("parse", "throughput", "cv")
+KAGGLE_TRAINING_ROWS = 7049
+
+
+def add_arguments(parser):
+    parser.add_argument("--data-dir", help="competition folder (make bench uses ../shared/data/proxy)")
+    parser.add_argument("--only", default=",".join(SECTIONS), help=f"comma-separated sections of {SECTIONS}")
+    parser.add_argument("--runs-dir", default="runs/bench", help="where the cv section's runs go")
+    parser.add_argument("--cv-configs", nargs="+",
+                        default=["configs/seed.yaml", "configs/seedcnn.yaml", "configs/lenet.yaml", "configs/cpu.yaml"],
+                        help="configs the cv section cross-validates (after the mean shape)")
+
+
+def best_of(function, repeats: int = 3) -> float:
+    times = []
+    for _ in range(repeats):
+        started = time.perf_counter()
+        function()
+        times.append(time.perf_counter() - started)
+    return min(times)
+
+
+def notebook_parse(path):
+    """The common notebook way: pandas, then np.array(s.split()) per row."""
+    import pandas as pd
+
+    frame = pd.read_csv(path)
+    images = np.vstack(frame["Image"].apply(lambda s: np.array(s.split(), dtype=np.float32)).to_numpy())
+    return images.reshape(-1, 96, 96), frame.drop(columns="Image").to_numpy(dtype=np.float32)
+
+
+def kaggle_sized_csv(data_dir, folder: Path) -> Path:
+    """The data's training.csv, rows repeated up to Kaggle's 7,049, as a plain csv file."""
+    raw = read_bytes(source_file(data_dir, "training"))
+    header, _, body = raw.partition(b"\n")
+    lines = body.rstrip(b"\n").split(b"\n")
+    lines = (lines * (KAGGLE_TRAINING_ROWS // len(lines) + 1))[:KAGGLE_TRAINING_ROWS]
+    path = folder / "training.csv"
+    path.write_bytes(header + b"\n" + b"\n".join(lines) + b"\n")
+    return path
+
+
+def bench_parse(data_dir) -> None:
+    with tempfile.TemporaryDirectory() as folder:
+        path = kaggle_sized_csv(data_dir, Path(folder))
+        size = path.stat().st_size / 1e6
+        raw = path.read_bytes()
+        parse_training(raw[:200_000].rsplit(b"\n", 1)[0] + b"\n")  # compile (or load) the parser first
+        fkd_seconds = best_of(lambda: parse_training(path.read_bytes(), path))
+        notebook_seconds = best_of(lambda: notebook_parse(path), repeats=1)
+        load_training(folder)  # builds the cache
+        cache_seconds = best_of(lambda: load_training(folder))
+    print(f"parse  {KAGGLE_TRAINING_ROWS} rows, {size:.0f} MB csv: fkd {fkd_seconds:.2f} s, "
+          f"notebook way {notebook_seconds:.2f} s ({notebook_seconds / fkd_seconds:.0f}x slower); "
+          f"reload from .npy cache {cache_seconds:.3f} s", flush=True)
+
+
+def run(args):
+    data_dir = find_data_dir(args.data_dir)
+    sections = [s.strip() for s in args.only.split(",") if s.strip()]
+    print(f"bench on {data_dir}", flush=True)
+    if "parse" in sections:
+        bench_parse(data_dir)
+    if "throughput" in sections:
+        from fkd.bench_train import bench_throughput
+        bench_throughput(data_dir)
+    if "cv" in sections:
+        from fkd.bench_train import bench_cv
+        bench_cv(data_dir, args.cv_configs, args.runs_dir)
+    return 0

@@ -1,0 +1,94 @@
+"""Training benchmarks: throughput of fkd's loop against a plain PyTorch loop, and CV RMSE per recipe."""
+import time
+
+import numpy as np
+import torch
+
+from fkd.config import load_config
+from fkd.folds import load_folds
+from fkd.data import load_training
+from fkd.metrics import mean_shape, rmse
+
+THROUGHPUT_ROWS = 2048
+
+
+def _plain_pytorch_epoch(model, optimizer, images: np.ndarray, labels: np.ndarray, batch_size: int) -> None:
+    """The textbook loop: float tensors in a TensorDataset, a shuffling DataLoader, MSE on filled labels."""
+    from torch.utils.data import DataLoader, TensorDataset
+
+    x = torch.from_numpy(images).float().unsqueeze(1) / 255.0
+    y = (torch.from_numpy(np.nan_to_num(labels, nan=48.0)) - 48.0) / 48.0
+    model.train()
+    for xb, yb in DataLoader(TensorDataset(x, y), batch_size=batch_size, shuffle=True, drop_last=True):
+        loss = torch.nn.functional.mse_loss(model(xb), yb)
+        optimizer.zero_grad()
+        loss.backward()
+        optimizer.step()
+
+
+def bench_throughput(data_dir, model_name: str = "seedcnn", repeats: int = 2) -> None:
+    from fkd.models import build_model
+    from fkd.train import make_optimizer, make_schedule, steps_per_epoch, train_epoch
+
+    images, keypoints = load_training(data_dir)
+    images, keypoints = images[:THROUGHPUT_ROWS], keypoints[:THROUGHPUT_ROWS]
+    results = {}
+    for label, augment in (("fkd loop, no augmentation", {}), ("fkd loop, default augmentation", None)):
+        config = load_config(None, model=model_name, epochs=1)
+        if augment is not None:
+            config["augment"] = augment
+        else:
+            from fkd.augment import DEFAULT_AUGMENT
+            config["augment"] = dict(DEFAULT_AUGMENT)
+        torch.manual_seed(0)
+        model = build_model(model_name)
+        optimizer = make_optimizer(model, config)
+        schedule = make_schedule(optimizer, config, steps_per_epoch(len(images), config))
+        generator = torch.Generator().manual_seed(0)
+        x, y = torch.from_numpy(images), torch.from_numpy(keypoints)
+        seconds = min(_timed(lambda: train_epoch(model, optimizer, schedule, x, y, config, generator))
+                      for _ in range(repeats))
+        results[label] = len(images) // config["batch_size"] * config["batch_size"] / seconds
+    torch.manual_seed(0)
+    model = build_model(model_name)
+    optimizer = torch.optim.AdamW(model.parameters(), lr=1e-3)
+    seconds = min(_timed(lambda: _plain_pytorch_epoch(model, optimizer, images, keypoints, 64))
+                  for _ in range(repeats))
+    results["plain PyTorch DataLoader loop"] = len(images) // 64 * 64 / seconds
+    for label, rate in results.items():
+        print(f"throughput  {model_name} on {torch.get_num_threads()} CPU threads, {label}: {rate:.0f} images/s",
+              flush=True)
+
+
+def _timed(function) -> float:
+    started = time.perf_counter()
+    function()
+    return time.perf_counter() - started
+
+
+def mean_shape_cv(data_dir, k: int = 5, seed: int = 0) -> float:
+    """CV RMSE of predicting each fold with the mean shape of the other folds."""
+    _, keypoints = load_training(data_dir)
+    folds = load_folds(data_dir, k, seed)
+    oof = np.empty_like(keypoints)
+    for fold in range(k):
+        oof[folds == fold] = mean_shape(keypoints[folds != fold])
+    return rmse(oof, keypoints)
+
+
+def bench_cv(data_dir, config_paths, runs_dir) -> None:
+    from fkd.cv import run_cv
+    from fkd.rundir import read_json
+
+    baseline = mean_shape_cv(data_dir)
+    print(f"cv  mean shape: RMSE {baseline:.4f} (5 folds)", flush=True)
+    for path in config_paths:
+        config = load_config(path)
+        started = time.perf_counter()
+        run_dir = run_cv(data_dir, config, runs_dir)
+        metrics = read_json(run_dir / "metrics.json")
+        print(f"cv  {path}: RMSE {metrics['rmse']:.4f} = {metrics['rmse'] / baseline:.3f} x mean shape "
+              f"(complete {metrics['rmse_complete']:.4f}, partial {metrics['rmse_partial']:.4f}; "
+              f"{config['folds']} folds x {config['epochs']} epochs, model {config['model']}, "
+              f"training {metrics['train_seconds']:.0f} s, this call {time.perf_counter() - started:.0f} s)",
+              flush=True)

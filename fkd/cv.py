@@ -1,0 +1,117 @@
+"""`fkd cv`: K-fold cross-validation of a config -> runs/<name>/.
+
+A rerun skips every fold whose checkpoint exists (checkpoints are written atomically, so an
+interrupted fold leaves nothing and is trained again). With --only-fold, just those folds are
+trained; a later run without it assembles oof.csv, metrics.json and test_pred.csv from them.
+"""
+import json
+import time
+from pathlib import Path
+
+import numpy as np
+
+from fkd import rundir
+from fkd.config import load_config
+from fkd.data import find_data_dir, load_test, load_training
+from fkd.errors import FkdError
+from fkd.folds import load_folds
+from fkd.metrics import mean_shape, rmse, rmse_report
+
+# keys that may differ between the passes of one run without changing what it trains
+_RUN_INDEPENDENT = {"only_folds", "description", "device", "eval_batch_size"}
+
+
+def add_arguments(parser):
+    parser.add_argument("--data-dir", help="competition folder (default: data/, then /kaggle/input)")
+    parser.add_argument("--config", help="YAML/JSON file of settings over fkd.config.DEFAULTS")
+    parser.add_argument("--folds", type=int, help="number of folds K")
+    parser.add_argument("--only-fold", type=int, action="append", help="train only this fold (repeatable)")
+    parser.add_argument("--epochs", type=int, help="override the config's epochs")
+    parser.add_argument("--device", help="auto | cpu | cuda | cuda:1")
+    parser.add_argument("--name", help="run name (default: the config's name or file stem)")
+    parser.add_argument("--runs-dir", default="runs", help="where run folders go")
+
+
+def log(message: str) -> None:
+    print(message, flush=True)
+
+
+def _check_same_run(run_dir: Path, config: dict) -> None:
+    path = run_dir / "config.json"
+    if not path.is_file():
+        return
+    saved = json.loads(path.read_text())
+    changed = sorted(k for k in set(saved) | set(config)
+                     if k not in _RUN_INDEPENDENT and saved.get(k) != config.get(k))
+    if changed:
+        raise FkdError(f"holds a run of another config (differs in {', '.join(changed)}); "
+                       "pass another --name or remove the folder", path=run_dir)
+
+
+def run_cv(data_dir, config: dict, runs_dir="runs") -> Path:
+    """Train every missing fold of `config`; when all folds exist, write the run's results."""
+    from fkd.train import load_checkpoint, save_checkpoint, train_fold, training_labels
+
+    data_dir = find_data_dir(data_dir)
+    run_dir = Path(runs_dir) / config["name"]
+    _check_same_run(run_dir, config)
+    run_dir.mkdir(parents=True, exist_ok=True)
+    rundir.write_json(run_dir / "config.json", config)
+
+    images, truth = load_training(data_dir)
+    image_ids, test_images = load_test(data_dir)
+    folds = load_folds(data_dir, config["folds"], config["fold_seed"])
+    labels = training_labels(truth, config)
+    baseline = rmse(mean_shape(truth)[None], truth)
+    log(f"run {run_dir}: {len(images)} training rows, {len(test_images)} test images, "
+        f"{config['folds']} folds, model {config['model']} (mean-shape RMSE {baseline:.4f})")
+
+    wanted = config["only_folds"] if config["only_folds"] is not None else range(config["folds"])
+    for fold in wanted:
+        path = run_dir / f"fold{fold}.pt"
+        if path.is_file():
+            log(f"fold {fold}: done already ({path})")
+            continue
+        started = time.perf_counter()
+        checkpoint = train_fold(fold, images, labels, truth, folds, config, test_images, log=log)
+        checkpoint["seconds"] = time.perf_counter() - started
+        save_checkpoint(checkpoint, path)
+        log(f"fold {fold}: best val RMSE {checkpoint['val_rmse']:.4f} at epoch {checkpoint['best_epoch']} "
+            f"({checkpoint['seconds']:.0f} s) -> {path}")
+
+    finished = [run_dir / f"fold{k}.pt" for k in range(config["folds"])]
+    if not all(p.is_file() for p in finished):
+        log(f"{sum(p.is_file() for p in finished)}/{config['folds']} folds finished; rerun to continue")
+        return run_dir
+
+    oof = np.full(truth.shape, np.nan, dtype=np.float32)
+    test_predictions, history, seconds = [], [], 0.0
+    for path in finished:
+        checkpoint = load_checkpoint(path)
+        oof[checkpoint["valid_index"]] = checkpoint["val_pred"]
+        test_predictions.append(checkpoint["test_pred"])
+        history.extend(checkpoint["history"])
+        seconds += checkpoint.get("seconds", 0.0)
+    metrics = rmse_report(oof, truth)
+    metrics.update({"mean_shape_rmse": baseline, "ratio_to_mean_shape": metrics["rmse"] / baseline,
+                    "train_seconds": seconds, "folds": config["folds"], "epochs": config["epochs"]})
+    rundir.write_oof(run_dir, folds, oof)
+    rundir.write_test_predictions(run_dir, image_ids, np.mean(test_predictions, axis=0))
+    rundir.write_json(run_dir / "history.json", history)
+    rundir.write_json(run_dir / "metrics.json", metrics)
+    log(f"run {run_dir}: OOF RMSE {metrics['rmse']:.4f} (complete rows {metrics['rmse_complete']:.4f}, "
+        f"partial rows {metrics['rmse_partial']:.4f}; {metrics['ratio_to_mean_shape']:.3f} x mean shape)")
+    try:
+        from fkd.report import write_run_report
+        write_run_report(run_dir, images=images, keypoints=truth, test_images=test_images)
+    except Exception as error:  # the plots are a convenience: never lose a finished run to them
+        log(f"run report skipped: {type(error).__name__}: {error}")
+    return run_dir
+
+
+def run(args):
+    config = load_config(args.config, folds=args.folds, epochs=args.epochs, device=args.device, name=args.name,
+                         only_folds=args.only_fold)
+    run_cv(args.data_dir, config, args.runs_dir)
+    return 0
+

@@ -1,0 +1,63 @@
+"""Predictions of trained models: fold models x flip TTA, in pixel coordinates."""
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from fkd.errors import FkdError
+from fkd.keypoints import FLIP_COLUMN_PERMUTATION, SIZE
+from fkd.models import build_model, to_pixels
+
+
+def _unflip(pixels: torch.Tensor) -> torch.Tensor:
+    """Predictions made on a flipped image, mapped back to the original: x -> 95 - x, left <-> right."""
+    pixels = pixels.clone()
+    pixels[:, 0::2] = (SIZE - 1) - pixels[:, 0::2]
+    return pixels[:, torch.as_tensor(FLIP_COLUMN_PERMUTATION, device=pixels.device)]
+
+
+@torch.no_grad()
+def predict_images(model, images, config: dict, device=None, flip_tta: bool = True) -> np.ndarray:
+    """uint8 images [N,96,96] -> float32 pixel keypoints [N,30]; with flip_tta, the mean with the mirror."""
+    from fkd.train import model_inputs, scale_pixels  # the same input path as training
+
+    device = torch.device(device) if device is not None else next(model.parameters()).device
+    model.eval()
+    images = torch.as_tensor(np.asarray(images))
+    batch_size = config.get("eval_batch_size", 256)
+    out = []
+    for start in range(0, len(images), batch_size):
+        x = scale_pixels(model_inputs(images[start:start + batch_size].to(device), config), config)
+        pred = to_pixels(model(x).float())
+        if flip_tta:
+            pred = (pred + _unflip(to_pixels(model(torch.flip(x, dims=[-1])).float()))) / 2
+        out.append(pred.cpu())
+    return torch.cat(out).numpy().astype(np.float32) if out else np.zeros((0, 30), np.float32)
+
+
+def load_fold_models(run_dir, device="cpu"):
+    """[(model, config)] for every fold<k>.pt in a run folder."""
+    from fkd.train import load_checkpoint
+
+    paths = sorted(Path(run_dir).glob("fold*.pt"))
+    if not paths:
+        raise FkdError("no fold checkpoints (fold<k>.pt): is this a finished run?", path=run_dir)
+    models = []
+    for path in paths:
+        checkpoint = load_checkpoint(path, device)
+        config = checkpoint["config"]
+        model = build_model(config["model"], **{**config["model_options"], "weights": None}
+                            if "weights" in config["model_options"] else config["model_options"])
+        model.load_state_dict(checkpoint["state_dict"])
+        models.append((model.to(device), config))
+    return models
+
+
+def predict_runs(run_dirs, images, flip_tta: bool = True, device=None) -> np.ndarray:
+    """Mean prediction of every fold model of every run, in pixels [N,30]."""
+    from fkd.train import pick_device
+
+    device = device or pick_device("auto")
+    predictions = [predict_images(model, images, config, device, flip_tta)
+                   for run_dir in run_dirs for model, config in load_fold_models(run_dir, device)]
+    return np.mean(predictions, axis=0).astype(np.float32)

@@ -1,0 +1,196 @@
+"""The training loop: one fold at a time, the whole uint8 dataset as one tensor on the device.
+
+No DataLoader: a batch is an index into that tensor, augmented by fkd.augment.augment_batch on the
+same device. Missing keypoints carry no gradient (masked loss). The best epoch's weights (by
+validation RMSE) are the fold's checkpoint; a finished fold is never trained again.
+"""
+import math
+import time
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import torch
+import torch.nn.functional as F
+from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
+from tqdm.auto import tqdm
+
+from fkd.atomic import atomic_path
+from fkd.augment import augment_batch
+from fkd.metrics import rmse
+from fkd.models import build_model, to_normalised
+from fkd.predict import predict_images
+
+
+def pick_device(name: str = "auto") -> torch.device:
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    return torch.device(name)
+
+
+def seed_everything(seed: int) -> None:
+    torch.manual_seed(seed)
+    np.random.seed(seed % 2**32)
+
+
+def training_labels(keypoints: np.ndarray, config: dict) -> np.ndarray:
+    """Targets as trained on: NaN for missing (masked), or the original project's forward fill."""
+    if config["labels"] == "ffill":
+        # the original project's fill: each missing value copies the row above (then below, at the top)
+        return pd.DataFrame(keypoints).ffill().bfill().to_numpy(dtype=np.float32)
+    return keypoints
+
+
+def masked_loss(pred: torch.Tensor, target: torch.Tensor, kind: str) -> torch.Tensor:
+    """Mean loss over the present target values; NaN targets contribute nothing."""
+    present = ~torch.isnan(target)
+    diff = (pred - torch.nan_to_num(target))[present]
+    if diff.numel() == 0:
+        return pred.sum() * 0.0
+    if kind == "mse":
+        return (diff ** 2).mean()
+    if kind == "l1":
+        return diff.abs().mean()
+    if kind == "smooth_l1":
+        return F.smooth_l1_loss(diff, torch.zeros_like(diff), beta=1.0 / 48)
+    if kind == "wing":
+        # Feng et al. 2018, w=10 px, epsilon=2 px, in normalised units (1 unit = 48 px)
+        w, epsilon = 10.0 / 48, 2.0 / 48
+        c = w - w * math.log(1 + w / epsilon)
+        a = diff.abs()
+        return torch.where(a < w, w * torch.log1p(a / epsilon), a - c).mean()
+    raise ValueError(f"unknown loss {kind!r}")
+
+
+def make_optimizer(model, config):
+    decay = [p for n, p in model.named_parameters() if p.ndim > 1]
+    no_decay = [p for n, p in model.named_parameters() if p.ndim <= 1]
+    groups = [{"params": decay, "weight_decay": config["weight_decay"]},
+              {"params": no_decay, "weight_decay": 0.0}]
+    if config["optimizer"] == "adam":
+        return torch.optim.Adam(model.parameters(), lr=config["lr"])
+    return torch.optim.AdamW(groups, lr=config["lr"])
+
+
+def make_schedule(optimizer, config, steps_per_epoch: int):
+    total = max(1, config["epochs"] * steps_per_epoch)
+    if config["schedule"] == "onecycle":
+        return torch.optim.lr_scheduler.OneCycleLR(
+            optimizer, max_lr=config["lr"], total_steps=total,
+            pct_start=min(0.5, max(config["warmup_epochs"], 0.01) / max(config["epochs"], 1)))
+    if config["schedule"] == "cosine":
+        warmup = config["warmup_epochs"] * steps_per_epoch
+
+        def factor(step):
+            if step < warmup:
+                return (step + 1) / warmup
+            return 0.5 * (1 + math.cos(math.pi * (step - warmup) / max(1, total - warmup)))
+
+        return torch.optim.lr_scheduler.LambdaLR(optimizer, factor)
+    return torch.optim.lr_scheduler.LambdaLR(optimizer, lambda step: 1.0)
+
+
+def model_inputs(images_uint8: torch.Tensor, config: dict) -> torch.Tensor:
+    """uint8 [B,96,96] -> float [B,1,96,96] in 0..1 (or 0..255 for the original project's recipe)."""
+    images = images_uint8.unsqueeze(1).float() / 255.0
+    return images
+
+
+def scale_pixels(images: torch.Tensor, config: dict) -> torch.Tensor:
+    return images * 255.0 if config["pixels"] == "raw" else images
+
+
+def steps_per_epoch(n_rows: int, config: dict) -> int:
+    return max(1, n_rows // min(config["batch_size"], n_rows))
+
+
+def train_epoch(model, optimizer, schedule, images: torch.Tensor, labels: torch.Tensor, config: dict,
+                generator: torch.Generator, ema=None, desc="epoch") -> float:
+    """One pass over uint8 images [N,96,96] and pixel labels [N,30] (NaN = missing) on their device;
+    returns the mean training loss."""
+    device = images.device
+    use_amp = config["amp"] and device.type == "cuda"
+    batch_size = min(config["batch_size"], len(images))
+    n_steps = steps_per_epoch(len(images), config)
+    model.train()
+    order = torch.randperm(len(images), device=device, generator=generator)
+    total_loss = torch.zeros((), device=device)
+    bar = tqdm(range(n_steps), desc=desc, leave=False, mininterval=1.0, disable=None)
+    for step in bar:
+        batch = order[step * batch_size:(step + 1) * batch_size]
+        x = model_inputs(images[batch], config)
+        y = labels[batch]
+        if config["augment"]:
+            x, y = augment_batch(x, y, config["augment"], generator=generator)
+        x = scale_pixels(x, config)
+        if device.type == "cuda":
+            x = x.contiguous(memory_format=torch.channels_last)
+        with torch.autocast(device.type, dtype=torch.bfloat16, enabled=use_amp):
+            out = model(x)
+        loss = masked_loss(out.float(), to_normalised(y), config["loss"])
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        optimizer.step()
+        schedule.step()
+        if ema is not None:
+            ema.update_parameters(model)
+        total_loss += loss.detach()
+        if step % 20 == 0:
+            bar.set_postfix(loss=f"{total_loss.item() / (step + 1):.5f}")
+    return total_loss.item() / n_steps
+
+
+def train_fold(fold: int, images: np.ndarray, labels: np.ndarray, truth: np.ndarray, folds: np.ndarray,
+               config: dict, test_images=None, log=print):
+    """Train one fold; returns the checkpoint dict (weights, validation/test predictions, history)."""
+    device = pick_device(config["device"])
+    seed_everything(config["seed"] * 100 + fold)
+    train_index = np.flatnonzero(folds != fold)
+    valid_index = np.flatnonzero(folds == fold)
+    train_images = torch.from_numpy(images[train_index]).to(device)
+    train_labels = torch.from_numpy(labels[train_index]).to(device)
+    model = build_model(config["model"], **config["model_options"]).to(device)
+    if device.type == "cuda":
+        model = model.to(memory_format=torch.channels_last)
+    optimizer = make_optimizer(model, config)
+    schedule = make_schedule(optimizer, config, steps_per_epoch(len(train_index), config))
+    ema = (AveragedModel(model, multi_avg_fn=get_ema_multi_avg_fn(config["ema"]), use_buffers=True)
+           if config["ema"] else None)
+    generator = torch.Generator(device=device).manual_seed(config["seed"] * 100 + fold)
+
+    history, best = [], {"val_rmse": float("inf")}
+    for epoch in range(config["epochs"]):
+        started = time.perf_counter()
+        train_loss = train_epoch(model, optimizer, schedule, train_images, train_labels, config, generator,
+                                 ema=ema, desc=f"fold {fold} epoch {epoch + 1}/{config['epochs']}")
+        evaluated = ema.module if ema is not None else model
+        val_pred = predict_images(evaluated, images[valid_index], config, device, flip_tta=config["flip_tta"])
+        val_truth = truth[valid_index]
+        val_rmse = rmse(val_pred, val_truth)
+        val_loss = float(masked_loss(to_normalised(torch.from_numpy(val_pred)),
+                                     to_normalised(torch.from_numpy(val_truth)), config["loss"]))
+        record = {"fold": fold, "epoch": epoch + 1, "train_loss": train_loss,
+                  "val_loss": val_loss, "val_rmse": val_rmse, "lr": optimizer.param_groups[0]["lr"],
+                  "seconds": time.perf_counter() - started}
+        history.append(record)
+        log(f"fold {fold} epoch {epoch + 1}/{config['epochs']}: train loss {record['train_loss']:.5f}, "
+            f"val RMSE {val_rmse:.4f} px ({record['seconds']:.1f} s)")
+        if val_rmse < best["val_rmse"]:
+            state = {k: v.detach().to("cpu", copy=True) for k, v in evaluated.state_dict().items()}
+            best = {"val_rmse": val_rmse, "epoch": epoch + 1, "state_dict": state, "val_pred": val_pred}
+
+    model.load_state_dict(best["state_dict"])
+    test_pred = (predict_images(model, test_images, config, device, flip_tta=config["flip_tta"])
+                 if test_images is not None else None)
+    return {"fold": fold, "config": config, "state_dict": best["state_dict"], "best_epoch": best["epoch"],
+            "val_rmse": best["val_rmse"], "valid_index": valid_index, "val_pred": best["val_pred"],
+            "test_pred": test_pred, "history": history}
+
+
+def save_checkpoint(checkpoint: dict, path: Path) -> None:
+    with atomic_path(path) as tmp:
+        torch.save(checkpoint, tmp)
+
+
+def load_checkpoint(path: Path, device="cpu") -> dict:
+    return torch.load(path, map_location=device, weights_only=False)
