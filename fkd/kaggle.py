@@ -319,28 +319,47 @@ def download_kernel_output(kernel_id, staging: Path, program) -> None:
         token = found.group(1)
 
 
+def _fetch_runs(k, kernel_dir, runs_dir, program) -> list:
+    """Download one kernel's output to <kernel-dir>/output/<slug>/ and copy its runs/* into runs_dir."""
+    staging = Path(kernel_dir) / "output" / k["id"].split("/")[1]
+    if staging.exists():
+        shutil.rmtree(staging)
+    staging.mkdir(parents=True)
+    download_kernel_output(k["id"], staging, program)
+    runs = sorted(p for p in (staging / "runs").glob("*") if p.is_dir()) if (staging / "runs").is_dir() else []
+    for run in runs:
+        n = _copy_tree(run, runs_dir / run.name)
+        print(f"{runs_dir / run.name}: {n} files from {k['id']}")
+    if (staging / "submission.csv").is_file():
+        print(f"{k['id']} made {staging / 'submission.csv'}")
+    if not runs:
+        print(f"no runs/ in the output of {k['id']} (is it complete? fkd kaggle status)")
+    return [runs_dir / run.name for run in runs]
+
+
 def cmd_output(args):
+    """Runs of the kernel(s) into --runs-dir. Split layout: the ensemble's assembled run, else the folds'."""
     program = require_kaggle()
     runs_dir = Path(args.runs_dir)
+    kernels = _kernels(args)
+    ensemble = [k for k in kernels if k["role"] == "ensemble"]
     copied = []
-    for k in _kernels(args):
-        staging = Path(args.kernel_dir) / "output" / k["id"].split("/")[1]
-        if staging.exists():
-            shutil.rmtree(staging)
-        staging.mkdir(parents=True)
-        download_kernel_output(k["id"], staging, program)
-        runs = sorted(p for p in (staging / "runs").glob("*") if p.is_dir()) if (staging / "runs").is_dir() else []
-        for run in runs:
-            n = _copy_tree(run, runs_dir / run.name)
-            print(f"{runs_dir / run.name}: {n} files from {k['id']}")
-            copied.append(runs_dir / run.name)
-        if (staging / "submission.csv").is_file():
-            print(f"{k['id']} made {staging / 'submission.csv'}")
-        if not runs and k["role"] != "ensemble":
-            print(f"warning: no runs/ in the output of {k['id']} (is it complete? fkd kaggle status)")
+    if ensemble and not args.only:
+        copied = _fetch_runs(ensemble[0], args.kernel_dir, runs_dir, program)
+        if not copied:
+            print("the ensemble kernel left no run: fetching the fold kernels' checkpoints instead")
+            for k in kernels:
+                if k["role"] == "fold":
+                    copied += _fetch_runs(k, args.kernel_dir, runs_dir, program)
+            if copied:
+                print("assemble them (no training: every fold exists) with: fkd cv --config <the config> "
+                      f"--name {copied[0].name} --runs-dir {runs_dir}")
+    else:
+        for k in kernels:
+            copied += _fetch_runs(k, args.kernel_dir, runs_dir, program)
     if copied:
         unique = sorted({str(p) for p in copied})
-        print("blend them locally with: make submit RUNS=\"" + " ".join(unique) + "\"")
+        print("blend locally with: make submit RUNS=\"" + " ".join(unique) + "\"")
     return 0
 
 

@@ -10,9 +10,10 @@ second copy of the training code. The config file's text travels inside the scri
 
 Layout of --out: the script + kernel-metadata.json (from the top-level template), and
 kernels.json, the list `fkd kaggle push/status/output` work from. With --split: fold<k>/ (each
-trains fold k only: `cv --only-fold k`, run name <name>-fold<k>) and ensemble/ (its metadata lists
-the fold kernels in kernel_sources; it blends their runs, found under /kaggle/input, with
-`submit --runs ...`). Push the ensemble once the fold kernels are complete (`fkd kaggle push` waits).
+trains fold k only: `cv --only-fold k` -> runs/<name>/fold<k>.pt) and ensemble/ (its metadata lists
+the fold kernels in kernel_sources; it gathers their checkpoints from /kaggle/input into one run,
+lets `cv` assemble OOF and test predictions, and blends with `submit --runs ...`). Push the
+ensemble once the fold kernels are complete (`fkd kaggle push` waits for them).
 
 On Kaggle: data is searched under $FKD_KAGGLE_INPUT or /kaggle/input, everything is written to
 $FKD_KAGGLE_WORKING or /kaggle/working (runs/<name>/, submissions/, submission.csv). With more than
@@ -33,7 +34,7 @@ import time
 import zipfile
 from pathlib import Path
 
-from fkd.atomic import write_text
+from fkd.atomic import atomic_path, write_text
 from fkd.errors import FkdError
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
@@ -312,6 +313,7 @@ def _write_kernel(folder: Path, meta: dict, script: str, template_path) -> None:
     validate_metadata(meta, template_path)          # before anything is written
     folder.mkdir(parents=True, exist_ok=True)
     write_text(folder / SCRIPT_NAME, script)
+    os.chmod(folder / SCRIPT_NAME, 0o755)
     validate_metadata(meta, folder / METADATA, folder)
     write_text(folder / METADATA, json.dumps(meta, indent=2) + "\n")
 
@@ -404,7 +406,9 @@ def log(message: str) -> None:
 
 
 def cuda_device_count() -> int:
-    """GPUs torch sees (0 without torch or CUDA). Tests replace this to fake a 2-GPU machine."""
+    """GPUs torch sees (0 without torch or CUDA); $FKD_KERNEL_GPUS overrides (dry runs, tests)."""
+    if os.environ.get("FKD_KERNEL_GPUS"):
+        return int(os.environ["FKD_KERNEL_GPUS"])
     try:
         import torch
         return int(torch.cuda.device_count())
@@ -471,20 +475,29 @@ def train_folds_parallel(cv_argv, folds, n_gpus, bundle_root, launch=run_fold_pr
         raise RuntimeError("fold training failed: " + ", ".join(f"fold {k} (exit {s})" for k, s in failures))
 
 
-def find_fold_runs(input_root, name, folds, sources=()) -> list:
-    """The run folders runs/<name>-fold<k> the fold kernels left under the input root (their outputs)."""
-    input_root = Path(input_root)
+def gather_fold_checkpoints(input_root, name, folds, run_dir, sources=()) -> list:
+    """Copy runs/<name>/fold<k>.pt of every fold kernel (their outputs, under the input root) into run_dir.
+
+    `fkd cv` over run_dir then trains nothing (every checkpoint exists) and only assembles the run:
+    oof.csv, test_pred.csv, metrics.json - exactly as if one machine had trained all folds.
+    """
+    input_root, run_dir = Path(input_root), Path(run_dir)
     found = {}
     for k in range(folds):
-        wanted = f"{name}-fold{k}"
-        hits = sorted(p for p in input_root.rglob(wanted) if p.is_dir() and p.parent.name == "runs")
+        hits = sorted(p for p in input_root.rglob(f"fold{k}.pt")
+                      if p.parent.name == name and p.parent.parent.name == "runs")
         if hits:
             found[k] = hits[0]
     missing = [k for k in range(folds) if k not in found]
     if missing:
-        raise RuntimeError(f"no runs/{name}-fold<k> under {input_root} for folds {missing}: are the fold "
+        raise RuntimeError(f"no runs/{name}/fold<k>.pt under {input_root} for folds {missing}: are the fold "
                            f"kernels {', '.join(sources) or '(none listed)'} complete and attached?")
-    return [found[k] for k in range(folds)]
+    run_dir.mkdir(parents=True, exist_ok=True)
+    for k, path in found.items():
+        log(f"fold {k}: {path}")
+        with atomic_path(run_dir / path.name) as tmp:
+            shutil.copyfile(path, tmp)
+    return [run_dir / found[k].name for k in range(folds)]
 
 
 def kernel_main(plan, config_name, config_text, bundle_root) -> int:
@@ -518,8 +531,8 @@ def kernel_main(plan, config_name, config_text, bundle_root) -> int:
 
     if mode == "fold":
         k = int(plan["fold"])
-        fkd_command(cv_argv + ["--name", f"{name}-fold{k}", "--only-fold", k])
-        log(f"fold {k} done: {runs_dir / f'{name}-fold{k}'}")
+        fkd_command(cv_argv + ["--name", name, "--only-fold", k])
+        log(f"fold {k} done: {runs_dir / name / f'fold{k}.pt'} (the ensemble kernel gathers the folds)")
         return 0
     if mode == "single" and plan.get("mean_shape"):
         submit_argv = ["submit", "--data-dir", data_dir, "--model", "mean"]
@@ -531,9 +544,9 @@ def kernel_main(plan, config_name, config_text, bundle_root) -> int:
         fkd_command(argv)  # after parallel training: every fold is done, this gathers OOF and metrics
         submit_argv = ["submit", "--data-dir", data_dir, "--runs", runs_dir / name]
     elif mode == "ensemble":
-        fold_runs = find_fold_runs(input_root, name, folds, plan.get("sources", ()))
-        log("fold runs: " + ", ".join(str(p) for p in fold_runs))
-        submit_argv = ["submit", "--data-dir", data_dir, "--runs", *fold_runs]
+        gather_fold_checkpoints(input_root, name, folds, runs_dir / name, plan.get("sources", ()))
+        fkd_command(cv_argv + ["--name", name])  # nothing left to train: assembles OOF, test predictions
+        submit_argv = ["submit", "--data-dir", data_dir, "--runs", runs_dir / name]
     else:
         raise RuntimeError(f"unknown plan mode {mode!r}")
 

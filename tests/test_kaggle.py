@@ -295,27 +295,40 @@ def test_push_revalidates_metadata(fake, single_kernel, capsys):
     assert "enable_gpus" in err and str(meta_path) in err and fake.calls == []
 
 
-def test_output_pages_and_runs(fake, split_kernel, tmp_path, capsys):
+def test_output_pages_and_runs(fake, single_kernel, tmp_path, capsys):
     fake.answer("kernels output",
-                {"files": {"runs/tiny-fold0/fold0.pt": "w0", "runs/tiny-fold0/config.json": "{}"},
+                {"files": {"runs/tiny/fold0.pt": "w0", "runs/tiny/config.json": "{}"},
                  "stdout": "Output file downloaded\nNext page token: PAGE2\n"},
-                {"files": {"runs/tiny-fold0/oof.csv": "row,fold\n", "fkd-facial-keypoints-fold0.log": "log"}},
-                {"files": {"runs/tiny-fold1/fold1.pt": "w1"}},
-                {"files": {"submission.csv": "RowId,Location\n"}})
-    assert fkd("output", "--kernel-dir", split_kernel, "--runs-dir", "runs") == 0
-    stage = split_kernel / "output"
+                {"files": {"runs/tiny/fold1.pt": "w1", "runs/tiny/oof.csv": "row,fold\n",
+                           "submission.csv": "RowId,Location\n", "fkd-facial-keypoints.log": "log"}})
+    assert fkd("output", "--kernel-dir", single_kernel, "--runs-dir", "runs") == 0
+    stage = str(single_kernel / "output" / "fkd-facial-keypoints")
     assert fake.calls == [
-        ["kernels", "output", "alice/fkd-facial-keypoints-fold0", "-p", str(stage / "fkd-facial-keypoints-fold0"), "-o"],
-        ["kernels", "output", "alice/fkd-facial-keypoints-fold0", "-p", str(stage / "fkd-facial-keypoints-fold0"), "-o",
-         "--page-token", "PAGE2"],
-        ["kernels", "output", "alice/fkd-facial-keypoints-fold1", "-p", str(stage / "fkd-facial-keypoints-fold1"), "-o"],
-        ["kernels", "output", "alice/fkd-facial-keypoints-ensemble", "-p",
-         str(stage / "fkd-facial-keypoints-ensemble"), "-o"],
+        ["kernels", "output", "alice/fkd-facial-keypoints", "-p", stage, "-o"],
+        ["kernels", "output", "alice/fkd-facial-keypoints", "-p", stage, "-o", "--page-token", "PAGE2"],
     ]
     runs = tmp_path / "runs"
     assert sorted(p.relative_to(runs).as_posix() for p in runs.rglob("*") if p.is_file()) == [
-        "tiny-fold0/config.json", "tiny-fold0/fold0.pt", "tiny-fold0/oof.csv", "tiny-fold1/fold1.pt"]
-    assert "make submit" in capsys.readouterr().out
+        "tiny/config.json", "tiny/fold0.pt", "tiny/fold1.pt", "tiny/oof.csv"]
+    assert 'make submit RUNS="runs/tiny"' in capsys.readouterr().out
+
+
+def test_split_output_takes_the_ensemble_run(fake, split_kernel, tmp_path):
+    fake.answer("kernels output", files={"runs/tiny/fold0.pt": "w0", "runs/tiny/fold1.pt": "w1",
+                                         "runs/tiny/oof.csv": "row\n", "submission.csv": "RowId,Location\n"})
+    assert fkd("output", "--kernel-dir", split_kernel) == 0
+    assert [c[2] for c in fake.calls] == ["alice/fkd-facial-keypoints-ensemble"]
+    assert sorted(p.name for p in (tmp_path / "runs" / "tiny").iterdir()) == ["fold0.pt", "fold1.pt", "oof.csv"]
+
+
+def test_split_output_falls_back_to_fold_kernels(fake, split_kernel, tmp_path, capsys):
+    fake.answer("kernels output", {"files": {"fkd-facial-keypoints-ensemble.log": "failed"}},
+                {"files": {"runs/tiny/fold0.pt": "w0", "runs/tiny/config.json": "{}"}},
+                {"files": {"runs/tiny/fold1.pt": "w1", "runs/tiny/config.json": "{}"}})
+    assert fkd("output", "--kernel-dir", split_kernel) == 0
+    assert [c[2] for c in fake.calls] == [f"alice/fkd-facial-keypoints-{s}" for s in ("ensemble", "fold0", "fold1")]
+    assert sorted(p.name for p in (tmp_path / "runs" / "tiny").iterdir()) == ["config.json", "fold0.pt", "fold1.pt"]
+    assert "fkd cv" in capsys.readouterr().out
 
 
 def make_competition_zip(tmp_path: Path, drop=None) -> Path:

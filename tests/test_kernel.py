@@ -1,6 +1,7 @@
 """The Kaggle kernel bundle: metadata rules, layout, the multi-GPU runner, and a self-contained run."""
 import json
 import os
+import shutil
 import subprocess
 import sys
 import threading
@@ -29,7 +30,7 @@ def no_kaggle_identity(monkeypatch, tmp_path):
 def config(tmp_path) -> Path:
     path = tmp_path / "cfg" / "tiny.yaml"
     path.parent.mkdir()
-    path.write_text(TINY_CONFIG.read_text() if TINY_CONFIG.is_file() else "model: lenet\nepochs: 1\n")
+    path.write_text(TINY_CONFIG.read_text() if TINY_CONFIG.is_file() else "model: lenet\nepochs: 1\nbatch_size: 32\n")
     return path
 
 
@@ -245,6 +246,12 @@ def test_runner_uses_all_gpus_then_gathers(tmp_path, monkeypatch, competition):
 
 # ---------------------------------------------------------------- end to end, outside the repository
 
+@pytest.fixture(scope="module")
+def small_competition(tmp_path_factory) -> Path:
+    from fkd.synth import write_competition
+    return write_competition(tmp_path_factory.mktemp("small-competition"), n_train=64, n_test=8, seed=1)
+
+
 def kaggle_input(competition: Path, root: Path) -> Path:
     """root/facial-keypoints-detection/ laid out as on Kaggle: training.zip, test.zip, two csv files."""
     folder = root / "facial-keypoints-detection"
@@ -257,12 +264,12 @@ def kaggle_input(competition: Path, root: Path) -> Path:
     return root
 
 
-def run_bundle(script: Path, input_root: Path, working: Path, cwd: Path):
+def run_bundle(script: Path, input_root: Path, working: Path, cwd: Path, **extra_env):
     """The script in a fresh Python whose cwd and PYTHONPATH hold no trace of the repository."""
     env = {k: v for k, v in os.environ.items() if k not in ("PYTHONPATH", "PYTHONHOME")}
     env.update(FKD_KAGGLE_INPUT=str(input_root), FKD_KAGGLE_WORKING=str(working),
                FKD_CACHE_DIR=str(cwd / "cache"), CUDA_VISIBLE_DEVICES="", OMP_NUM_THREADS="1",
-               MPLBACKEND="Agg", HOME=str(cwd / "home"))
+               MPLBACKEND="Agg", HOME=str(cwd / "home"), **extra_env)
     cwd.mkdir(parents=True, exist_ok=True)
     result = subprocess.run([sys.executable, str(script)], cwd=cwd, env=env, capture_output=True,
                             text=True, timeout=900)
@@ -277,11 +284,37 @@ def check_submission_cli(submission: Path, lookup: Path):
     assert result.returncode == 0, result.stderr
 
 
-def test_mean_shape_bundle_runs_outside_the_repository(competition, tmp_path):
-    input_root = kaggle_input(competition, tmp_path / "input")
+def test_mean_shape_bundle_builds(tmp_path):
     kernel.build(None, tmp_path / "kernel", mean_shape=True, username="alice")
-    script = tmp_path / "kernel" / "fkd_kernel.py"
-    log = run_bundle(script, input_root, tmp_path / "working", tmp_path / "elsewhere")
-    assert "fkd submit" in log and "done:" in log
-    check_submission_cli(tmp_path / "working" / "submission.csv",
-                         input_root / "facial-keypoints-detection" / "IdLookupTable.csv")
+    plan = eval((tmp_path / "kernel" / "fkd_kernel.py").read_text().split("PLAN = ", 1)[1].split("\n", 1)[0])
+    assert plan["mean_shape"] is True and plan["mode"] == "single"
+
+
+def test_bundle_trains_and_submits_outside_the_repository(small_competition, config, tmp_path):
+    """The built script alone: 2-fold cv (two fold processes as on a 2-GPU machine), blend, checked file."""
+    input_root = kaggle_input(small_competition, tmp_path / "input")
+    kernel.build(config, tmp_path / "kernel", folds=2, username="alice")
+    working = tmp_path / "working"
+    log = run_bundle(tmp_path / "kernel" / "fkd_kernel.py", input_root, working, tmp_path / "elsewhere",
+                     FKD_KERNEL_GPUS="2")
+    assert "[gpu0 fold" in log and "[gpu1 fold" in log and "fkd submit" in log
+    run = working / "runs" / "tiny"
+    assert {"fold0.pt", "fold1.pt", "oof.csv", "metrics.json", "test_pred.csv"} <= {p.name for p in run.iterdir()}
+    check_submission_cli(working / "submission.csv", input_root / "facial-keypoints-detection" / "IdLookupTable.csv")
+
+
+def test_split_kernels_train_folds_and_the_ensemble_blends_them(small_competition, config, tmp_path):
+    """Fold kernels one after the other, their outputs mounted as Kaggle does, then the ensemble kernel."""
+    input_root = kaggle_input(small_competition, tmp_path / "input")
+    manifest = kernel.build(config, tmp_path / "kernel", folds=2, split=True, username="alice")
+    for entry in manifest["kernels"][:2]:
+        working = tmp_path / f"working-{entry['dir']}"
+        run_bundle(tmp_path / "kernel" / entry["dir"] / "fkd_kernel.py", input_root, working, tmp_path / "cwd")
+        assert sorted(p.name for p in (working / "runs" / "tiny").glob("*.pt")) == [f"{entry['dir']}.pt"]
+        assert not (working / "submission.csv").exists()
+        shutil.copytree(working, input_root / entry["id"].split("/")[1])  # /kaggle/input/<kernel slug>/
+    working = tmp_path / "working-ensemble"
+    log = run_bundle(tmp_path / "kernel" / "ensemble" / "fkd_kernel.py", input_root, working, tmp_path / "cwd")
+    assert "done already" in log and "fold 0 epoch" not in log  # gathered, not retrained
+    assert (working / "runs" / "tiny" / "oof.csv").is_file()
+    check_submission_cli(working / "submission.csv", input_root / "facial-keypoints-detection" / "IdLookupTable.csv")
