@@ -255,19 +255,22 @@ def plot_correlation(keypoints):
 
 def plot_heatmaps(image, keypoints_row, sigma, row=None):
     maps = gaussian_heatmaps(keypoints_row, sigma)
+    cmap = plots.matplotlib_cmap("magma")
+    face = np.asarray(image, dtype=np.float32)[..., None] / 255.0 * 0.45   # dimmed face under each map
     fig = plots.new_figure(13, 7.2)
     axes = fig.subplots(3, 6).ravel()
     plots.show_image(axes[0], image, "face" + (f" (row {row})" if row is not None else ""))
     plots.draw_sides(axes[0], keypoints_row)
     for ax, name, heat in zip(axes[1:], KEYPOINTS, maps):
-        ax.imshow(image, cmap="gray", vmin=0, vmax=255)
-        ax.imshow(heat, cmap="magma", vmin=0, vmax=1, alpha=0.75)
+        alpha = 0.85 * heat[..., None]
+        blended = (1 - alpha) * face + alpha * cmap(heat)[..., :3]          # one RGB image per panel
+        ax.imshow(np.clip(blended, 0, 1), interpolation="nearest")
         ax.set_title(name.replace("_", " "), fontsize=8)
         ax.set_xticks([])
         ax.set_yticks([])
     total = maps.sum(axis=0)
     ax = axes[len(KEYPOINTS) + 1]
-    shown = ax.imshow(total, cmap="magma", vmin=0, vmax=1)
+    shown = ax.imshow(total, cmap=cmap, vmin=0, vmax=1, interpolation="nearest")
     ax.set_title("sum of the 15 maps", fontsize=8)
     ax.set_xticks([])
     ax.set_yticks([])

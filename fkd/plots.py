@@ -38,9 +38,7 @@ POINT_COLORS = [SIDE_COLORS[s] for s in SIDES]
 
 def matplotlib_cmap(name: str, bad: str = "lightgrey"):
     """A copy of a named colormap whose NaN cells show as `bad`."""
-    cmap = matplotlib.colormaps[name].copy()
-    cmap.set_bad(bad)
-    return cmap
+    return matplotlib.colormaps[name].with_extremes(bad=bad)
 
 
 def matplotlib_colors(name: str, n: int):
