@@ -318,7 +318,7 @@ def _write_kernel(folder: Path, meta: dict, script: str, template_path) -> None:
     write_text(folder / METADATA, json.dumps(meta, indent=2) + "\n")
 
 
-def build(config, out, folds=5, split=False, name=None, template=DEFAULT_TEMPLATE, username=None,
+def build(config, out, folds=None, split=False, name=None, template=DEFAULT_TEMPLATE, username=None,
           slug=None, title=None, datasets=(), mean_shape=False, internet=None) -> dict:
     """Write the bundle(s) to `out`; returns the manifest (also written to out/kernels.json)."""
     out = Path(out)
@@ -330,7 +330,11 @@ def build(config, out, folds=5, split=False, name=None, template=DEFAULT_TEMPLAT
         if not config.is_file():
             raise FkdError("no such config file", path=config)
         config_name, config_text = config.name, config.read_text()
-    name = name or (config.stem if config is not None else "mean")
+        from fkd.config import load_config
+        settings = load_config(config, folds=folds, name=name)  # a typo fails here, not an hour into Kaggle
+        folds, name = settings["folds"], settings["name"]
+    name = name or "mean"
+    folds = 5 if folds is None else folds
     if folds < 2:
         raise FkdError(f"--folds {folds}: K-fold needs at least 2 folds")
     user = kaggle_username(username)
@@ -492,7 +496,22 @@ def gather_fold_checkpoints(input_root, name, folds, run_dir, sources=()) -> lis
     if missing:
         raise RuntimeError(f"no runs/{name}/fold<k>.pt under {input_root} for folds {missing}: are the fold "
                            f"kernels {', '.join(sources) or '(none listed)'} complete and attached?")
+    # every fold must come from the same config: cv then checks it against this kernel's own
+    settings = {}
+    for k, path in found.items():
+        saved = path.parent / "config.json"
+        if saved.is_file():
+            settings[k] = {key: value for key, value in json.loads(saved.read_text()).items()
+                           if key not in ("only_folds", "description", "device", "eval_batch_size")}
+    differing = [k for k in settings if settings[k] != next(iter(settings.values()))]
+    if differing:
+        raise RuntimeError(f"the fold kernels trained different configs (folds {differing} differ from fold "
+                           f"{next(iter(settings))}): rebuild and push them together")
     run_dir.mkdir(parents=True, exist_ok=True)
+    if settings:
+        first = found[next(iter(settings))].parent / "config.json"
+        with atomic_path(run_dir / "config.json") as tmp:
+            shutil.copyfile(first, tmp)
     for k, path in found.items():
         log(f"fold {k}: {path}")
         with atomic_path(run_dir / path.name) as tmp:
@@ -568,10 +587,10 @@ def kernel_main(plan, config_name, config_text, bundle_root) -> int:
 def add_arguments(parser):
     parser.add_argument("--config", help="training config to embed (e.g. configs/gpu.yaml)")
     parser.add_argument("--out", default="build/kernel", help="bundle folder (default %(default)s)")
-    parser.add_argument("--folds", type=int, default=5, help="K of K-fold (default %(default)s)")
+    parser.add_argument("--folds", type=int, help="K of K-fold (default: the config's, 5)")
     parser.add_argument("--split", action="store_true",
                         help="one kernel per fold plus an ensemble kernel that blends them")
-    parser.add_argument("--name", help="run name (default: the config file's stem)")
+    parser.add_argument("--name", help="run name (default: the config's name, else its file stem)")
     parser.add_argument("--template", default=str(DEFAULT_TEMPLATE),
                         help="kernel-metadata.json template (default: the repository's)")
     parser.add_argument("--username", help="Kaggle username for the kernel id "

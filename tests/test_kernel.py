@@ -185,6 +185,46 @@ def test_slug_option_and_missing_config(config, tmp_path):
         kernel.build(tmp_path / "absent.yaml", tmp_path / "k2")
 
 
+def test_config_is_checked_at_build_time_and_gives_folds_and_name(tmp_path):
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("epochs: 1\nepochz: 2\n")
+    with pytest.raises(FkdError, match="epochz"):
+        kernel.build(bad, tmp_path / "k")
+    assert not (tmp_path / "k" / "fkd_kernel.py").exists()
+    good = tmp_path / "good.yaml"
+    good.write_text("name: resnet-a\nfolds: 3\nepochs: 1\n")
+    manifest = kernel.build(good, tmp_path / "k", split=True, username="alice")
+    assert manifest["folds"] == 3 and manifest["name"] == "resnet-a"
+    assert [e["dir"] for e in manifest["kernels"]] == ["fold0", "fold1", "fold2", "ensemble"]
+
+
+def fold_output(root: Path, slug: str, k: int, config: dict):
+    run = root / slug / "runs" / "tiny"
+    run.mkdir(parents=True)
+    (run / f"fold{k}.pt").write_bytes(b"weights %d" % k)
+    (run / "config.json").write_text(json.dumps(dict(config, only_folds=[k])))
+
+
+def test_ensemble_gathers_fold_checkpoints(tmp_path):
+    inputs = tmp_path / "input"
+    for k in range(2):
+        fold_output(inputs, f"fkd-facial-keypoints-fold{k}", k, {"name": "tiny", "epochs": 1})
+    run_dir = tmp_path / "working" / "runs" / "tiny"
+    paths = kernel.gather_fold_checkpoints(inputs, "tiny", 2, run_dir)
+    assert paths == [run_dir / "fold0.pt", run_dir / "fold1.pt"]
+    assert (run_dir / "fold1.pt").read_bytes() == b"weights 1" and (run_dir / "config.json").is_file()
+    with pytest.raises(RuntimeError, match=r"folds \[2\]"):
+        kernel.gather_fold_checkpoints(inputs, "tiny", 3, tmp_path / "other", sources=["a/b"])
+
+
+def test_ensemble_refuses_folds_of_different_configs(tmp_path):
+    inputs = tmp_path / "input"
+    fold_output(inputs, "fkd-facial-keypoints-fold0", 0, {"name": "tiny", "epochs": 1})
+    fold_output(inputs, "fkd-facial-keypoints-fold1", 1, {"name": "tiny", "epochs": 2})
+    with pytest.raises(RuntimeError, match="different configs"):
+        kernel.gather_fold_checkpoints(inputs, "tiny", 2, tmp_path / "run")
+
+
 # ---------------------------------------------------------------- the runner's GPU logic
 
 def test_folds_run_concurrently_one_process_per_gpu(tmp_path):
@@ -249,7 +289,8 @@ def test_runner_uses_all_gpus_then_gathers(tmp_path, monkeypatch, competition):
 @pytest.fixture(scope="module")
 def small_competition(tmp_path_factory) -> Path:
     from fkd.synth import write_competition
-    return write_competition(tmp_path_factory.mktemp("small-competition"), n_train=64, n_test=8, seed=1)
+    # 128 rows: 2 folds of 64 give 2 steps an epoch at batch 32 (OneCycle needs more than 1 step)
+    return write_competition(tmp_path_factory.mktemp("small-competition"), n_train=128, n_test=8, seed=1)
 
 
 def kaggle_input(competition: Path, root: Path) -> Path:
