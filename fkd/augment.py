@@ -1,0 +1,282 @@
+"""Keypoint-aware augmentation: flip with the left/right swap, affine, photometric.
+
+Two paths that share one settings dict (part of the training config; every key optional, 0 or
+missing = off):
+
+    flip        probability of a horizontal flip (x -> 95 - x, left/right keypoints swapped)
+    rotate      max rotation in degrees, uniform in [-rotate, rotate], about the image centre
+    scale       zoom factor uniform in [1 - scale, 1 + scale] (same for x and y)
+    shift       translation per axis, uniform in [-shift, shift] x 96 pixels
+    brightness  added offset uniform in [-brightness, brightness] x full range (255 or max_value)
+    contrast    gain uniform in [1 - contrast, 1 + contrast]  (img * gain + offset, as albumentations)
+    blur        probability of a Gaussian blur, sigma uniform in BLUR_SIGMA pixels
+    noise       Gaussian noise, per-image std uniform in [0, noise] x full range
+
+- CPU: `KeypointAugmenter(config, seed)(image uint8 [96,96], keypoints [30]) -> (uint8, float32 [30])`,
+  albumentations 2.0.8 underneath (flip and its left/right swap done here).
+- Batched torch: `augment_batch(images [B,1,96,96] float in [0, max_value], keypoints [B,30], config,
+  generator)` for a dataset that lives on the GPU; no Python loop over samples.
+
+Keypoints are pixel indices (pixel centre = integer), NaN = missing. A point is missing when either
+of its coordinates is NaN (both come back NaN). When a geometric transform is configured, a point
+that ends outside [0, 95] (KEEP_RANGE) becomes NaN: it is no longer a label the image shows.
+
+Coordinate conventions, checked by tests/test_augment.py (Gaussian dots drawn on the keypoints,
+warped, and found again within 0.1 px):
+- albumentations 2.0.8 uses our convention: A.Affine rotates/scales about ((W-1)/2, (H-1)/2) =
+  (47.5, 47.5) (`fgeometric.center`), warps the image with cv2.warpAffine (pixel centre = integer)
+  and moves keypoints with the same matrix (cv2.transform); A.HorizontalFlip maps x -> (W-1) - x.
+  So keypoints go in and come out as pixel indices with no half-pixel shift. (Its bounding-box
+  matrix uses the centre W/2, the pixel-edge convention; we use no boxes.) A.Affine truncates a
+  `translate_percent` shift to whole pixels, the torch path does not.
+- torch: with align_corners=True, normalised -1 and +1 are the centres of pixels 0 and 95, so
+  u = (p - 47.5) / 47.5 maps our pixel indices exactly; the keypoints move by the same matrix
+  (in pixels: p' = s R (p - c) + c + t, c = 47.5) that F.affine_grid inverts for the image.
+"""
+import math
+import os
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from fkd.errors import FkdError
+from fkd.keypoints import FLIP_COLUMN_PERMUTATION, N_COLUMNS, N_POINTS, SIZE, flip_keypoints
+
+DEFAULT_AUGMENT = {
+    "flip": 0.5,
+    "rotate": 15.0,
+    "scale": 0.1,
+    "shift": 0.08,
+    "brightness": 0.2,
+    "contrast": 0.2,
+    "blur": 0.1,
+    "noise": 0.02,
+}
+BLUR_SIGMA = (0.5, 1.2)  # pixels
+KEEP_RANGE = (0.0, SIZE - 1.0)  # a keypoint outside it after a geometric transform becomes NaN
+CENTRE = (SIZE - 1) / 2.0  # 47.5: rotation/scale centre, pixel-centre convention
+_PROBABILITIES = ("flip", "blur")
+
+
+def parse_config(config) -> dict:
+    """Settings dict -> all 8 keys as floats (missing = 0). Unknown keys or bad values: FkdError."""
+    config = dict(config or {})
+    unknown = sorted(set(config) - set(DEFAULT_AUGMENT))
+    if unknown:
+        raise FkdError(f"unknown augmentation setting(s) {unknown}; known: {sorted(DEFAULT_AUGMENT)}")
+    settings = {}
+    for key in DEFAULT_AUGMENT:
+        value = config.get(key) or 0.0
+        try:
+            value = float(value)
+        except (TypeError, ValueError):
+            raise FkdError(f"augmentation setting {key!r} must be a number, got {value!r}") from None
+        if not math.isfinite(value) or value < 0:
+            raise FkdError(f"augmentation setting {key!r} must be >= 0, got {value}")
+        if key in _PROBABILITIES and value > 1:
+            raise FkdError(f"augmentation setting {key!r} is a probability, got {value}")
+        if key in ("scale", "contrast") and value >= 1:
+            raise FkdError(f"augmentation setting {key!r} must be < 1, got {value}")
+        settings[key] = value
+    return settings
+
+
+def _has_affine(s: dict) -> bool:
+    return bool(s["rotate"] or s["scale"] or s["shift"])
+
+
+def _is_geometric(s: dict) -> bool:
+    return bool(s["flip"] or _has_affine(s))
+
+
+# ---------------------------------------------------------------------------------------------
+# CPU path: one sample at a time, albumentations underneath (for DataLoader workers)
+# ---------------------------------------------------------------------------------------------
+
+class KeypointAugmenter:
+    """`aug(image uint8 [96,96], keypoints [30]) -> (image uint8 [96,96], keypoints float32 [30])`.
+
+    seed=None draws fresh entropy, and again in each forked DataLoader worker (otherwise workers
+    would share one random stream). With a seed, call `set_seed(seed + worker_id)` in the
+    worker_init_fn to keep workers apart and runs reproducible.
+    """
+
+    def __init__(self, config=None, seed=None):
+        os.environ.setdefault("NO_ALBUMENTATIONS_UPDATE", "1")  # its import would ask PyPI for a newer version
+        import albumentations as A
+        import cv2
+
+        self.settings = s = parse_config(config)
+        transforms = []
+        if _has_affine(s):
+            transforms.append(A.Affine(
+                scale=(1 - s["scale"], 1 + s["scale"]), keep_ratio=True,
+                translate_percent={"x": (-s["shift"], s["shift"]), "y": (-s["shift"], s["shift"])},
+                rotate=(-s["rotate"], s["rotate"]),
+                interpolation=cv2.INTER_LINEAR, border_mode=cv2.BORDER_CONSTANT, fill=0, p=1.0,
+            ))
+        if s["brightness"] or s["contrast"]:
+            transforms.append(A.RandomBrightnessContrast(
+                brightness_limit=(-s["brightness"], s["brightness"]),
+                contrast_limit=(-s["contrast"], s["contrast"]), brightness_by_max=True, p=1.0,
+            ))
+        if s["blur"]:
+            transforms.append(A.GaussianBlur(blur_limit=0, sigma_limit=BLUR_SIGMA, p=s["blur"]))
+        if s["noise"]:
+            transforms.append(A.GaussNoise(std_range=(0.0, s["noise"]), mean_range=(0.0, 0.0), p=1.0))
+        # remove_invisible=False: albumentations keeps all 15 points, in order, wherever they land
+        self._moves_points = _has_affine(s)
+        keypoint_params = A.KeypointParams(format="xy", remove_invisible=False) if self._moves_points else None
+        self._compose = A.Compose(transforms, keypoint_params=keypoint_params, seed=seed) if transforms else None
+        self.set_seed(seed)
+
+    def set_seed(self, seed=None) -> None:
+        self._seeded = seed is not None
+        self._pid = os.getpid()
+        self._rng = np.random.default_rng(seed)
+        if self._compose is not None:
+            self._compose.set_random_seed(seed)
+
+    def __call__(self, image, keypoints):
+        if not self._seeded and os.getpid() != self._pid:
+            self.set_seed(None)  # forked worker: fresh entropy
+        image = np.asarray(image)
+        if image.shape != (SIZE, SIZE) or image.dtype != np.uint8:
+            raise FkdError(f"augment expects a uint8 [{SIZE},{SIZE}] image, got {image.dtype} {image.shape}")
+        keypoints = np.asarray(keypoints, dtype=np.float32)
+        if keypoints.shape != (N_COLUMNS,):
+            raise FkdError(f"augment expects keypoints [{N_COLUMNS}], got {keypoints.shape}")
+        s = self.settings
+
+        if s["flip"] and self._rng.random() < s["flip"]:
+            image = image[:, ::-1]
+            keypoints = flip_keypoints(keypoints)
+
+        points = keypoints.reshape(N_POINTS, 2).copy()
+        missing = np.isnan(points).any(axis=1)
+        if self._moves_points:
+            # albumentations can't take NaN: a placeholder goes through, NaN is put back below
+            out = self._compose(image=np.ascontiguousarray(image), keypoints=np.where(missing[:, None], CENTRE, points))
+            image = out["image"]
+            points = np.asarray(out["keypoints"], dtype=np.float32)[:, :2].copy()
+        elif self._compose is not None:
+            image = self._compose(image=np.ascontiguousarray(image))["image"]
+        points[missing] = np.nan
+        if _is_geometric(s):
+            with np.errstate(invalid="ignore"):
+                outside = ((points < KEEP_RANGE[0]) | (points > KEEP_RANGE[1])).any(axis=1)
+            points[outside] = np.nan
+        return np.ascontiguousarray(image, dtype=np.uint8), points.reshape(N_COLUMNS)
+
+
+# ---------------------------------------------------------------------------------------------
+# Batched torch path: whole batch at once, on any device
+# ---------------------------------------------------------------------------------------------
+
+def _uniform(n, low, high, generator, gen_device, device):
+    r = torch.rand(n, generator=generator, device=gen_device).to(device)
+    return low + (high - low) * r
+
+
+@torch.no_grad()
+def augment_batch(images, keypoints, config, generator=None, max_value: float = 1.0):
+    """Augment a batch: images float [B,1,96,96] in [0, max_value], keypoints [B,30] (pixels, NaN).
+
+    Returns new (images, keypoints float32) on the images' device. Per sample: flip (with the
+    left/right swap), one affine (rotation, scale, shift) applied to the image by
+    F.affine_grid/F.grid_sample (bilinear, zeros outside) and to the keypoints by the same matrix,
+    then brightness/contrast, blur, noise, clamped to [0, max_value]. Random numbers come from
+    `generator` (drawn on its device, so give one on the images' device to avoid transfers).
+    Keypoints that leave [0, 95] become NaN. A config with every setting 0 returns the inputs.
+    """
+    s = parse_config(config)
+    if images.ndim != 4 or tuple(images.shape[1:]) != (1, SIZE, SIZE):
+        raise FkdError(f"augment_batch expects images [B,1,{SIZE},{SIZE}], got {tuple(images.shape)}")
+    if keypoints.ndim != 2 or keypoints.shape[1] != N_COLUMNS or keypoints.shape[0] != images.shape[0]:
+        raise FkdError(f"augment_batch expects keypoints [B,{N_COLUMNS}], got {tuple(keypoints.shape)}")
+    if not images.is_floating_point():
+        raise FkdError(f"augment_batch expects float images, got {images.dtype}")
+    if not any(s.values()):
+        return images, keypoints
+
+    device = images.device
+    gen_device = generator.device if generator is not None else device
+    batch = images.shape[0]
+
+    def uniform(low, high):
+        return _uniform(batch, low, high, generator, gen_device, device)
+
+    kp = keypoints.to(device=device, dtype=torch.float32)
+
+    # --- flip: the keypoints now, the image folded into the affine sampling grid (or flipped) --
+    flip = torch.zeros(batch, dtype=torch.bool, device=device)
+    if s["flip"]:
+        flip = uniform(0.0, 1.0) < s["flip"]
+        flipped = kp[:, torch.as_tensor(FLIP_COLUMN_PERMUTATION, device=device)].clone()
+        flipped[:, 0::2] = (SIZE - 1) - flipped[:, 0::2]
+        kp = torch.where(flip[:, None], flipped, kp)
+
+    # --- affine: p' = s R (p - c) + c + t -------------------------------------------------------
+    if _has_affine(s):
+        angle = torch.deg2rad(uniform(-s["rotate"], s["rotate"]))
+        zoom = uniform(1 - s["scale"], 1 + s["scale"])
+        shift = torch.stack([uniform(-s["shift"], s["shift"]), uniform(-s["shift"], s["shift"])], 1) * SIZE
+        cos, sin = torch.cos(angle), torch.sin(angle)
+        # R as albumentations builds it: [[cos, sin], [-sin, cos]] (y axis points down)
+        forward = torch.stack([torch.stack([cos, sin], 1), torch.stack([-sin, cos], 1)], 1) * zoom[:, None, None]
+        points = kp.view(batch, N_POINTS, 2)
+        points = torch.einsum("bij,bpj->bpi", forward, points - CENTRE) + CENTRE + shift[:, None, :]
+        kp = points.reshape(batch, N_COLUMNS)
+
+        # grid_sample wants output -> input in normalised units u = (p - c) / c (align_corners=True):
+        # u_in = A^-1 (u_out - t / c), A^-1 = R^T / s; a flip then negates the input x.
+        inverse = forward.transpose(1, 2) / (zoom * zoom)[:, None, None]
+        offset = -torch.einsum("bij,bj->bi", inverse, shift / CENTRE)
+        theta = torch.cat([inverse, offset[:, :, None]], 2)
+        theta[:, 0, :] = torch.where(flip[:, None], -theta[:, 0, :], theta[:, 0, :])
+        grid = F.affine_grid(theta.to(images.dtype), list(images.shape), align_corners=True)
+        images = F.grid_sample(images, grid, mode="bilinear", padding_mode="zeros", align_corners=True)
+    elif s["flip"]:
+        images = torch.where(flip[:, None, None, None], images.flip(-1), images)
+
+    if _is_geometric(s):
+        points = kp.view(batch, N_POINTS, 2)
+        drop = (points.isnan() | (points < KEEP_RANGE[0]) | (points > KEEP_RANGE[1])).any(2, keepdim=True)
+        kp = points.masked_fill(drop, float("nan")).reshape(batch, N_COLUMNS)
+
+    # --- photometric ----------------------------------------------------------------------------
+    if s["brightness"] or s["contrast"]:
+        gain = uniform(1 - s["contrast"], 1 + s["contrast"]).to(images.dtype)
+        offset = (uniform(-s["brightness"], s["brightness"]) * max_value).to(images.dtype)
+        images = torch.addcmul(offset[:, None, None, None], images, gain[:, None, None, None]).clamp_(0, max_value)
+    if s["blur"]:
+        sigma = uniform(*BLUR_SIGMA)
+        chosen = torch.nonzero(uniform(0.0, 1.0) < s["blur"]).squeeze(1)
+        if chosen.numel():  # blur only the chosen samples (p is usually small)
+            images = images.index_copy(0, chosen, _gaussian_blur(images[chosen], sigma[chosen]))
+    if s["noise"]:
+        std = (uniform(0.0, s["noise"]) * max_value).to(images.dtype)
+        noise = torch.randn(images.shape, generator=generator, device=gen_device).to(device, images.dtype)
+        images = torch.addcmul(images, noise, std[:, None, None, None]).clamp_(0, max_value)
+    return images, kp
+
+
+def _gaussian_blur(images, sigma):
+    """Per-sample Gaussian blur, sigma [B] in pixels: out = M X M^T with M a [96,96] banded matrix.
+
+    Two batched matmuls beat a grouped conv with B groups (3x on CPU); the matrix also carries
+    cv2's default border (BORDER_REFLECT_101), so edges are not darkened.
+    """
+    batch, device = images.shape[0], images.device
+    radius = math.ceil(3 * BLUR_SIGMA[1])
+    taps = torch.arange(-radius, radius + 1, device=device)
+    weights = torch.exp(-(taps[None, :].float() ** 2) / (2 * sigma[:, None].float() ** 2))
+    weights = weights / weights.sum(1, keepdim=True)
+    source = torch.arange(SIZE, device=device)[:, None] + taps[None, :]  # [96, K]
+    source = torch.where(source < 0, -source, source)
+    source = torch.where(source > SIZE - 1, 2 * (SIZE - 1) - source, source)
+    matrix = torch.zeros(batch, SIZE, SIZE, device=device).scatter_add_(
+        2, source.expand(batch, SIZE, -1), weights[:, None, :].expand(batch, SIZE, -1)
+    ).to(images.dtype)
+    return (matrix @ images[:, 0] @ matrix.transpose(1, 2))[:, None]
