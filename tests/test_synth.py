@@ -1,0 +1,176 @@
+"""fkd.synth: a synthetic competition folder in Kaggle's exact format, with faces drawn at their keypoints.
+
+The CSVs are read back with pandas (not fkd.data) so these tests check the format on their own.
+"""
+import hashlib
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from fkd import cli, synth
+from fkd.keypoints import COLUMNS, CORE_COLUMNS, KEYPOINTS
+
+N_TRAIN, N_TEST, SEED = 200, 20, 3
+FILES = {"training.csv", "test.csv", "IdLookupTable.csv", "SampleSubmission.csv"}
+
+
+@pytest.fixture(scope="module")
+def folder(tmp_path_factory):
+    return synth.write_competition(tmp_path_factory.mktemp("synth"), N_TRAIN, N_TEST, SEED)
+
+
+@pytest.fixture(scope="module")
+def training(folder):
+    return pd.read_csv(folder / "training.csv")
+
+
+@pytest.fixture(scope="module")
+def lookup(folder):
+    return pd.read_csv(folder / "IdLookupTable.csv")
+
+
+def pixels(frame):
+    return np.stack([np.array(s.split(), dtype=np.int64) for s in frame["Image"]])
+
+
+def test_files_and_headers(folder):
+    assert {p.name for p in folder.iterdir()} == FILES  # no temporary files left behind
+    first = {name: (folder / name).read_text().split("\n", 1)[0] for name in FILES}
+    assert first["training.csv"] == ",".join(COLUMNS) + ",Image"
+    assert first["test.csv"] == "ImageId,Image"
+    assert first["IdLookupTable.csv"] == "RowId,ImageId,FeatureName,Location"
+    assert first["SampleSubmission.csv"] == "RowId,Location"
+
+
+def test_rows_and_pixels(folder, training):
+    test = pd.read_csv(folder / "test.csv")
+    assert len(training) == N_TRAIN and len(test) == N_TEST
+    assert test["ImageId"].tolist() == list(range(1, N_TEST + 1))
+    for frame in (training, test):
+        values = pixels(frame)
+        assert values.shape == (len(frame), 96 * 96)
+        assert values.min() >= 0 and values.max() <= 255
+        assert values.std() > 20  # images, not a constant
+
+
+def test_keypoints_written_with_4_exact_decimals(folder, training):
+    line = (folder / "training.csv").read_text().split("\n")[1]
+    fields = line.split(",")[:30]
+    assert all(f == "" or (len(f.split(".")[1]) == 4 and float(f) >= 0) for f in fields)
+    comp = synth.make_competition(N_TRAIN, N_TEST, SEED)  # the arrays behind the folder
+    np.testing.assert_array_equal(training[COLUMNS].to_numpy(), comp.train_keypoints.astype(np.float64))
+    np.testing.assert_array_equal(pixels(training).reshape(-1, 96, 96), comp.train_images)
+
+
+def test_complete_and_partial_rows(training):
+    present = training[COLUMNS].notna().to_numpy()
+    complete = present.all(axis=1)
+    assert complete.sum() == round(0.3 * N_TRAIN)
+    core = np.isin(COLUMNS, CORE_COLUMNS)
+    assert (present[~complete] == core).all()  # partial rows: exactly the 8 core values
+
+
+def test_lookup_and_sample_submission(folder, lookup):
+    assert lookup["RowId"].tolist() == list(range(1, len(lookup) + 1))
+    assert lookup["Location"].isna().all()
+    ids = lookup["ImageId"].to_numpy()
+    assert (np.diff(ids) >= 0).all()  # grouped by image, in order
+    assert sorted(set(ids)) == list(range(1, N_TEST + 1))
+    n_full = 0
+    for _, rows in lookup.groupby("ImageId"):
+        names = rows["FeatureName"].tolist()
+        assert names in (COLUMNS, CORE_COLUMNS)  # Kaggle's column order
+        n_full += names == COLUMNS
+    assert n_full == round(0.3 * N_TEST)
+    sample = pd.read_csv(folder / "SampleSubmission.csv")
+    assert sample["RowId"].tolist() == lookup["RowId"].tolist()
+    assert (sample["Location"] == 0).all()
+
+
+def test_deterministic_for_a_seed(tmp_path):
+    a = synth.write_competition(tmp_path / "a", 30, 5, seed=7)
+    b = synth.write_competition(tmp_path / "b", 30, 5, seed=7)
+    c = synth.write_competition(tmp_path / "c", 30, 5, seed=8)
+    for name in FILES:
+        assert (a / name).read_bytes() == (b / name).read_bytes()
+    assert (a / "training.csv").read_bytes() != (c / "training.csv").read_bytes()
+    assert (a / "test.csv").read_bytes() != (c / "test.csv").read_bytes()
+
+
+def test_duplicate_images(training):
+    hashes = [hashlib.sha1(s.encode()).hexdigest() for s in training["Image"]]
+    frame = pd.DataFrame({"hash": hashes})
+    repeated = frame.duplicated("hash")
+    assert repeated.sum() == round(0.02 * N_TRAIN)
+    keypoints = training[COLUMNS].to_numpy()
+    first = {h: i for i, h in reversed(list(enumerate(hashes)))}
+    for row in np.flatnonzero(repeated):
+        both = ~np.isnan(keypoints[row]) & ~np.isnan(keypoints[first[hashes[row]]])
+        assert np.abs(keypoints[row, both] - keypoints[first[hashes[row]], both]).max() < 4  # same face
+
+
+def test_left_is_image_right_and_inside(training):
+    k = training[COLUMNS]
+    assert (k["left_eye_center_x"] > k["right_eye_center_x"]).all()
+    full = k.dropna()
+    assert len(full) > 0
+    order = ["left_eye_outer_corner_x", "left_eye_center_x", "left_eye_inner_corner_x",
+             "right_eye_inner_corner_x", "right_eye_center_x", "right_eye_outer_corner_x"]
+    for a, b in zip(order, order[1:]):
+        assert (full[a] > full[b]).all(), (a, b)
+    assert (full["left_eyebrow_outer_end_x"] > full["left_eyebrow_inner_end_x"]).all()
+    assert (full["mouth_left_corner_x"] > full["mouth_right_corner_x"]).all()
+    assert (full["left_eyebrow_inner_end_y"] < full["left_eye_center_y"]).all()
+    assert (full["mouth_center_top_lip_y"] < full["mouth_center_bottom_lip_y"]).all()
+    values = k.to_numpy()
+    values = values[~np.isnan(values)]
+    assert values.min() >= 0 and values.max() <= 95
+
+
+def test_mean_layout_like_kaggle_and_varied():
+    images, keypoints = synth.draw_faces(300, np.random.default_rng(0))
+    assert images.shape == (300, 96, 96) and images.dtype == np.uint8
+    assert keypoints.shape == (300, 30) and keypoints.dtype == np.float32 and not np.isnan(keypoints).any()
+    mean = dict(zip(COLUMNS, keypoints.mean(axis=0)))
+    for name, x, y in [("left_eye_center", 66, 37), ("right_eye_center", 30, 37),
+                       ("nose_tip", 48, 62), ("mouth_center_bottom_lip", 48, 80)]:
+        assert abs(mean[f"{name}_x"] - x) < 2.5 and abs(mean[f"{name}_y"] - y) < 2.5, name
+    mean_shape_rmse = np.sqrt(((keypoints - keypoints.mean(axis=0)) ** 2).mean())
+    assert mean_shape_rmse > 3  # guessing the mean shape is poor
+
+
+def _window(image, x, y, r):
+    x, y = int(round(x)), int(round(y))
+    return image[max(0, y - r): y + r + 1, max(0, x - r): x + r + 1].astype(np.float64)
+
+
+def test_features_are_drawn_at_the_keypoints():
+    images, keypoints = synth.draw_faces(60, np.random.default_rng(1))
+    points = keypoints.reshape(-1, 15, 2)
+    at = {name: i for i, name in enumerate(KEYPOINTS)}
+    nose_bright = pupil_darkest = 0
+    for image, p in zip(images, points):
+        for side in ("left", "right"):
+            x, y = p[at[f"{side}_eye_center"]]
+            around = _window(image, x, y, 10)
+            pupil = image[int(round(y)), int(round(x))]
+            assert pupil < np.median(around)
+            pupil_darkest += pupil < np.percentile(around, 25)
+            inner, outer = p[at[f"{side}_eyebrow_inner_end"]], p[at[f"{side}_eyebrow_outer_end"]]
+            bx, by = inner + 0.08 * (outer - inner)  # just inside the eyebrow's inner end
+            assert _window(image, bx, by, 0).item() < np.median(_window(image, bx, by, 10))
+        mx, my = (p[at["mouth_center_top_lip"]] + p[at["mouth_center_bottom_lip"]]) / 2
+        assert _window(image, mx, my, 1).min() < np.median(_window(image, mx, my, 12))  # lips
+        nx, ny = p[at["nose_tip"]]
+        nose_bright += _window(image, nx, ny, 1).max() > np.median(_window(image, nx, ny, 10))  # highlight
+    assert pupil_darkest >= 0.95 * 2 * len(images)
+    assert nose_bright >= 0.9 * len(images)
+
+
+def test_command_line(tmp_path, capsys):
+    assert cli.main(["synth", "--out", str(tmp_path / "c"), "--train", "12", "--test", "3", "--seed", "1"]) == 0
+    assert {p.name for p in (tmp_path / "c").iterdir()} == FILES
+    assert len(pd.read_csv(tmp_path / "c" / "training.csv")) == 12
+    assert cli.main(["synth", "--out", str(tmp_path / "d"), "--train", "0"]) == 2
+    assert "error" in capsys.readouterr().err
