@@ -21,6 +21,7 @@ def atomic_path(path, overwrite: bool = True):
     tmp = Path(tmp)
     try:
         yield tmp
+        os.chmod(tmp, 0o666 & ~_umask())  # mkstemp's file is private (0600); the result need not be
         if overwrite:
             os.replace(tmp, path)
         else:
@@ -28,6 +29,12 @@ def atomic_path(path, overwrite: bool = True):
             tmp.unlink()
     finally:
         tmp.unlink(missing_ok=True)
+
+
+def _umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
 
 
 def write_text(path, text: str, overwrite: bool = True) -> Path:

@@ -12,7 +12,6 @@ nostrils, mouth corners are where the lips meet, and the lip centres are the out
 lips. Keypoints lie on a 1/16-pixel grid (OpenCV's sub-pixel drawing), so 4 decimals are exact.
 Coordinates are pixel indices (pixel centre = integer); "left" is the subject's left = image right.
 """
-import os
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -445,9 +444,6 @@ def _write(path: Path, chunks):
     with atomic_path(path) as tmp:
         with open(tmp, "wb") as f:
             f.writelines(chunks)
-        umask = os.umask(0)
-        os.umask(umask)
-        os.chmod(tmp, 0o666 & ~umask)  # the temporary file is private (0600); the data need not be
 
 
 def write_competition(out_dir, n_train: int = 1000, n_test: int = 100, seed: int = 0) -> Path:

@@ -73,7 +73,7 @@ def make_optimizer(model, config):
 
 
 def make_schedule(optimizer, config, steps_per_epoch: int):
-    total = max(1, config["epochs"] * steps_per_epoch)
+    total = max(2, config["epochs"] * steps_per_epoch)  # OneCycleLR needs two steps at least
     if config["schedule"] == "onecycle":
         return torch.optim.lr_scheduler.OneCycleLR(
             optimizer, max_lr=config["lr"], total_steps=total,

@@ -104,3 +104,14 @@ def test_round_trip_synth_submit_check(tmp_path):
     path.write_text(path.read_text().replace("\n1,", "\n1,abc", 1))
     bad = run("check-submission", str(path), "--lookup", str(tmp_path / "comp" / "IdLookupTable.csv"))
     assert bad.returncode == 2 and "column Location" in bad.stderr and "Traceback" not in bad.stderr
+
+
+def test_written_files_are_readable_by_others(competition, tmp_path):
+    import os
+    import stat
+    lookup = load_lookup(competition)
+    frame, _, _ = _frame_for(lookup)
+    path = write_submission(frame, "perm", tmp_path)
+    umask = os.umask(0)
+    os.umask(umask)
+    assert stat.S_IMODE(path.stat().st_mode) == 0o666 & ~umask
