@@ -16,7 +16,7 @@ from matplotlib.figure import Figure
 from matplotlib.lines import Line2D
 
 from fkd.atomic import atomic_path
-from fkd.keypoints import KEYPOINTS, SIZE, as_points
+from fkd.keypoints import KEYPOINTS, as_points
 
 LEFT_COLOR = "tab:blue"
 RIGHT_COLOR = "tab:orange"
@@ -158,5 +158,4 @@ def empty_figure(message: str, width=6, height=2) -> Figure:
 
 __all__ = ["side", "SIDES", "SIDE_COLORS", "POINT_COLORS", "new_figure", "save_figure", "show_image",
            "draw_sides", "side_legend_handles", "draw_truth_prediction", "truth_prediction_handles",
-           "face_grid", "grid_shape", "empty_figure", "matplotlib_cmap", "matplotlib_colors", "Line2D",
-           "SIZE"]
+           "face_grid", "grid_shape", "empty_figure", "matplotlib_cmap", "matplotlib_colors", "Line2D"]
