@@ -11,6 +11,7 @@ DEFAULTS = {
     "name": None,               # run folder name; default: the config file's stem
     "model": "seedcnn",         # lenet | seedcnn | timm:<name> | heatmap:<name>
     "model_options": {},        # passed to fkd.models.build_model (drop_stem_pool, weights, ...)
+    "subset_heads": False,      # one output offset per label subset (complete / core-point rows)
     "folds": 5,
     "fold_seed": 0,             # folds are shared by every run with the same (folds, fold_seed)
     "only_folds": None,         # train just these folds (a list), e.g. one Kaggle kernel per fold

@@ -12,7 +12,7 @@ import numpy as np
 
 from fkd import rundir
 from fkd.config import load_config
-from fkd.data import find_data_dir, load_test, load_training
+from fkd.data import find_data_dir, load_lookup, load_test, load_training
 from fkd.errors import FkdError
 from fkd.folds import load_folds
 from fkd.metrics import mean_shape, rmse, rmse_report
@@ -48,6 +48,12 @@ def _check_same_run(run_dir: Path, config: dict) -> None:
                        "pass another --name or remove the folder", path=run_dir)
 
 
+def lookup_subsets(lookup, image_ids) -> np.ndarray:
+    """1 for test images whose lookup asks all 30 values (the complete-row subset), else 0."""
+    asked = lookup.groupby("ImageId")["FeatureName"].nunique()
+    return (asked.reindex(image_ids).fillna(30).to_numpy() >= 30).astype(np.int64)
+
+
 def run_cv(data_dir, config: dict, runs_dir="runs") -> Path:
     """Train every missing fold of `config`; when all folds exist, write the run's results."""
     from fkd.train import load_checkpoint, save_checkpoint, train_fold, training_labels
@@ -62,6 +68,7 @@ def run_cv(data_dir, config: dict, runs_dir="runs") -> Path:
     image_ids, test_images = load_test(data_dir)
     folds = load_folds(data_dir, config["folds"], config["fold_seed"])
     labels = training_labels(truth, config)
+    test_subsets = lookup_subsets(load_lookup(data_dir), image_ids)
     baseline = rmse(mean_shape(truth)[None], truth)
     log(f"run {run_dir}: {len(images)} training rows, {len(test_images)} test images, "
         f"{config['folds']} folds, model {config['model']} (mean-shape RMSE {baseline:.4f})")
@@ -73,7 +80,7 @@ def run_cv(data_dir, config: dict, runs_dir="runs") -> Path:
             log(f"fold {fold}: done already ({path})")
             continue
         started = time.perf_counter()
-        checkpoint = train_fold(fold, images, labels, truth, folds, config, test_images, log=log)
+        checkpoint = train_fold(fold, images, labels, truth, folds, config, test_images, test_subsets, log=log)
         checkpoint["seconds"] = time.perf_counter() - started
         save_checkpoint(checkpoint, path)
         log(f"fold {fold}: best val RMSE {checkpoint['val_rmse']:.4f} at epoch {checkpoint['best_epoch']} "

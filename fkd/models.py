@@ -6,6 +6,7 @@ keypoint) in normalised units, pixel = 48 + 48 * output (`to_pixels` / `to_norma
 Names and options:
     lenet                   LeNet-5: 2 conv (5x5) + pool, 3 fully-connected. dropout=0.0
     seedcnn                 the original project's CNN, layer sizes kept exactly. dropout=0.4
+    convnet                 fkd's compact CPU model. widths=(32,64,128,256), depth=1, hidden=512, dropout=0.2
     timm:<name>             any timm backbone, in_chans=1, num_classes=30.
                             pretrained=False, weights=PATH (local file, loaded offline),
                             drop_stem_pool=False, dropout (-> drop_rate), drop_path (-> drop_path_rate);
@@ -88,6 +89,31 @@ class SeedCNN(nn.Module):
             nn.Linear(4096, 1024), nn.ReLU(inplace=True), nn.Dropout(dropout),
             nn.Linear(1024, 256), nn.ReLU(inplace=True), nn.Dropout(dropout),
             nn.Linear(256, N_COLUMNS),
+        )
+
+    def forward(self, x):
+        return self.head(self.features(x))
+
+
+class ConvNet(nn.Module):
+    """fkd's compact CPU model: per stage (3x3 conv, BatchNorm, ReLU) x depth, then 2x2 max-pool;
+    96 -> 48 -> 24 -> 12 -> 6; then dropout and a fully-connected layer to 30."""
+
+    def __init__(self, widths=(32, 64, 128, 256), depth: int = 1, hidden: int = 512, dropout: float = 0.2):
+        super().__init__()
+        layers, channels = [], 1
+        for width in widths:
+            for _ in range(depth):
+                layers += [nn.Conv2d(channels, width, 3, padding=1, bias=False), nn.BatchNorm2d(width),
+                           nn.ReLU(inplace=True)]
+                channels = width
+            layers.append(nn.MaxPool2d(2))
+        self.features = nn.Sequential(*layers)
+        side = SIZE // 2 ** len(widths)
+        self.head = nn.Sequential(
+            nn.Flatten(), nn.Dropout(dropout),
+            nn.Linear(channels * side * side, hidden), nn.ReLU(inplace=True), nn.Dropout(dropout),
+            nn.Linear(hidden, N_COLUMNS),
         )
 
     def forward(self, x):
@@ -253,17 +279,60 @@ def build_heatmap(name: str, stride: int = 4, fuse: bool = True, head_channels: 
 
 # ---------------------------------------------------------------------------------------------
 
-def build_model(name: str, **options) -> nn.Module:
-    """'lenet' | 'seedcnn' | 'timm:<name>' | 'heatmap:<timm name>' -> nn.Module, [B,1,96,96] -> [B,30]."""
+def build_model(name: str, subset_heads: bool = False, **options) -> nn.Module:
+    """'lenet' | 'seedcnn' | 'convnet' | 'timm:<name>' | 'heatmap:<timm name>' -> nn.Module, [B,1,96,96] -> [B,30].
+
+    subset_heads=True wraps it in SubsetOffset: forward(x, subset) with subset 0|1 per image.
+    """
+    if subset_heads:
+        return SubsetOffset(build_model(name, **options))
     family, _, backbone = name.partition(":")
-    if family in ("lenet", "seedcnn") and not backbone:
-        allowed = {"dropout"}
+    hand_written = {"lenet": (LeNet, {"dropout"}), "seedcnn": (SeedCNN, {"dropout"}),
+                    "convnet": (ConvNet, {"widths", "depth", "hidden", "dropout"})}
+    if family in hand_written and not backbone:
+        model_class, allowed = hand_written[family]
         unknown = sorted(set(options) - allowed)
         if unknown:
             raise FkdError(f"model {name!r} takes only {sorted(allowed)}, got {unknown}")
-        return (LeNet if family == "lenet" else SeedCNN)(**options)
+        return model_class(**options)
     if family == "timm" and backbone:
         return build_timm(backbone, **options)
     if family == "heatmap" and backbone:
         return build_heatmap(backbone, **options)
-    raise FkdError(f"unknown model {name!r}: use lenet, seedcnn, timm:<name> or heatmap:<timm name>")
+    raise FkdError(f"unknown model {name!r}: use lenet, seedcnn, convnet, timm:<name> or heatmap:<timm name>")
+
+
+# ---------------------------------------------------------------------------------------------
+# Subset-aware output: one learned offset per label subset
+# ---------------------------------------------------------------------------------------------
+
+class SubsetOffset(nn.Module):
+    """Wraps any model: output + offset[subset], one 30-value offset per label subset (0 = the
+    core-point rows, 1 = the complete rows). The subsets were labelled apart (on Kaggle the 4-point
+    rows were framed differently; on the proxy they come from another dataset whose nose tip and
+    mouth corners sit lower), so each test image is predicted with the subset its lookup asks for.
+
+    The offset is kept mirror-symmetric (a flipped face gets the mirrored offset), so it agrees with
+    flip augmentation and flip TTA.
+    """
+
+    takes_subset = True
+
+    def __init__(self, model: nn.Module):
+        super().__init__()
+        self.model = model
+        self.offset = nn.Parameter(torch.zeros(2, N_COLUMNS))
+        sign = torch.ones(N_COLUMNS)
+        sign[0::2] = -1.0  # a displacement dx becomes -dx in the mirror
+        from fkd.keypoints import FLIP_COLUMN_PERMUTATION
+        self.register_buffer("mirror_index", torch.as_tensor(FLIP_COLUMN_PERMUTATION), persistent=False)
+        self.register_buffer("mirror_sign", sign, persistent=False)
+
+    def symmetric_offset(self) -> torch.Tensor:
+        return (self.offset + self.offset[:, self.mirror_index] * self.mirror_sign) / 2
+
+    def forward(self, x, subset=None):
+        out = self.model(x)
+        if subset is None:
+            subset = torch.ones(len(x), dtype=torch.long, device=x.device)
+        return out + self.symmetric_offset()[subset]

@@ -17,9 +17,12 @@ def _unflip(pixels: torch.Tensor) -> torch.Tensor:
 
 
 @torch.no_grad()
-def predict_images(model, images, config: dict, device=None, flip_tta: bool = True) -> np.ndarray:
-    """uint8 images [N,96,96] -> float32 pixel keypoints [N,30]; with flip_tta, the mean with the mirror."""
-    from fkd.train import model_inputs, scale_pixels  # the same input path as training
+def predict_images(model, images, config: dict, device=None, flip_tta: bool = True, subsets=None) -> np.ndarray:
+    """uint8 images [N,96,96] -> float32 pixel keypoints [N,30]; with flip_tta, the mean with the mirror.
+
+    subsets [N] (1 = complete-row output, 0 = core-point-row output) matter only to SubsetOffset
+    models; None means the complete-row output."""
+    from fkd.train import forward, model_inputs, scale_pixels  # the same input path as training
 
     device = torch.device(device) if device is not None else next(model.parameters()).device
     model.eval()
@@ -28,9 +31,11 @@ def predict_images(model, images, config: dict, device=None, flip_tta: bool = Tr
     out = []
     for start in range(0, len(images), batch_size):
         x = scale_pixels(model_inputs(images[start:start + batch_size].to(device), config), config)
-        pred = to_pixels(model(x).float())
+        subset = (torch.as_tensor(np.asarray(subsets[start:start + batch_size]), device=device)
+                  if subsets is not None else None)
+        pred = to_pixels(forward(model, x, subset).float())
         if flip_tta:
-            pred = (pred + _unflip(to_pixels(model(torch.flip(x, dims=[-1])).float()))) / 2
+            pred = (pred + _unflip(to_pixels(forward(model, torch.flip(x, dims=[-1]), subset).float()))) / 2
         out.append(pred.cpu())
     return torch.cat(out).numpy().astype(np.float32) if out else np.zeros((0, 30), np.float32)
 
@@ -46,8 +51,9 @@ def load_fold_models(run_dir, device="cpu"):
     for path in paths:
         checkpoint = load_checkpoint(path, device)
         config = checkpoint["config"]
-        model = build_model(config["model"], **{**config["model_options"], "weights": None}
-                            if "weights" in config["model_options"] else config["model_options"])
+        options = dict(config["model_options"])
+        options.pop("weights", None)  # the checkpoint holds every weight; the pretrained file may be elsewhere
+        model = build_model(config["model"], subset_heads=config.get("subset_heads", False), **options)
         model.load_state_dict(checkpoint["state_dict"])
         models.append((model.to(device), config))
     return models

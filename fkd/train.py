@@ -17,6 +17,7 @@ from tqdm.auto import tqdm
 
 from fkd.atomic import atomic_path
 from fkd.augment import augment_batch
+from fkd.keypoints import complete_rows
 from fkd.metrics import rmse
 from fkd.models import build_model, to_normalised
 from fkd.predict import predict_images
@@ -105,11 +106,14 @@ def steps_per_epoch(n_rows: int, config: dict) -> int:
 
 
 def train_epoch(model, optimizer, schedule, images: torch.Tensor, labels: torch.Tensor, config: dict,
-                generator: torch.Generator, ema=None, desc="epoch") -> float:
+                generator: torch.Generator, ema=None, desc="epoch", subsets=None) -> float:
     """One pass over uint8 images [N,96,96] and pixel labels [N,30] (NaN = missing) on their device;
-    returns the mean training loss."""
+    subsets [N] (1 = complete row) feed a SubsetOffset model. Returns the mean training loss."""
     device = images.device
     use_amp = config["amp"] and device.type == "cuda"
+    # bfloat16 where the GPU has it (A100/H100); float16 with loss scaling on T4/P100 (Kaggle's)
+    amp_dtype = torch.bfloat16 if use_amp and torch.cuda.is_bf16_supported() else torch.float16
+    scaler = torch.amp.GradScaler(device.type, enabled=use_amp and amp_dtype == torch.float16)
     batch_size = min(config["batch_size"], len(images))
     n_steps = steps_per_epoch(len(images), config)
     model.train()
@@ -125,12 +129,13 @@ def train_epoch(model, optimizer, schedule, images: torch.Tensor, labels: torch.
         x = scale_pixels(x, config)
         if device.type == "cuda":
             x = x.contiguous(memory_format=torch.channels_last)
-        with torch.autocast(device.type, dtype=torch.bfloat16, enabled=use_amp):
-            out = model(x)
+        with torch.autocast(device.type, dtype=amp_dtype, enabled=use_amp):
+            out = forward(model, x, subsets[batch] if subsets is not None else None)
         loss = masked_loss(out.float(), to_normalised(y), config["loss"])
         optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        optimizer.step()
+        scaler.scale(loss).backward()
+        scaler.step(optimizer)
+        scaler.update()
         schedule.step()
         if ema is not None:
             ema.update_parameters(model)
@@ -140,16 +145,25 @@ def train_epoch(model, optimizer, schedule, images: torch.Tensor, labels: torch.
     return total_loss.item() / n_steps
 
 
+def forward(model, x, subset=None):
+    """model(x), passing the label subset to models that take one (SubsetOffset)."""
+    return model(x, subset) if getattr(model, "takes_subset", False) else model(x)
+
+
 def train_fold(fold: int, images: np.ndarray, labels: np.ndarray, truth: np.ndarray, folds: np.ndarray,
-               config: dict, test_images=None, log=print):
-    """Train one fold; returns the checkpoint dict (weights, validation/test predictions, history)."""
+               config: dict, test_images=None, test_subsets=None, log=print):
+    """Train one fold; returns the checkpoint dict (weights, validation/test predictions, history).
+
+    test_subsets [M] says which subset's output each test image gets (1 = all 30 values asked)."""
     device = pick_device(config["device"])
     seed_everything(config["seed"] * 100 + fold)
     train_index = np.flatnonzero(folds != fold)
     valid_index = np.flatnonzero(folds == fold)
     train_images = torch.from_numpy(images[train_index]).to(device)
     train_labels = torch.from_numpy(labels[train_index]).to(device)
-    model = build_model(config["model"], **config["model_options"]).to(device)
+    model = build_model(config["model"], subset_heads=config["subset_heads"], **config["model_options"]).to(device)
+    subsets = complete_rows(truth).astype(np.int64)
+    train_subsets = torch.from_numpy(subsets[train_index]).to(device)
     if device.type == "cuda":
         model = model.to(memory_format=torch.channels_last)
     optimizer = make_optimizer(model, config)
@@ -162,9 +176,11 @@ def train_fold(fold: int, images: np.ndarray, labels: np.ndarray, truth: np.ndar
     for epoch in range(config["epochs"]):
         started = time.perf_counter()
         train_loss = train_epoch(model, optimizer, schedule, train_images, train_labels, config, generator,
-                                 ema=ema, desc=f"fold {fold} epoch {epoch + 1}/{config['epochs']}")
+                                 ema=ema, desc=f"fold {fold} epoch {epoch + 1}/{config['epochs']}",
+                                 subsets=train_subsets)
         evaluated = ema.module if ema is not None else model
-        val_pred = predict_images(evaluated, images[valid_index], config, device, flip_tta=config["flip_tta"])
+        val_pred = predict_images(evaluated, images[valid_index], config, device, flip_tta=config["flip_tta"],
+                                  subsets=subsets[valid_index])
         val_truth = truth[valid_index]
         val_rmse = rmse(val_pred, val_truth)
         val_loss = float(masked_loss(to_normalised(torch.from_numpy(val_pred)),
@@ -180,7 +196,8 @@ def train_fold(fold: int, images: np.ndarray, labels: np.ndarray, truth: np.ndar
             best = {"val_rmse": val_rmse, "epoch": epoch + 1, "state_dict": state, "val_pred": val_pred}
 
     model.load_state_dict(best["state_dict"])
-    test_pred = (predict_images(model, test_images, config, device, flip_tta=config["flip_tta"])
+    test_pred = (predict_images(model, test_images, config, device, flip_tta=config["flip_tta"],
+                                subsets=test_subsets)
                  if test_images is not None else None)
     return {"fold": fold, "config": config, "state_dict": best["state_dict"], "best_epoch": best["epoch"],
             "val_rmse": best["val_rmse"], "valid_index": valid_index, "val_pred": best["val_pred"],

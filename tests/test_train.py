@@ -1,0 +1,208 @@
+import json
+import signal
+import subprocess
+import sys
+import time
+
+import numpy as np
+import pytest
+import torch
+
+from fkd.config import DEFAULTS, load_config
+from fkd.cv import run_cv
+from fkd.errors import FkdError
+from fkd.predict import _unflip, predict_images
+from fkd.rundir import read_json, read_oof, read_test_predictions
+from fkd.train import masked_loss, training_labels
+
+REPO = __import__("pathlib").Path(__file__).resolve().parents[1]
+
+
+def test_missing_keypoints_carry_no_gradient():
+    pred = torch.zeros(2, 30, requires_grad=True)
+    target = torch.full((2, 30), 0.5)
+    target[0, :10] = float("nan")
+    for kind in ("mse", "l1", "smooth_l1", "wing"):
+        pred.grad = None
+        masked_loss(pred, target, kind).backward()
+        assert (pred.grad[0, :10] == 0).all(), kind
+        assert (pred.grad[0, 10:] != 0).all() and (pred.grad[1] != 0).all(), kind
+    assert masked_loss(pred, torch.full((2, 30), float("nan")), "mse").item() == 0.0
+
+
+def test_forward_fill_only_in_the_seed_recipe():
+    keypoints = np.array([[1.0, 2.0], [np.nan, 3.0], [4.0, np.nan]], dtype=np.float32)
+    masked = training_labels(keypoints, dict(DEFAULTS))
+    assert np.isnan(masked).sum() == 2
+    filled = training_labels(keypoints, {**DEFAULTS, "labels": "ffill"})
+    assert filled.tolist() == [[1.0, 2.0], [1.0, 3.0], [4.0, 3.0]]
+
+
+def test_config_merges_over_defaults_and_rejects_typos(tmp_path):
+    path = tmp_path / "x.yaml"
+    path.write_text("model: lenet\nepochs: 3\naugment: {flip: 0.5}\n")
+    config = load_config(path, folds=4)
+    assert config["name"] == "x" and config["model"] == "lenet" and config["epochs"] == 3
+    assert config["folds"] == 4 and config["augment"] == {"flip": 0.5} and config["lr"] == DEFAULTS["lr"]
+    path.write_text("model: lenet\nepoch: 3\n")
+    with pytest.raises(FkdError, match=r"x.yaml: unknown key 'epoch'"):
+        load_config(path)
+    path.write_text("model: [lenet\n")
+    with pytest.raises(FkdError, match=r"x.yaml: not valid YAML"):
+        load_config(path)
+
+
+def test_flip_tta_maps_predictions_back():
+    class Mirror(torch.nn.Module):
+        """Predicts where the image's single bright pixel is, as the left eye centre."""
+        def __init__(self):
+            super().__init__()
+            self.dummy = torch.nn.Parameter(torch.zeros(1))
+
+        def forward(self, x):
+            flat = x.flatten(1).argmax(1)
+            out = torch.zeros(len(x), 30)
+            out[:, 0], out[:, 1] = (flat % 96).float(), (flat // 96).float()
+            out[:, 2], out[:, 3] = out[:, 0], out[:, 1]
+            return (out - 48) / 48
+
+    images = np.zeros((1, 96, 96), np.uint8)
+    images[0, 40, 70] = 255
+    plain = predict_images(Mirror(), images, dict(DEFAULTS), "cpu", flip_tta=False)
+    tta = predict_images(Mirror(), images, dict(DEFAULTS), "cpu", flip_tta=True)
+    assert plain[0, :4].tolist() == [70, 40, 70, 40]
+    np.testing.assert_allclose(tta[0, :4], plain[0, :4])
+    twice = _unflip(_unflip(torch.arange(30.0)[None]))
+    assert torch.equal(twice, torch.arange(30.0)[None])
+
+
+def _quick_config(**overrides):
+    return load_config(REPO / "configs" / "tiny.yaml", **overrides)
+
+
+@pytest.fixture(scope="module")
+def larger_competition(tmp_path_factory):
+    from fkd.synth import write_competition
+
+    return write_competition(tmp_path_factory.mktemp("larger"), n_train=600, n_test=24, seed=1)
+
+
+def test_cv_learns_the_synthetic_faces_and_writes_the_run(larger_competition, tmp_path):
+    # a small CNN, a few epochs: it must clearly beat the mean shape (the faces are learnable)
+    config = _quick_config(model="convnet", model_options={"widths": [16, 32, 64, 128], "hidden": 256,
+                                                           "dropout": 0.0},
+                           epochs=8, batch_size=16, lr=0.003, name="learn", augment={"flip": 0.5})
+    run_dir = run_cv(larger_competition, config, tmp_path)
+    metrics = read_json(run_dir / "metrics.json")
+    assert metrics["rmse"] < 0.7 * metrics["mean_shape_rmse"], metrics
+    for name in ("config.json", "fold0.pt", "fold1.pt", "oof.csv", "test_pred.csv", "history.json"):
+        assert (run_dir / name).is_file(), name
+    folds, oof = read_oof(run_dir)
+    assert oof.shape == (600, 30) and not np.isnan(oof).any() and set(folds) == {0, 1}
+    ids, test = read_test_predictions(run_dir)
+    assert len(ids) == 24 and test.shape == (24, 30)
+    history = read_json(run_dir / "history.json")
+    assert len(history) == 16 and {"fold", "epoch", "train_loss", "val_rmse"} <= set(history[0])
+    assert set(metrics["per_keypoint"]) and metrics["rmse_partial"] > 0
+
+
+def test_rerun_skips_finished_folds_and_refuses_another_config(competition, tmp_path):
+    config = _quick_config(name="resume", epochs=1)
+    run_cv(competition, {**config, "only_folds": [0]}, tmp_path)
+    run_dir = tmp_path / "resume"
+    assert (run_dir / "fold0.pt").is_file() and not (run_dir / "fold1.pt").exists()
+    assert not (run_dir / "metrics.json").exists()
+    stamp = (run_dir / "fold0.pt").stat().st_mtime_ns
+    run_cv(competition, config, tmp_path)
+    assert (run_dir / "fold0.pt").stat().st_mtime_ns == stamp
+    assert (run_dir / "metrics.json").is_file()
+    with pytest.raises(FkdError, match=r"another config \(differs in epochs\)"):
+        run_cv(competition, {**config, "epochs": 2}, tmp_path)
+
+
+def test_ctrl_c_then_rerun_finishes_without_redoing_folds(competition, tmp_path):
+    config = tmp_path / "slow.yaml"
+    config.write_text("model: lenet\nfolds: 2\nepochs: 40\nbatch_size: 16\n")
+    command = [sys.executable, "-m", "fkd", "cv", "--data-dir", str(competition), "--config", str(config),
+               "--runs-dir", str(tmp_path / "runs")]
+    process = subprocess.Popen(command + ["--only-fold", "0", "--epochs", "1"], cwd=REPO)
+    assert process.wait(timeout=300) == 0
+    process = subprocess.Popen(command + ["--epochs", "1"], cwd=REPO, stdout=subprocess.PIPE, text=True)
+    # interrupt while fold 1 trains: nothing of fold 1 may look finished
+    deadline = time.time() + 120
+    line = ""
+    while "fold 0: done already" not in line and time.time() < deadline:
+        line = process.stdout.readline()
+    process.send_signal(signal.SIGINT)
+    assert process.wait(timeout=60) != 0
+    run_dir = tmp_path / "runs" / "slow"
+    stamp = (run_dir / "fold0.pt").stat().st_mtime_ns
+    assert not (run_dir / "fold1.pt").exists() and not (run_dir / "metrics.json").exists()
+    assert not list(run_dir.glob("*.tmp")) and not list(run_dir.glob(".*"))
+    result = subprocess.run(command + ["--epochs", "1"], cwd=REPO, capture_output=True, text=True)
+    assert result.returncode == 0, result.stderr
+    assert "fold 0: done already" in result.stdout
+    assert (run_dir / "fold0.pt").stat().st_mtime_ns == stamp
+    assert (run_dir / "metrics.json").is_file() and (run_dir / "fold1.pt").is_file()
+
+
+def test_submit_blends_runs_by_oof(competition, tmp_path):
+    first = run_cv(competition, _quick_config(name="a", epochs=1), tmp_path / "runs")
+    second = run_cv(competition, _quick_config(name="b", epochs=2, seed=1), tmp_path / "runs")
+    result = subprocess.run([sys.executable, "-m", "fkd", "submit", "--data-dir", str(competition),
+                             "--runs", str(first), str(second), "--out-dir", str(tmp_path / "subs")],
+                            cwd=REPO, capture_output=True, text=True)
+    assert result.returncode == 0, result.stderr
+    [path] = (tmp_path / "subs").glob("*-a+b.csv")
+    meta = json.loads(path.with_name(path.name + ".json").read_text())
+    assert meta["runs"] == [str(first), str(second)]
+    assert abs(sum(meta["weights"]) - 1) < 1e-9 and min(meta["weights"]) >= 0
+    assert meta["blend"] <= min(meta["members"]) + 1e-6
+    assert "blend: OOF RMSE" in result.stdout
+
+
+def test_subset_offsets_learn_each_subsets_definition_and_stay_mirror_symmetric():
+    from fkd.keypoints import COLUMNS, FLIP_COLUMN_PERMUTATION
+    from fkd.models import SubsetOffset, to_pixels
+
+    class Zero(torch.nn.Module):
+        def forward(self, x):
+            return torch.zeros(len(x), 30)
+
+    model = SubsetOffset(Zero())
+    nose_y = COLUMNS.index("nose_tip_y")
+    eye_x = COLUMNS.index("left_eye_center_x")
+    target = torch.zeros(8, 30)
+    target[:4, nose_y] = 6 / 48      # subset 0 labels the nose 6 px lower
+    target[4:, eye_x] = 3 / 48       # subset 1 labels the left eye 3 px further right
+    subset = torch.tensor([0] * 4 + [1] * 4)
+    optimizer = torch.optim.Adam(model.parameters(), lr=0.05)
+    for _ in range(300):
+        loss = masked_loss(model(torch.zeros(8, 1, 96, 96), subset), target, "mse")
+        optimizer.zero_grad()
+        loss.backward()
+        optimizer.step()
+    out = to_pixels(model(torch.zeros(2, 1, 96, 96), torch.tensor([0, 1]))).detach().numpy()
+    assert out[0, nose_y] == pytest.approx(54, abs=0.1) and out[1, nose_y] == pytest.approx(48, abs=0.1)
+    # the mirror constraint halves a one-sided shift and gives the other eye its mirror image
+    assert out[1, eye_x] == pytest.approx(49.5, abs=0.1)
+    assert out[1, COLUMNS.index("right_eye_center_x")] == pytest.approx(46.5, abs=0.1)
+    # a mirrored face gets the mirrored offset: swap left/right, negate x shifts
+    offsets = model.symmetric_offset().detach().numpy()
+    mirrored = offsets[:, FLIP_COLUMN_PERMUTATION].copy()
+    mirrored[:, 0::2] *= -1
+    np.testing.assert_allclose(mirrored, offsets, atol=1e-6)
+
+
+def test_lookup_subsets_follow_what_the_lookup_asks(competition):
+    import pandas as pd
+    from fkd.cv import lookup_subsets
+    from fkd.data import load_lookup
+
+    lookup = load_lookup(competition)
+    ids = np.sort(lookup["ImageId"].unique())
+    subsets = lookup_subsets(lookup, ids)
+    asked = lookup.groupby("ImageId").size().reindex(ids).to_numpy()
+    assert set(asked) == {8, 30}
+    assert np.array_equal(subsets == 1, asked == 30)
+    assert lookup_subsets(pd.DataFrame({"ImageId": [], "FeatureName": []}), np.array([5]))[0] == 1
