@@ -4,9 +4,8 @@ Figures: missing values, pairwise correlation of the 30 coordinates, sample face
 heatmaps of one face, where each keypoint falls, duplicate images, and likely label errors.
 
 Reusable functions (no plotting): `missing_table`, `coordinate_correlation`, `gaussian_heatmaps`,
-`image_hashes`, `find_duplicates`, `duplicate_agreement`, `shape_residuals`, `label_outliers`.
+`duplicate_agreement`, `shape_residuals`, `label_outliers`.
 """
-import hashlib
 import json
 import textwrap
 from pathlib import Path
@@ -16,6 +15,7 @@ import pandas as pd
 from skimage.transform import SimilarityTransform
 
 from fkd import plots
+from fkd.duplicates import find_duplicates, near_duplicates
 from fkd.atomic import write_text
 from fkd.keypoints import COLUMNS, KEYPOINTS, SIZE, as_points, complete_rows
 
@@ -75,41 +75,6 @@ def gaussian_heatmaps(keypoints, sigma: float = 2.0, size: int = SIZE) -> np.nda
     scale = np.float32(-0.5 / sigma ** 2)
     maps = np.exp(scale * dy2)[..., :, None] * np.exp(scale * dx2)[..., None, :]
     return np.nan_to_num(maps, nan=0.0).astype(np.float32)
-
-
-def image_hashes(images) -> np.ndarray:
-    """One hex digest per image (BLAKE2b of its pixels): equal digests = identical images."""
-    images = np.ascontiguousarray(images)
-    return np.array([hashlib.blake2b(im.tobytes(), digest_size=16).hexdigest() for im in images])
-
-
-def find_duplicates(images) -> list:
-    """Groups (sorted int arrays, each of 2+ row indices) of identical images, by first row."""
-    hashes = image_hashes(images)
-    groups = pd.Series(np.arange(len(hashes))).groupby(hashes).agg(list)
-    groups = [np.array(g, dtype=np.int64) for g in groups if len(g) > 1]
-    return sorted(groups, key=lambda g: g[0])
-
-
-def near_duplicates(images, threshold: float = 0.97, thumb: int = 16, block: int = 1024) -> list:
-    """Pairs (i, j, similarity), i < j, of images that look the same after resizing: the same photo
-    cropped or processed slightly differently (which exact hashes miss). Similarity = Pearson
-    correlation of `thumb` x `thumb` thumbnails (cv2.INTER_AREA); on real faces >= 0.97 was the same
-    photo every time we looked, and 0.95 already a look-alike. Exact duplicates are included."""
-    import cv2
-
-    images = np.asarray(images)
-    small = np.stack([cv2.resize(im, (thumb, thumb), interpolation=cv2.INTER_AREA) for im in images])
-    small = small.reshape(len(images), -1).astype(np.float32)
-    small -= small.mean(axis=1, keepdims=True)
-    small /= np.linalg.norm(small, axis=1, keepdims=True) + 1e-6
-    pairs = []
-    for start in range(0, len(small), block):
-        sim = small[start:start + block] @ small.T                           # (block, N)
-        rows, cols = np.nonzero(sim >= threshold)
-        keep = cols > rows + start
-        pairs += [(int(r + start), int(c), float(sim[r, c])) for r, c in zip(rows[keep], cols[keep])]
-    return sorted(pairs, key=lambda p: -p[2])
 
 
 def duplicate_agreement(groups, keypoints, tolerance: float = 1.0) -> list:

@@ -1,4 +1,4 @@
-"""K-fold assignment: stratified by label subset, grouped so identical images never sit in two folds.
+"""K-fold assignment: stratified by label subset, grouped so duplicate images never sit in two folds.
 
 Computed once per (k, seed) and saved next to the data cache, so every run uses the same folds.
 """
@@ -10,15 +10,11 @@ from sklearn.model_selection import StratifiedGroupKFold
 
 from fkd.atomic import write_text
 from fkd.data import cache_dir, load_training
+from fkd.duplicates import duplicate_groups
 from fkd.errors import FkdError
 from fkd.keypoints import complete_rows
 
-
-def image_groups(images) -> np.ndarray:
-    """Group id per image: rows with identical pixels share one."""
-    digests = [hashlib.blake2b(image.tobytes(), digest_size=16).digest() for image in images]
-    _, groups = np.unique(np.array(digests), return_inverse=True)
-    return groups.astype(np.int64)
+FOLD_METHOD = "stratified-subset/grouped-near-duplicates"  # a new method invalidates saved folds
 
 
 def label_subset(keypoints) -> np.ndarray:
@@ -29,7 +25,7 @@ def label_subset(keypoints) -> np.ndarray:
 def make_folds(images, keypoints, k: int = 5, seed: int = 0) -> np.ndarray:
     """Fold index 0..k-1 of each row."""
     subset = label_subset(keypoints)
-    groups = image_groups(images)
+    groups = duplicate_groups(images)
     if len(np.unique(groups)) < k:
         raise FkdError(f"{len(np.unique(groups))} distinct images cannot fill {k} folds")
     splitter = StratifiedGroupKFold(n_splits=k, shuffle=True, random_state=seed)
@@ -43,8 +39,8 @@ def load_folds(data_dir, k: int = 5, seed: int = 0) -> np.ndarray:
     """The saved folds for (k, seed), made on first use; remade if the training file changed."""
     images, keypoints = load_training(data_dir)
     path = cache_dir(data_dir) / f"folds-k{k}-seed{seed}.json"
-    fingerprint = hashlib.blake2b(images.tobytes() + np.nan_to_num(keypoints, nan=-1).tobytes(),
-                                  digest_size=8).hexdigest()
+    fingerprint = hashlib.blake2b(FOLD_METHOD.encode() + images.tobytes()
+                                  + np.nan_to_num(keypoints, nan=-1).tobytes(), digest_size=8).hexdigest()
     if path.is_file():
         saved = json.loads(path.read_text())
         if saved["fingerprint"] == fingerprint:

@@ -31,6 +31,7 @@ def predict_images(model, images, config: dict, device=None, flip_tta: bool = Tr
     out = []
     for start in range(0, len(images), batch_size):
         x = scale_pixels(model_inputs(images[start:start + batch_size].to(device), config), config)
+        x = x.contiguous(memory_format=torch.channels_last)
         subset = (torch.as_tensor(np.asarray(subsets[start:start + batch_size]), device=device)
                   if subsets is not None else None)
         pred = to_pixels(forward(model, x, subset).float())

@@ -3,7 +3,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from fkd import eda
+from fkd import duplicates, eda
 from fkd.cli import main
 from fkd.keypoints import CORE_COLUMN_INDEX, KEYPOINTS, as_points
 from fkd.synth import draw_faces
@@ -31,17 +31,17 @@ def faces():
 
 def test_find_duplicates_and_whether_labels_agree(faces):
     images, keypoints = faces
-    groups = eda.find_duplicates(images)
+    groups = duplicates.find_duplicates(images)
     assert [g.tolist() for g in groups] == [[0, 10], [1, 11]]
     agreement = eda.duplicate_agreement(groups, keypoints)
     assert [a["agree"] for a in agreement] == [False, True]
     assert agreement[0]["max_diff"] == pytest.approx(3.0, abs=1e-4)
-    assert len(eda.image_hashes(images)) == len(images)
+    assert len(duplicates.image_hashes(images)) == len(images)
 
 
 def test_near_duplicates_find_a_reprocessed_copy(faces):
     images, _ = faces
-    pairs = {(i, j) for i, j, _ in eda.near_duplicates(images)}
+    pairs = {(i, j) for i, j, _ in duplicates.near_duplicates(images)}
     assert {(0, 10), (1, 11), (2, 12)} <= pairs
     assert len(pairs) <= 4
 
