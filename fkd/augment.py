@@ -41,7 +41,7 @@ import torch
 import torch.nn.functional as F
 
 from fkd.errors import FkdError
-from fkd.keypoints import FLIP_COLUMN_PERMUTATION, N_COLUMNS, N_POINTS, SIZE, flip_keypoints
+from fkd.keypoints import FLIP_AXIS, N_COLUMNS, N_POINTS, SIZE, flip_keypoints
 
 DEFAULT_AUGMENT = {
     "flip": 0.5,
@@ -102,12 +102,13 @@ class KeypointAugmenter:
     worker_init_fn to keep workers apart and runs reproducible.
     """
 
-    def __init__(self, config=None, seed=None):
+    def __init__(self, config=None, seed=None, flip_axis: float = FLIP_AXIS):
         os.environ.setdefault("NO_ALBUMENTATIONS_UPDATE", "1")  # its import would ask PyPI for a newer version
         import albumentations as A
         import cv2
 
         self.settings = s = parse_config(config)
+        self.flip_axis = flip_axis
         transforms = []
         if _has_affine(s):
             transforms.append(A.Affine(
@@ -151,7 +152,7 @@ class KeypointAugmenter:
 
         if s["flip"] and self._rng.random() < s["flip"]:
             image = image[:, ::-1]
-            keypoints = flip_keypoints(keypoints)
+            keypoints = flip_keypoints(keypoints, self.flip_axis)
 
         points = keypoints.reshape(N_POINTS, 2).copy()
         missing = np.isnan(points).any(axis=1)
@@ -180,7 +181,7 @@ def _uniform(n, low, high, generator, gen_device, device):
 
 
 @torch.no_grad()
-def augment_batch(images, keypoints, config, generator=None, max_value: float = 1.0):
+def augment_batch(images, keypoints, config, generator=None, max_value: float = 1.0, flip_axis: float = FLIP_AXIS):
     """Augment a batch: images float [B,1,96,96] in [0, max_value], keypoints [B,30] (pixels, NaN).
 
     Returns new (images, keypoints float32) on the images' device. Per sample: flip (with the
@@ -189,6 +190,7 @@ def augment_batch(images, keypoints, config, generator=None, max_value: float = 
     then brightness/contrast, blur, noise, clamped to [0, max_value]. Random numbers come from
     `generator` (drawn on its device, so give one on the images' device to avoid transfers).
     Keypoints that leave [0, 95] become NaN. A config with every setting 0 returns the inputs.
+    flip_axis: the labels' mirror axis (47.5 when pixel centres are integers; see fkd.keypoints).
     """
     s = parse_config(config)
     if images.ndim != 4 or tuple(images.shape[1:]) != (1, SIZE, SIZE):
@@ -213,9 +215,7 @@ def augment_batch(images, keypoints, config, generator=None, max_value: float = 
     flip = torch.zeros(batch, dtype=torch.bool, device=device)
     if s["flip"]:
         flip = uniform(0.0, 1.0) < s["flip"]
-        flipped = kp[:, torch.as_tensor(FLIP_COLUMN_PERMUTATION, device=device)].clone()
-        flipped[:, 0::2] = (SIZE - 1) - flipped[:, 0::2]
-        kp = torch.where(flip[:, None], flipped, kp)
+        kp = torch.where(flip[:, None], flip_keypoints(kp, flip_axis), kp)
 
     # --- affine: p' = s R (p - c) + c + t -------------------------------------------------------
     if _has_affine(s):

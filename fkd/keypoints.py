@@ -1,7 +1,8 @@
 """The competition's 15 keypoints: names, column order, left/right flip pairs, label subsets.
 
 "left" is the subject's left (image right). Coordinates are pixel indices: pixel centre = integer,
-so a horizontal flip maps x to (SIZE - 1) - x.
+so a horizontal flip maps x to (SIZE - 1) - x: the mirror axis is x = 47.5. Labels made with
+another convention (1-based, or pixel corners) have their axis elsewhere: configs set `flip_axis`.
 """
 import numpy as np
 
@@ -41,11 +42,18 @@ FLIP_COLUMN_PERMUTATION = np.array(
 )
 
 
-def flip_keypoints(keypoints: np.ndarray, size: int = SIZE) -> np.ndarray:
-    """Keypoints (..., 30) of an image flipped left-right: x -> size-1-x, left and right swapped."""
-    flipped = np.array(keypoints, dtype=np.float32, copy=True)
-    flipped[..., 0::2] = (size - 1) - flipped[..., 0::2]
-    return flipped[..., FLIP_COLUMN_PERMUTATION]
+FLIP_AXIS = (SIZE - 1) / 2
+
+
+def flip_keypoints(keypoints, axis: float = FLIP_AXIS):
+    """Keypoints (..., 30) of an image flipped left-right: x -> 2 * axis - x, left and right swapped.
+
+    Takes a numpy array (returns float32) or a torch tensor (returns a tensor of its dtype)."""
+    if not hasattr(keypoints, "clone"):
+        keypoints = np.asarray(keypoints, dtype=np.float32)
+    flipped = keypoints[..., FLIP_COLUMN_PERMUTATION]  # advanced indexing: a copy
+    flipped[..., 0::2] = 2 * axis - flipped[..., 0::2]
+    return flipped
 
 
 def as_points(keypoints: np.ndarray) -> np.ndarray:

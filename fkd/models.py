@@ -6,7 +6,8 @@ keypoint) in normalised units, pixel = 48 + 48 * output (`to_pixels` / `to_norma
 Names and options:
     lenet                   LeNet-5: 2 conv (5x5) + pool, 3 fully-connected. dropout=0.0
     seedcnn                 the original project's CNN, layer sizes kept exactly. dropout=0.4
-    convnet                 fkd's compact CPU model. widths=(32,64,128,256), depth=1, hidden=512, dropout=0.2
+    convnet                 fkd's compact CPU model. widths=(32,64,128,256), depth=1, hidden=512, dropout=0.2,
+                            downsample=1 (2: the network sees 48 px)
     timm:<name>             any timm backbone, in_chans=1, num_classes=30.
                             pretrained=False, weights=PATH (local file, loaded offline),
                             drop_stem_pool=False, dropout (-> drop_rate), drop_path (-> drop_path_rate);
@@ -97,10 +98,15 @@ class SeedCNN(nn.Module):
 
 class ConvNet(nn.Module):
     """fkd's compact CPU model: per stage (3x3 conv, BatchNorm, ReLU) x depth, then 2x2 max-pool;
-    96 -> 48 -> 24 -> 12 -> 6; then dropout and a fully-connected layer to 30."""
+    96 -> 48 -> 24 -> 12 -> 6; then dropout and a fully-connected layer to 30.
 
-    def __init__(self, widths=(32, 64, 128, 256), depth: int = 1, hidden: int = 512, dropout: float = 0.2):
+    downsample=2 averages 2x2 pixels first (the network sees 48 px): about 4x less compute, for CPUs.
+    """
+
+    def __init__(self, widths=(32, 64, 128, 256), depth: int = 1, hidden: int = 512, dropout: float = 0.2,
+                 downsample: int = 1):
         super().__init__()
+        self.downsample = downsample
         layers, channels = [], 1
         for width in widths:
             for _ in range(depth):
@@ -109,7 +115,7 @@ class ConvNet(nn.Module):
                 channels = width
             layers.append(nn.MaxPool2d(2))
         self.features = nn.Sequential(*layers)
-        side = SIZE // 2 ** len(widths)
+        side = SIZE // downsample // 2 ** len(widths)
         self.head = nn.Sequential(
             nn.Flatten(), nn.Dropout(dropout),
             nn.Linear(channels * side * side, hidden), nn.ReLU(inplace=True), nn.Dropout(dropout),
@@ -117,6 +123,8 @@ class ConvNet(nn.Module):
         )
 
     def forward(self, x):
+        if self.downsample > 1:
+            x = F.avg_pool2d(x, self.downsample)
         return self.head(self.features(x))
 
 
@@ -288,7 +296,7 @@ def build_model(name: str, subset_heads: bool = False, **options) -> nn.Module:
         return SubsetOffset(build_model(name, **options))
     family, _, backbone = name.partition(":")
     hand_written = {"lenet": (LeNet, {"dropout"}), "seedcnn": (SeedCNN, {"dropout"}),
-                    "convnet": (ConvNet, {"widths", "depth", "hidden", "dropout"})}
+                    "convnet": (ConvNet, {"widths", "depth", "hidden", "dropout", "downsample"})}
     if family in hand_written and not backbone:
         model_class, allowed = hand_written[family]
         unknown = sorted(set(options) - allowed)

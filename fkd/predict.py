@@ -5,15 +5,8 @@ import numpy as np
 import torch
 
 from fkd.errors import FkdError
-from fkd.keypoints import FLIP_COLUMN_PERMUTATION, SIZE
+from fkd.keypoints import FLIP_AXIS, flip_keypoints
 from fkd.models import build_model, to_pixels
-
-
-def _unflip(pixels: torch.Tensor) -> torch.Tensor:
-    """Predictions made on a flipped image, mapped back to the original: x -> 95 - x, left <-> right."""
-    pixels = pixels.clone()
-    pixels[:, 0::2] = (SIZE - 1) - pixels[:, 0::2]
-    return pixels[:, torch.as_tensor(FLIP_COLUMN_PERMUTATION, device=pixels.device)]
 
 
 @torch.no_grad()
@@ -36,7 +29,8 @@ def predict_images(model, images, config: dict, device=None, flip_tta: bool = Tr
                   if subsets is not None else None)
         pred = to_pixels(forward(model, x, subset).float())
         if flip_tta:
-            pred = (pred + _unflip(to_pixels(forward(model, torch.flip(x, dims=[-1]), subset).float()))) / 2
+            mirrored = to_pixels(forward(model, torch.flip(x, dims=[-1]), subset).float())
+            pred = (pred + flip_keypoints(mirrored, config.get("flip_axis", FLIP_AXIS))) / 2
         out.append(pred.cpu())
     return torch.cat(out).numpy().astype(np.float32) if out else np.zeros((0, 30), np.float32)
 

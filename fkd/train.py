@@ -125,7 +125,7 @@ def train_epoch(model, optimizer, schedule, images: torch.Tensor, labels: torch.
         x = model_inputs(images[batch], config)
         y = labels[batch]
         if config["augment"]:
-            x, y = augment_batch(x, y, config["augment"], generator=generator)
+            x, y = augment_batch(x, y, config["augment"], generator=generator, flip_axis=config["flip_axis"])
         x = scale_pixels(x, config).contiguous(memory_format=torch.channels_last)
         with torch.autocast(device.type, dtype=amp_dtype, enabled=use_amp):
             out = forward(model, x, subsets[batch] if subsets is not None else None)

@@ -277,3 +277,17 @@ def test_torch_photometric_keeps_keypoints_and_range():
     blurred, _ = augment_batch(images, kps, {"blur": 1.0}, generator=torch.Generator().manual_seed(0))
     torch.testing.assert_close(blurred.mean((1, 2, 3)), images.mean((1, 2, 3)), rtol=0.02, atol=0)
     assert blurred.std() < 0.7 * images.std()
+
+
+def test_flip_axis_follows_the_labels_convention():
+    from fkd.augment import augment_batch
+    from fkd.keypoints import COLUMNS
+
+    images = torch.rand(2, 1, 96, 96)
+    keypoints = torch.full((2, 30), 40.0)
+    keypoints[:, COLUMNS.index("left_eye_center_x")] = 60.0
+    _, flipped = augment_batch(images, keypoints, {"flip": 1.0}, flip_axis=48.5)
+    assert flipped[0, COLUMNS.index("right_eye_center_x")].item() == pytest.approx(97 - 60)
+    assert flipped[0, COLUMNS.index("left_eye_center_x")].item() == pytest.approx(97 - 40)
+    _, default = augment_batch(images, keypoints, {"flip": 1.0})
+    assert default[0, COLUMNS.index("right_eye_center_x")].item() == pytest.approx(95 - 60)

@@ -11,7 +11,8 @@ import torch
 from fkd.config import DEFAULTS, load_config
 from fkd.cv import run_cv
 from fkd.errors import FkdError
-from fkd.predict import _unflip, predict_images
+from fkd.keypoints import flip_keypoints
+from fkd.predict import predict_images
 from fkd.rundir import read_json, read_oof, read_test_predictions
 from fkd.train import masked_loss, training_labels
 
@@ -72,8 +73,11 @@ def test_flip_tta_maps_predictions_back():
     tta = predict_images(Mirror(), images, dict(DEFAULTS), "cpu", flip_tta=True)
     assert plain[0, :4].tolist() == [70, 40, 70, 40]
     np.testing.assert_allclose(tta[0, :4], plain[0, :4])
-    twice = _unflip(_unflip(torch.arange(30.0)[None]))
+    twice = flip_keypoints(flip_keypoints(torch.arange(30.0)[None]))
     assert torch.equal(twice, torch.arange(30.0)[None])
+    # labels whose mirror axis sits at 48.5 (1-based): TTA maps the mirrored prediction with that axis
+    shifted = predict_images(Mirror(), images, {**DEFAULTS, "flip_axis": 48.5}, "cpu", flip_tta=True)
+    assert shifted[0, 0] == pytest.approx(71) and shifted[0, 1] == pytest.approx(40)  # (70 + 97 - 25) / 2
 
 
 def _quick_config(**overrides):
