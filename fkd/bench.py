@@ -20,9 +20,13 @@ def add_arguments(parser):
     parser.add_argument("--data-dir", help="competition folder (make bench uses ../shared/data/proxy)")
     parser.add_argument("--only", default=",".join(SECTIONS), help=f"comma-separated sections of {SECTIONS}")
     parser.add_argument("--runs-dir", default="runs/bench", help="where the cv section's runs go")
+    parser.add_argument("--rows", type=int, default=KAGGLE_TRAINING_ROWS,
+                        help="rows of the csv the parse section times (Kaggle's training.csv has 7,049)")
     parser.add_argument("--cv-configs", nargs="+",
-                        default=["configs/seed.yaml", "configs/seedcnn.yaml", "configs/lenet.yaml", "configs/cpu.yaml"],
-                        help="configs the cv section cross-validates (after the mean shape)")
+                        default=["configs/seed.yaml@1", "configs/seedcnn.yaml@1", "configs/lenet.yaml@1",
+                                 "configs/cpu.yaml"],
+                        help="configs the cv section cross-validates after the mean shape; CONFIG@N trains "
+                             "only its first N folds (the baselines, to keep the benchmark short)")
 
 
 def best_of(function, repeats: int = 3) -> float:
@@ -43,20 +47,20 @@ def notebook_parse(path):
     return images.reshape(-1, 96, 96), frame.drop(columns="Image").to_numpy(dtype=np.float32)
 
 
-def kaggle_sized_csv(data_dir, folder: Path) -> Path:
-    """The data's training.csv, rows repeated up to Kaggle's 7,049, as a plain csv file."""
+def kaggle_sized_csv(data_dir, folder: Path, rows: int = KAGGLE_TRAINING_ROWS) -> Path:
+    """The data's training.csv, rows repeated (or cut) to `rows` (Kaggle's: 7,049), as a plain csv file."""
     raw = read_bytes(source_file(data_dir, "training"))
     header, _, body = raw.partition(b"\n")
     lines = body.rstrip(b"\n").split(b"\n")
-    lines = (lines * (KAGGLE_TRAINING_ROWS // len(lines) + 1))[:KAGGLE_TRAINING_ROWS]
+    lines = (lines * (rows // len(lines) + 1))[:rows]
     path = folder / "training.csv"
     path.write_bytes(header + b"\n" + b"\n".join(lines) + b"\n")
     return path
 
 
-def bench_parse(data_dir) -> None:
+def bench_parse(data_dir, rows: int = KAGGLE_TRAINING_ROWS) -> None:
     with tempfile.TemporaryDirectory() as folder:
-        path = kaggle_sized_csv(data_dir, Path(folder))
+        path = kaggle_sized_csv(data_dir, Path(folder), rows)
         size = path.stat().st_size / 1e6
         raw = path.read_bytes()
         parse_training(raw[:200_000].rsplit(b"\n", 1)[0] + b"\n")  # compile (or load) the parser first
@@ -64,7 +68,7 @@ def bench_parse(data_dir) -> None:
         notebook_seconds = best_of(lambda: notebook_parse(path), repeats=1)
         load_training(folder)  # builds the cache
         cache_seconds = best_of(lambda: load_training(folder))
-    print(f"parse  {KAGGLE_TRAINING_ROWS} rows, {size:.0f} MB csv: fkd {fkd_seconds:.2f} s, "
+    print(f"parse  {rows} rows, {size:.0f} MB csv: fkd {fkd_seconds:.2f} s, "
           f"notebook way {notebook_seconds:.2f} s ({notebook_seconds / fkd_seconds:.0f}x slower); "
           f"reload from .npy cache {cache_seconds:.3f} s", flush=True)
 
@@ -74,7 +78,7 @@ def run(args):
     sections = [s.strip() for s in args.only.split(",") if s.strip()]
     print(f"bench on {data_dir}", flush=True)
     if "parse" in sections:
-        bench_parse(data_dir)
+        bench_parse(data_dir, args.rows)
     if "throughput" in sections:
         from fkd.bench_train import bench_throughput
         bench_throughput(data_dir)

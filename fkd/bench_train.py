@@ -7,7 +7,7 @@ import torch
 from fkd.config import load_config
 from fkd.folds import load_folds
 from fkd.data import load_training
-from fkd.metrics import mean_shape, rmse
+from fkd.metrics import mean_shape, rmse, rmse_report
 
 THROUGHPUT_ROWS = 2048
 
@@ -76,19 +76,41 @@ def mean_shape_cv(data_dir, k: int = 5, seed: int = 0) -> float:
     return rmse(oof, keypoints)
 
 
-def bench_cv(data_dir, config_paths, runs_dir) -> None:
-    from fkd.cv import run_cv
-    from fkd.rundir import read_json
+def finished_fold_scores(run_dir, truth) -> dict:
+    """RMSE over the validation rows of the folds a run has finished (all of them, or a few)."""
+    from fkd.train import load_checkpoint
 
+    rows, predictions, seconds, folds = [], [], 0.0, []
+    for path in sorted(run_dir.glob("fold*.pt")):
+        checkpoint = load_checkpoint(path)
+        rows.append(checkpoint["valid_index"])
+        predictions.append(checkpoint["val_pred"])
+        seconds += checkpoint.get("seconds", 0.0)
+        folds.append(checkpoint["fold"])
+    rows, predictions = np.concatenate(rows), np.concatenate(predictions)
+    report = rmse_report(predictions, truth[rows])
+    return {**report, "folds_done": folds, "train_seconds": seconds}
+
+
+def bench_cv(data_dir, config_specs, runs_dir) -> None:
+    """config_specs: "configs/x.yaml" (every fold) or "configs/x.yaml@N" (its first N folds only)."""
+    from pathlib import Path
+
+    from fkd.cv import run_cv
+
+    _, truth = load_training(data_dir)
     baseline = mean_shape_cv(data_dir)
     print(f"cv  mean shape: RMSE {baseline:.4f} (5 folds)", flush=True)
-    for path in config_paths:
+    for spec in config_specs:
+        path, _, n_folds = spec.partition("@")
         config = load_config(path)
+        if n_folds:
+            config["only_folds"] = list(range(int(n_folds)))
         started = time.perf_counter()
-        run_dir = run_cv(data_dir, config, runs_dir)
-        metrics = read_json(run_dir / "metrics.json")
-        print(f"cv  {path}: RMSE {metrics['rmse']:.4f} = {metrics['rmse'] / baseline:.3f} x mean shape "
-              f"(complete {metrics['rmse_complete']:.4f}, partial {metrics['rmse_partial']:.4f}; "
-              f"{config['folds']} folds x {config['epochs']} epochs, model {config['model']}, "
-              f"training {metrics['train_seconds']:.0f} s, this call {time.perf_counter() - started:.0f} s)",
-              flush=True)
+        run_dir = Path(run_cv(data_dir, config, runs_dir))
+        scores = finished_fold_scores(run_dir, truth)
+        print(f"cv  {path}: RMSE {scores['rmse']:.4f} = {scores['rmse'] / baseline:.3f} x mean shape "
+              f"(complete rows {scores['rmse_complete']:.4f}, partial rows {scores['rmse_partial']:.4f}; "
+              f"folds {scores['folds_done']} of {config['folds']}, {config['epochs']} epochs, "
+              f"model {config['model']}; training {scores['train_seconds']:.0f} s, "
+              f"this call {time.perf_counter() - started:.0f} s)", flush=True)

@@ -1,0 +1,13 @@
+import subprocess
+import sys
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def test_parse_bench_prints_both_figures(competition):
+    result = subprocess.run([sys.executable, "-m", "fkd", "bench", "--data-dir", str(competition), "--only", "parse",
+                             "--rows", "300"], cwd=REPO, capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stderr
+    line = [l for l in result.stdout.splitlines() if l.startswith("parse")][0]
+    assert "300 rows" in line and "fkd" in line and "notebook way" in line and "reload from .npy cache" in line
