@@ -138,15 +138,20 @@ def validate_metadata(meta, path, folder=None) -> None:
         fail("docker_image_pinning_type", f"{pinning!r} is not one of {', '.join(PINNING_TYPES)}")
 
 
+def _read_json_file(path, missing: str):
+    path = Path(path)
+    if not path.is_file():
+        raise FkdError(missing, path=path)
+    try:
+        return json.loads(path.read_text())
+    except json.JSONDecodeError as error:
+        raise FkdError(f"not valid JSON ({error})", path=path) from None
+
+
 def load_metadata(folder):
     """kernel-metadata.json of a kernel folder, validated (code_file must exist)."""
     path = Path(folder) / METADATA
-    if not path.is_file():
-        raise FkdError("no such file: build the kernel first (`make kernel`)", path=path)
-    try:
-        meta = json.loads(path.read_text())
-    except json.JSONDecodeError as error:
-        raise FkdError(f"not valid JSON ({error})", path=path) from None
+    meta = _read_json_file(path, "no such file: build the kernel first (`make kernel`)")
     validate_metadata(meta, path, folder)
     return meta
 
@@ -167,12 +172,7 @@ def kaggle_username(explicit=None):
 def resolve_template(template_path, username, slug=None, title=None):
     """The template with {username} filled in (and an optional slug/title override), validated."""
     template_path = Path(template_path)
-    if not template_path.is_file():
-        raise FkdError("no such file (the kernel metadata template)", path=template_path)
-    try:
-        meta = json.loads(template_path.read_text())
-    except json.JSONDecodeError as error:
-        raise FkdError(f"not valid JSON ({error})", path=template_path) from None
+    meta = _read_json_file(template_path, "no such file (the kernel metadata template)")
     if not isinstance(meta, dict):
         raise FkdError("must hold a JSON object", path=template_path)
     if isinstance(meta.get("id"), str):

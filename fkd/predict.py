@@ -5,7 +5,7 @@ import numpy as np
 import torch
 
 from fkd.errors import FkdError
-from fkd.keypoints import FLIP_AXIS, flip_keypoints
+from fkd.keypoints import flip_keypoints
 from fkd.models import build_model, to_pixels
 
 
@@ -15,7 +15,7 @@ def predict_images(model, images, config: dict, device=None, flip_tta: bool = Tr
 
     subsets [N] (1 = complete-row output, 0 = core-point-row output) matter only to SubsetOffset
     models; None means the complete-row output."""
-    from fkd.train import forward, model_inputs, scale_pixels  # the same input path as training
+    from fkd.train import flip_axis, forward, model_inputs, scale_pixels  # the same input path as training
 
     device = torch.device(device) if device is not None else next(model.parameters()).device
     model.eval()
@@ -30,7 +30,7 @@ def predict_images(model, images, config: dict, device=None, flip_tta: bool = Tr
         pred = to_pixels(forward(model, x, subset).float())
         if flip_tta:
             mirrored = to_pixels(forward(model, torch.flip(x, dims=[-1]), subset).float())
-            pred = (pred + flip_keypoints(mirrored, config.get("flip_axis", FLIP_AXIS))) / 2
+            pred = (pred + flip_keypoints(mirrored, flip_axis(config, subset, len(x), device))) / 2
         out.append(pred.cpu())
     return torch.cat(out).numpy().astype(np.float32) if out else np.zeros((0, 30), np.float32)
 

@@ -125,7 +125,9 @@ def train_epoch(model, optimizer, schedule, images: torch.Tensor, labels: torch.
         x = model_inputs(images[batch], config)
         y = labels[batch]
         if config["augment"]:
-            x, y = augment_batch(x, y, config["augment"], generator=generator, flip_axis=config["flip_axis"])
+            batch_subsets = subsets[batch] if subsets is not None else None
+            x, y = augment_batch(x, y, config["augment"], generator=generator,
+                                 flip_axis=flip_axis(config, batch_subsets, len(batch), device))
         x = scale_pixels(x, config).contiguous(memory_format=torch.channels_last)
         with torch.autocast(device.type, dtype=amp_dtype, enabled=use_amp):
             out = forward(model, x, subsets[batch] if subsets is not None else None)
@@ -141,6 +143,17 @@ def train_epoch(model, optimizer, schedule, images: torch.Tensor, labels: torch.
         if step % 20 == 0:
             bar.set_postfix(loss=f"{total_loss.item() / (step + 1):.5f}")
     return total_loss.item() / n_steps
+
+
+def flip_axis(config: dict, subsets, n: int, device):
+    """The labels' mirror axis: one number, or [core-point rows, complete rows] when the two subsets
+    were labelled with different pixel conventions (then a [n,1] tensor, one axis per image)."""
+    axis = config.get("flip_axis", 47.5)
+    if not isinstance(axis, (list, tuple)):
+        return float(axis)
+    if subsets is None:
+        subsets = torch.ones(n, dtype=torch.long, device=device)
+    return torch.as_tensor(axis, dtype=torch.float32, device=device)[torch.as_tensor(subsets, device=device)][:, None]
 
 
 def forward(model, x, subset=None):

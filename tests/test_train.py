@@ -78,6 +78,10 @@ def test_flip_tta_maps_predictions_back():
     # labels whose mirror axis sits at 48.5 (1-based): TTA maps the mirrored prediction with that axis
     shifted = predict_images(Mirror(), images, {**DEFAULTS, "flip_axis": 48.5}, "cpu", flip_tta=True)
     assert shifted[0, 0] == pytest.approx(71) and shifted[0, 1] == pytest.approx(40)  # (70 + 97 - 25) / 2
+    # one axis per label subset: the image's subset picks it
+    per_subset = {**DEFAULTS, "flip_axis": [48.5, 47.5]}
+    assert predict_images(Mirror(), images, per_subset, "cpu", subsets=np.array([0]))[0, 0] == pytest.approx(71)
+    assert predict_images(Mirror(), images, per_subset, "cpu", subsets=np.array([1]))[0, 0] == pytest.approx(70)
 
 
 def _quick_config(**overrides):
@@ -152,7 +156,8 @@ def test_ctrl_c_then_rerun_finishes_without_redoing_folds(competition, tmp_path)
 
 def test_submit_blends_runs_by_oof(competition, tmp_path):
     first = run_cv(competition, _quick_config(name="a", epochs=1), tmp_path / "runs")
-    second = run_cv(competition, _quick_config(name="b", epochs=2, seed=1), tmp_path / "runs")
+    second = run_cv(competition, _quick_config(name="b", epochs=2, seed=1, subset_heads=True, flip_axis=[48.5, 47.5]),
+                    tmp_path / "runs")
     result = subprocess.run([sys.executable, "-m", "fkd", "submit", "--data-dir", str(competition),
                              "--runs", str(first), str(second), "--out-dir", str(tmp_path / "subs")],
                             cwd=REPO, capture_output=True, text=True)
