@@ -28,20 +28,20 @@ def _plain_pytorch_epoch(model, optimizer, images: np.ndarray, labels: np.ndarra
 
 def bench_throughput(data_dir, model_name: str = "seedcnn", repeats: int = 2) -> None:
     from fkd.models import build_model
-    from fkd.train import make_optimizer, make_schedule, steps_per_epoch, train_epoch
+    from fkd.train import make_model, make_optimizer, make_schedule, steps_per_epoch, train_epoch
 
     images, keypoints = load_training(data_dir)
     images, keypoints = images[:THROUGHPUT_ROWS], keypoints[:THROUGHPUT_ROWS]
     results = {}
     for label, augment in (("fkd loop, no augmentation", {}), ("fkd loop, default augmentation", None)):
-        config = load_config(None, model=model_name, epochs=1)
+        config = load_config(None, model=model_name, epochs=repeats)
         if augment is not None:
             config["augment"] = augment
         else:
             from fkd.augment import DEFAULT_AUGMENT
             config["augment"] = dict(DEFAULT_AUGMENT)
         torch.manual_seed(0)
-        model = build_model(model_name)
+        model = make_model(config)
         optimizer = make_optimizer(model, config)
         schedule = make_schedule(optimizer, config, steps_per_epoch(len(images), config))
         generator = torch.Generator().manual_seed(0)
