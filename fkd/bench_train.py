@@ -27,43 +27,32 @@ def _plain_pytorch_epoch(model, optimizer, images: np.ndarray, labels: np.ndarra
 
 
 def bench_throughput(data_dir, model_name: str = "seedcnn", repeats: int = 2) -> None:
+    from fkd.augment import DEFAULT_AUGMENT
+    from fkd.bench import best_of
     from fkd.models import build_model
     from fkd.train import make_model, make_optimizer, make_schedule, steps_per_epoch, train_epoch
 
     images, keypoints = load_training(data_dir)
     images, keypoints = images[:THROUGHPUT_ROWS], keypoints[:THROUGHPUT_ROWS]
     results = {}
-    for label, augment in (("fkd loop, no augmentation", {}), ("fkd loop, default augmentation", None)):
-        config = load_config(None, model=model_name, epochs=repeats)
-        if augment is not None:
-            config["augment"] = augment
-        else:
-            from fkd.augment import DEFAULT_AUGMENT
-            config["augment"] = dict(DEFAULT_AUGMENT)
+    for label, augment in (("fkd loop, no augmentation", {}), ("fkd loop, default augmentation", DEFAULT_AUGMENT)):
+        config = load_config(None, model=model_name, epochs=repeats, augment=dict(augment))
         torch.manual_seed(0)
         model = make_model(config)
         optimizer = make_optimizer(model, config)
         schedule = make_schedule(optimizer, config, steps_per_epoch(len(images), config))
         generator = torch.Generator().manual_seed(0)
         x, y = torch.from_numpy(images), torch.from_numpy(keypoints)
-        seconds = min(_timed(lambda: train_epoch(model, optimizer, schedule, x, y, config, generator))
-                      for _ in range(repeats))
+        seconds = best_of(lambda: train_epoch(model, optimizer, schedule, x, y, config, generator), repeats)
         results[label] = len(images) // config["batch_size"] * config["batch_size"] / seconds
     torch.manual_seed(0)
     model = build_model(model_name)
     optimizer = torch.optim.AdamW(model.parameters(), lr=1e-3)
-    seconds = min(_timed(lambda: _plain_pytorch_epoch(model, optimizer, images, keypoints, 64))
-                  for _ in range(repeats))
+    seconds = best_of(lambda: _plain_pytorch_epoch(model, optimizer, images, keypoints, 64), repeats)
     results["plain PyTorch DataLoader loop"] = len(images) // 64 * 64 / seconds
     for label, rate in results.items():
         print(f"throughput  {model_name} on {torch.get_num_threads()} CPU threads, {label}: {rate:.0f} images/s",
               flush=True)
-
-
-def _timed(function) -> float:
-    started = time.perf_counter()
-    function()
-    return time.perf_counter() - started
 
 
 def mean_shape_cv(data_dir, k: int = 5, seed: int = 0) -> float:
