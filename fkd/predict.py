@@ -6,7 +6,7 @@ import torch
 
 from fkd.errors import FkdError
 from fkd.keypoints import flip_keypoints
-from fkd.models import build_model, to_pixels
+from fkd.models import to_pixels
 
 
 @torch.no_grad()
@@ -37,7 +37,7 @@ def predict_images(model, images, config: dict, device=None, flip_tta: bool = Tr
 
 def load_fold_models(run_dir, device="cpu"):
     """[(model, config)] for every fold<k>.pt in a run folder."""
-    from fkd.train import load_checkpoint
+    from fkd.train import load_checkpoint, make_model
 
     paths = sorted(Path(run_dir).glob("fold*.pt"))
     if not paths:
@@ -46,9 +46,9 @@ def load_fold_models(run_dir, device="cpu"):
     for path in paths:
         checkpoint = load_checkpoint(path, device)
         config = checkpoint["config"]
-        options = dict(config["model_options"])
-        options.pop("weights", None)  # the checkpoint holds every weight; the pretrained file may be elsewhere
-        model = build_model(config["model"], subset_heads=config.get("subset_heads", False), **options)
+        # the checkpoint holds every weight: the pretrained file it started from may be elsewhere now
+        options = {k: v for k, v in config["model_options"].items() if k != "weights"}
+        model = make_model({**config, "model_options": options}, device)
         model.load_state_dict(checkpoint["state_dict"])
         models.append((model.to(device), config))
     return models

@@ -92,9 +92,8 @@ def make_schedule(optimizer, config, steps_per_epoch: int):
 
 
 def model_inputs(images_uint8: torch.Tensor, config: dict) -> torch.Tensor:
-    """uint8 [B,96,96] -> float [B,1,96,96] in 0..1 (or 0..255 for the original project's recipe)."""
-    images = images_uint8.unsqueeze(1).float() / 255.0
-    return images
+    """uint8 [B,96,96] -> float [B,1,96,96] in 0..1 (augmentation works there; scale_pixels follows)."""
+    return images_uint8.unsqueeze(1).float() / 255.0
 
 
 def scale_pixels(images: torch.Tensor, config: dict) -> torch.Tensor:
