@@ -7,7 +7,8 @@ Names and options:
     lenet                   LeNet-5: 2 conv (5x5) + pool, 3 fully-connected. dropout=0.0
     seedcnn                 the original project's CNN, layer sizes kept exactly. dropout=0.4
     convnet                 fkd's compact CPU model. widths=(32,64,128,256), depth=1, hidden=512, dropout=0.2,
-                            downsample=1 (2: the network sees 48 px)
+                            downsample=1 (2: the network sees 48 px), stem=0 (C: a full-resolution
+                            conv of C channels + max-pool first)
     timm:<name>             any timm backbone, in_chans=1, num_classes=30.
                             pretrained=False, weights=PATH (local file, loaded offline),
                             drop_stem_pool=False, dropout (-> drop_rate), drop_path (-> drop_path_rate);
@@ -101,13 +102,19 @@ class ConvNet(nn.Module):
     96 -> 48 -> 24 -> 12 -> 6; then dropout and a fully-connected layer to 30.
 
     downsample=2 averages 2x2 pixels first (the network sees 48 px): about 4x less compute, for CPUs.
+    stem=C puts one 3x3 conv of C channels and a 2x2 max-pool before the stages: a learned halving
+    that still sees every pixel (cheap: one input channel).
     """
 
     def __init__(self, widths=(32, 64, 128, 256), depth: int = 1, hidden: int = 512, dropout: float = 0.2,
-                 downsample: int = 1):
+                 downsample: int = 1, stem: int = 0):
         super().__init__()
         self.downsample = downsample
         layers, channels = [], 1
+        if stem:
+            layers += [nn.Conv2d(1, stem, 3, padding=1, bias=False), nn.BatchNorm2d(stem), nn.ReLU(inplace=True),
+                       nn.MaxPool2d(2)]
+            channels = stem
         for width in widths:
             for _ in range(depth):
                 layers += [nn.Conv2d(channels, width, 3, padding=1, bias=False), nn.BatchNorm2d(width),
@@ -115,7 +122,7 @@ class ConvNet(nn.Module):
                 channels = width
             layers.append(nn.MaxPool2d(2))
         self.features = nn.Sequential(*layers)
-        side = SIZE // downsample // 2 ** len(widths)
+        side = SIZE // downsample // 2 ** (len(widths) + bool(stem))
         self.head = nn.Sequential(
             nn.Flatten(), nn.Dropout(dropout),
             nn.Linear(channels * side * side, hidden), nn.ReLU(inplace=True), nn.Dropout(dropout),
@@ -296,7 +303,7 @@ def build_model(name: str, subset_heads: bool = False, **options) -> nn.Module:
         return SubsetOffset(build_model(name, **options))
     family, _, backbone = name.partition(":")
     hand_written = {"lenet": (LeNet, {"dropout"}), "seedcnn": (SeedCNN, {"dropout"}),
-                    "convnet": (ConvNet, {"widths", "depth", "hidden", "dropout", "downsample"})}
+                    "convnet": (ConvNet, {"widths", "depth", "hidden", "dropout", "downsample", "stem"})}
     if family in hand_written and not backbone:
         model_class, allowed = hand_written[family]
         unknown = sorted(set(options) - allowed)

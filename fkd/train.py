@@ -12,7 +12,7 @@ import numpy as np
 import pandas as pd
 import torch
 import torch.nn.functional as F
-from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
+from timm.utils import ModelEmaV3
 from tqdm.auto import tqdm
 
 from fkd.atomic import atomic_path
@@ -137,7 +137,7 @@ def train_epoch(model, optimizer, schedule, images: torch.Tensor, labels: torch.
         scaler.update()
         schedule.step()
         if ema is not None:
-            ema.update_parameters(model)
+            ema.update(model, step=schedule.last_epoch)
         total_loss += loss.detach()
         if step % 20 == 0:
             bar.set_postfix(loss=f"{total_loss.item() / (step + 1):.5f}")
@@ -166,6 +166,16 @@ def make_model(config: dict, device="cpu"):
     return model.to(device).to(memory_format=torch.channels_last)
 
 
+def make_ema(model, config: dict):
+    """The exponential moving average of the weights and BatchNorm statistics, or None (ema: 0).
+
+    Warm-up power 1: a plain running mean of the steps so far until 1 - 1/step reaches the decay,
+    so the random initial weights never linger in the average."""
+    if not config["ema"]:
+        return None
+    return ModelEmaV3(model, decay=config["ema"], use_warmup=True, warmup_power=1.0)
+
+
 def train_fold(fold: int, images: np.ndarray, labels: np.ndarray, truth: np.ndarray, folds: np.ndarray,
                config: dict, test_images=None, test_subsets=None, log=print):
     """Train one fold; returns the checkpoint dict (weights, validation/test predictions, history).
@@ -182,8 +192,7 @@ def train_fold(fold: int, images: np.ndarray, labels: np.ndarray, truth: np.ndar
     train_subsets = torch.from_numpy(subsets[train_index]).to(device)
     optimizer = make_optimizer(model, config)
     schedule = make_schedule(optimizer, config, steps_per_epoch(len(train_index), config))
-    ema = (AveragedModel(model, multi_avg_fn=get_ema_multi_avg_fn(config["ema"]), use_buffers=True)
-           if config["ema"] else None)
+    ema = make_ema(model, config)
     generator = torch.Generator(device=device).manual_seed(config["seed"] * 100 + fold)
 
     history, best = [], {"val_rmse": float("inf")}

@@ -13,6 +13,8 @@ from fkd.models import (
 FAMILIES = [
     ("lenet", {}),
     ("seedcnn", {}),
+    ("convnet", {"widths": [8, 16], "downsample": 2}),
+    ("convnet", {"widths": [8, 16], "stem": 4}),
     ("timm:test_resnet", {}),
     ("timm:test_resnet", {"drop_stem_pool": True, "dropout": 0.1}),
     ("heatmap:test_resnet", {}),
@@ -48,6 +50,14 @@ def test_lenet_layers():
     assert sum(isinstance(m, nn.MaxPool2d) for m in model.modules()) == 2
     assert len(linears) == 3 and linears[-1].out_features == 30
     assert model.features(torch.zeros(1, 1, 96, 96)).numel() == linears[0].in_features
+
+
+def test_convnet_stem_sees_full_resolution_then_halves():
+    model = build_model("convnet", widths=[8, 16], stem=4, hidden=32)
+    first = next(m for m in model.modules() if isinstance(m, nn.Conv2d))
+    assert (first.in_channels, first.out_channels) == (1, 4)
+    # 96 -> stem pool 48 -> 24 -> 12: 16 channels x 12 x 12 into the first linear layer
+    assert model.features(torch.zeros(1, 1, 96, 96)).shape == (1, 16, 12, 12)
 
 
 def test_seedcnn_has_the_original_layer_sizes():

@@ -14,7 +14,7 @@ from fkd.errors import FkdError
 from fkd.keypoints import flip_keypoints
 from fkd.predict import predict_images
 from fkd.rundir import read_json, read_oof, read_test_predictions
-from fkd.train import masked_loss, training_labels
+from fkd.train import make_ema, masked_loss, training_labels
 
 REPO = __import__("pathlib").Path(__file__).resolve().parents[1]
 
@@ -215,3 +215,18 @@ def test_lookup_subsets_follow_what_the_lookup_asks(competition):
     assert set(asked) == {8, 30}
     assert np.array_equal(subsets == 1, asked == 30)
     assert lookup_subsets(pd.DataFrame({"ImageId": [], "FeatureName": []}), np.array([5]))[0] == 1
+
+
+def test_ema_is_a_running_mean_until_it_reaches_its_decay():
+    model = torch.nn.Linear(1, 1, bias=False)
+    ema = make_ema(model, {"ema": 0.9})
+    seen = []
+    for step, value in enumerate([1.0, 2.0, 6.0, 3.0], start=1):
+        model.weight.data.fill_(value)
+        seen.append(value)
+        ema.update(model, step=step)
+        assert ema.module.weight.item() == pytest.approx(np.mean(seen))
+    model.weight.data.fill_(0.0)
+    ema.update(model, step=100)  # past the warm-up: decay 0.9
+    assert ema.module.weight.item() == pytest.approx(0.9 * np.mean(seen))
+    assert make_ema(model, {"ema": 0.0}) is None
