@@ -28,6 +28,8 @@ DEFAULTS = {
     "pixels": "unit",           # unit: 0..1 | raw: 0..255 as the original project fed them
     "augment": {},              # fkd.augment settings; {} = none
     "flip_tta": True,
+    "tta_scales": [1.0],        # test-time zooms about the image centre, predictions averaged
+    "tta_shift": 0.0,           # > 0: each zoom also moved by this many pixels left/right/up/down
     "flip_axis": 47.5,          # the labels' mirror axis: 47.5 = pixel centres on integers (48.5 for 1-based
                                 # labels); or [core-point rows, complete rows] when the subsets differ
     "ema": 0.0,                 # decay of an exponential moving average of the weights; 0 = off

@@ -1,17 +1,39 @@
-"""Predictions of trained models: fold models x flip TTA, in pixel coordinates."""
+"""Predictions of trained models: fold models x test-time views (flip, zoom, shift), in pixel coordinates."""
 from pathlib import Path
 
 import numpy as np
 import torch
+import torch.nn.functional as F
 
+from fkd.augment import CENTRE
 from fkd.errors import FkdError
 from fkd.keypoints import flip_keypoints
 from fkd.models import to_pixels
 
 
+def tta_views(config: dict):
+    """[(scale, dx, dy)]: the test-time views, each scale of config["tta_scales"] unshifted and, with
+    config["tta_shift"] = d > 0 pixels, also shifted by d left, right, up and down."""
+    d = config.get("tta_shift", 0.0)
+    shifts = [(0.0, 0.0)] + ([(d, 0.0), (-d, 0.0), (0.0, d), (0.0, -d)] if d else [])
+    return [(scale, dx, dy) for scale in config.get("tta_scales", [1.0]) for dx, dy in shifts]
+
+
+def transform(images: torch.Tensor, scale: float, dx: float, dy: float) -> torch.Tensor:
+    """Images [B,1,96,96] magnified by `scale` about the image centre (pixel 47.5), then moved by
+    (dx, dy) pixels, zeros outside, sampled as fkd.augment samples: p -> 47.5 + scale (p - 47.5) + d."""
+    c = CENTRE
+    theta = torch.tensor([[1 / scale, 0, -dx / (c * scale)], [0, 1 / scale, -dy / (c * scale)]],
+                         dtype=images.dtype, device=images.device)
+    grid = F.affine_grid(theta.expand(len(images), 2, 3), list(images.shape), align_corners=True)
+    return F.grid_sample(images, grid, mode="bilinear", padding_mode="zeros", align_corners=True)
+
+
 @torch.no_grad()
 def predict_images(model, images, config: dict, device=None, flip_tta: bool = True, subsets=None) -> np.ndarray:
-    """uint8 images [N,96,96] -> float32 pixel keypoints [N,30]; with flip_tta, the mean with the mirror.
+    """uint8 images [N,96,96] -> float32 pixel keypoints [N,30]; with flip_tta, the mean with the mirror;
+    over every view of `tta_views(config)`, the mean of the predictions mapped back (about the image
+    centre in label coordinates: the labels' mirror axis).
 
     subsets [N] (1 = complete-row output, 0 = core-point-row output) matter only to SubsetOffset
     models; None means the complete-row output."""
@@ -21,17 +43,24 @@ def predict_images(model, images, config: dict, device=None, flip_tta: bool = Tr
     model.eval()
     images = torch.as_tensor(np.asarray(images))
     batch_size = config.get("eval_batch_size", 256)
+    views = tta_views(config)
     out = []
     for start in range(0, len(images), batch_size):
         x = scale_pixels(model_inputs(images[start:start + batch_size].to(device), config), config)
-        x = x.contiguous(memory_format=torch.channels_last)
         subset = (torch.as_tensor(np.asarray(subsets[start:start + batch_size]), device=device)
                   if subsets is not None else None)
-        pred = to_pixels(forward(model, x, subset).float())
-        if flip_tta:
-            mirrored = to_pixels(forward(model, torch.flip(x, dims=[-1]), subset).float())
-            pred = (pred + flip_keypoints(mirrored, flip_axis(config, subset, len(x), device))) / 2
-        out.append(pred.cpu())
+        axis = flip_axis(config, subset, len(x), device)
+        mapped_back = []
+        for scale, dx, dy in views:
+            view = x if (scale, dx, dy) == (1, 0, 0) else transform(x, scale, dx, dy)
+            view = view.contiguous(memory_format=torch.channels_last)
+            pred = to_pixels(forward(model, view, subset).float())
+            if flip_tta:
+                mirrored = to_pixels(forward(model, torch.flip(view, dims=[-1]), subset).float())
+                pred = (pred + flip_keypoints(mirrored, axis)) / 2
+            pred = pred.view(len(x), -1, 2) - torch.tensor([dx, dy], device=device)
+            mapped_back.append(axis + (pred.view(len(x), -1) - axis) / scale)
+        out.append(torch.stack(mapped_back).mean(0).cpu())
     return torch.cat(out).numpy().astype(np.float32) if out else np.zeros((0, 30), np.float32)
 
 

@@ -20,7 +20,7 @@ from fkd.augment import augment_batch
 from fkd.keypoints import complete_rows
 from fkd.metrics import rmse
 from fkd.models import build_model, to_normalised
-from fkd.predict import predict_images
+from fkd.predict import predict_images, tta_views
 
 
 def pick_device(name: str = "auto") -> torch.device:
@@ -195,6 +195,8 @@ def train_fold(fold: int, images: np.ndarray, labels: np.ndarray, truth: np.ndar
     ema = make_ema(model, config)
     generator = torch.Generator(device=device).manual_seed(config["seed"] * 100 + fold)
 
+    # each epoch is scored with flip TTA only; the kept epoch is then predicted with every test-time view
+    plain = {**config, "tta_scales": [1.0], "tta_shift": 0.0}
     history, best = [], {"val_rmse": float("inf")}
     for epoch in range(config["epochs"]):
         started = time.perf_counter()
@@ -202,7 +204,7 @@ def train_fold(fold: int, images: np.ndarray, labels: np.ndarray, truth: np.ndar
                                  ema=ema, desc=f"fold {fold} epoch {epoch + 1}/{config['epochs']}",
                                  subsets=train_subsets)
         evaluated = ema.module if ema is not None else model
-        val_pred = predict_images(evaluated, images[valid_index], config, device, flip_tta=config["flip_tta"],
+        val_pred = predict_images(evaluated, images[valid_index], plain, device, flip_tta=config["flip_tta"],
                                   subsets=subsets[valid_index])
         val_truth = truth[valid_index]
         val_rmse = rmse(val_pred, val_truth)
@@ -219,6 +221,12 @@ def train_fold(fold: int, images: np.ndarray, labels: np.ndarray, truth: np.ndar
             best = {"val_rmse": val_rmse, "epoch": epoch + 1, "state_dict": state, "val_pred": val_pred}
 
     model.load_state_dict(best["state_dict"])
+    if len(tta_views(config)) > 1:
+        best["val_pred"] = predict_images(model, images[valid_index], config, device, flip_tta=config["flip_tta"],
+                                          subsets=subsets[valid_index])
+        log(f"fold {fold} epoch {best['epoch']}: val RMSE {best['val_rmse']:.4f} px, "
+            f"{rmse(best['val_pred'], truth[valid_index]):.4f} with {len(tta_views(config))} test-time views")
+        best["val_rmse"] = rmse(best["val_pred"], truth[valid_index])
     test_pred = (predict_images(model, test_images, config, device, flip_tta=config["flip_tta"],
                                 subsets=test_subsets)
                  if test_images is not None else None)

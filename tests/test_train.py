@@ -10,11 +10,12 @@ import torch
 
 from fkd.config import DEFAULTS, load_config
 from fkd.cv import run_cv
+from fkd.data import load_training
 from fkd.errors import FkdError
-from fkd.keypoints import flip_keypoints
+from fkd.keypoints import complete_rows, flip_keypoints
 from fkd.predict import predict_images
 from fkd.rundir import read_json, read_oof, read_test_predictions
-from fkd.train import make_ema, masked_loss, training_labels
+from fkd.train import load_checkpoint, make_ema, make_model, masked_loss, training_labels
 
 REPO = __import__("pathlib").Path(__file__).resolve().parents[1]
 
@@ -99,7 +100,8 @@ def test_cv_learns_the_synthetic_faces_and_writes_the_run(larger_competition, tm
     # a small CNN, a few epochs: it must clearly beat the mean shape (the faces are learnable)
     config = _quick_config(model="convnet", model_options={"widths": [16, 32, 64, 128], "hidden": 256,
                                                            "dropout": 0.0},
-                           epochs=8, batch_size=16, lr=0.003, name="learn", augment={"flip": 0.5})
+                           epochs=8, batch_size=16, lr=0.003, name="learn", augment={"flip": 0.5},
+                           tta_scales=[0.95, 1.0, 1.05])
     run_dir = run_cv(larger_competition, config, tmp_path)
     metrics = read_json(run_dir / "metrics.json")
     assert metrics["rmse"] < 0.7 * metrics["mean_shape_rmse"], metrics
@@ -112,6 +114,17 @@ def test_cv_learns_the_synthetic_faces_and_writes_the_run(larger_competition, tm
     history = read_json(run_dir / "history.json")
     assert len(history) == 16 and {"fold", "epoch", "train_loss", "val_rmse"} <= set(history[0])
     assert set(metrics["per_keypoint"]) and metrics["rmse_partial"] > 0
+    # the kept epoch's OOF is predicted with every test-time view (epochs were scored with flip only)
+    checkpoint = load_checkpoint(run_dir / "fold0.pt")
+    model = make_model(checkpoint["config"])
+    model.load_state_dict(checkpoint["state_dict"])
+    images, truth = load_training(larger_competition)
+    valid = checkpoint["valid_index"]
+    subsets = complete_rows(truth[valid]).astype(np.int64)
+    with_views = predict_images(model, images[valid], config, "cpu", subsets=subsets)
+    np.testing.assert_allclose(checkpoint["val_pred"], with_views, atol=1e-4)
+    plain = predict_images(model, images[valid], {**config, "tta_scales": [1.0]}, "cpu", subsets=subsets)
+    assert np.abs(plain - with_views).max() > 1e-3
 
 
 def test_rerun_skips_finished_folds_and_refuses_another_config(competition, tmp_path):

@@ -1,0 +1,53 @@
+"""Test-time views: every zoom and shift is mapped back onto the same keypoints."""
+import numpy as np
+import pytest
+import torch
+import torch.nn as nn
+
+from fkd.config import DEFAULTS
+from fkd.models import to_normalised
+from fkd.predict import predict_images, transform, tta_views
+
+
+class Centroid(nn.Module):
+    """Stand-in model: every keypoint at the intensity-weighted centre of the image (an equivariant
+    'model', so any wrong mapping back of a view shows up as an error)."""
+
+    def __init__(self):
+        super().__init__()
+        self.unused = nn.Parameter(torch.zeros(1))
+
+    def forward(self, x):
+        weights = x[:, 0] / x[:, 0].sum((1, 2), keepdim=True)
+        grid = torch.arange(96, dtype=x.dtype)
+        cx = (weights.sum(1) * grid).sum(1)
+        cy = (weights.sum(2) * grid).sum(1)
+        return to_normalised(torch.stack([cx, cy], 1).repeat(1, 15))
+
+
+def dot_images(points):
+    yy, xx = np.mgrid[0:96, 0:96]
+    return np.stack([np.clip(255 * np.exp(-((xx - x) ** 2 + (yy - y) ** 2) / 8.0), 0, 255).astype(np.uint8)
+                     for x, y in points])
+
+
+def test_transform_moves_a_dot_where_its_formula_says():
+    image = torch.from_numpy(dot_images([(30.0, 60.0)])).float()[:, None]
+    moved = transform(image, 1.1, 2.0, -3.0)
+    y, x = np.unravel_index(moved[0, 0].argmax().item(), (96, 96))
+    assert (x, y) == (round(47.5 + 1.1 * (30 - 47.5) + 2), round(47.5 + 1.1 * (60 - 47.5) - 3))
+
+
+@pytest.mark.parametrize("views", [{}, {"tta_scales": [0.95, 1.0, 1.05]}, {"tta_shift": 1.0},
+                                   {"tta_scales": [0.9, 1.1], "tta_shift": 2.0}])
+def test_every_view_is_mapped_back(views):
+    points = [(30.0, 60.0), (50.5, 40.0), (65.0, 35.5)]
+    config = {**DEFAULTS, **views, "flip_axis": 47.5}
+    pred = predict_images(Centroid(), dot_images(points), config, device="cpu", flip_tta=True)
+    assert np.abs(pred - np.repeat(np.array(points), 15, axis=0).reshape(3, 30)).max() < 0.05
+
+
+def test_views_are_scales_times_shifts():
+    assert tta_views(DEFAULTS) == [(1.0, 0.0, 0.0)]
+    views = tta_views({"tta_scales": [0.95, 1.05], "tta_shift": 1.0})
+    assert len(views) == 10 and (1.05, 0.0, -1.0) in views
