@@ -10,7 +10,6 @@ cross-validation. It reads the run folder (see fkd.rundir):
 and writes curves.png, per_keypoint.png, worst_oof.png (needs the training images and keypoints),
 test_predictions.png (needs the test images and test_pred.csv) and report.md.
 """
-import json
 from pathlib import Path
 
 import numpy as np
@@ -19,7 +18,8 @@ import pandas as pd
 from fkd import plots
 from fkd.atomic import write_text
 from fkd.errors import FkdError
-from fkd.keypoints import COLUMNS, KEYPOINTS
+from fkd.keypoints import KEYPOINTS
+from fkd.rundir import read_json, read_oof_rows, read_test_predictions
 
 WORST = 20
 TEST_SHOWN = 20
@@ -27,20 +27,10 @@ TEST_SHOWN = 20
 
 # ---------------------------------------------------------------- reading a run folder
 
-def _read_json(path):
-    path = Path(path)
-    if not path.is_file():
-        raise FkdError("missing: is this a finished run?", path=path)
-    try:
-        return json.loads(path.read_text())
-    except json.JSONDecodeError as error:
-        raise FkdError(f"not valid JSON ({error.msg}, line {error.lineno})", path=path) from None
-
-
 def read_history(run_dir) -> pd.DataFrame:
     """history.json as a frame with columns fold, epoch, train_loss, val_loss, val_rmse (+ any other)."""
     path = Path(run_dir) / "history.json"
-    records = _read_json(path)
+    records = read_json(path)
     if records and all(isinstance(r, list) for r in records):           # one list per fold
         records = [dict({"fold": k}, **r) for k, fold in enumerate(records) for r in fold]
     frame = pd.DataFrame(records)
@@ -48,38 +38,6 @@ def read_history(run_dir) -> pd.DataFrame:
     if len(frame) and missing:
         raise FkdError(f"records lack {', '.join(sorted(missing))}", path=path)
     return frame
-
-
-def _read_table(path, key, n_columns=COLUMNS):
-    path = Path(path)
-    try:
-        frame = pd.read_csv(path)
-    except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError) as error:
-        raise FkdError(f"cannot read the table: {error}", path=path) from None
-    missing = [c for c in [key, *n_columns] if c not in frame.columns]
-    if missing:
-        raise FkdError(f"lacks column(s) {', '.join(missing[:3])}{' ...' if len(missing) > 3 else ''}",
-                       path=path)
-    return frame
-
-
-def read_oof(run_dir):
-    """(rows int [K], folds int [K] or None, predictions float32 [K,30]) from oof.csv."""
-    path = Path(run_dir) / "oof.csv"
-    if not path.is_file():
-        raise FkdError("missing: is this a finished run?", path=path)
-    frame = _read_table(path, "row")
-    folds = frame["fold"].to_numpy() if "fold" in frame.columns else None
-    return frame["row"].to_numpy(dtype=np.int64), folds, frame[COLUMNS].to_numpy(dtype=np.float32)
-
-
-def read_test_predictions(run_dir):
-    """(image_ids [M], predictions float32 [M,30]) from test_pred.csv, or None when absent."""
-    path = Path(run_dir) / "test_pred.csv"
-    if not path.is_file():
-        return None
-    frame = _read_table(path, "ImageId")
-    return frame["ImageId"].to_numpy(), frame[COLUMNS].to_numpy(dtype=np.float32)
 
 
 def row_rmse(predictions, truth) -> np.ndarray:
@@ -210,9 +168,9 @@ def write_run_report(run_dir, images=None, keypoints=None, test_images=None, wor
     run_dir = Path(run_dir)
     if not run_dir.is_dir():
         raise FkdError("no such run folder", path=run_dir)
-    config = _read_json(run_dir / "config.json") if (run_dir / "config.json").is_file() else {}
+    config = read_json(run_dir / "config.json") if (run_dir / "config.json").is_file() else {}
     name = config.get("name") or run_dir.name
-    metrics = _read_json(run_dir / "metrics.json")
+    metrics = read_json(run_dir / "metrics.json")
     history = read_history(run_dir)
     written = [plots.save_figure(plot_curves(history, metrics, name), run_dir / "curves.png")]
 
@@ -225,7 +183,7 @@ def write_run_report(run_dir, images=None, keypoints=None, test_images=None, wor
     notes = []
     worst_rows = []
     if images is not None and keypoints is not None and (run_dir / "oof.csv").is_file():
-        rows, folds, predictions = read_oof(run_dir)
+        rows, folds, predictions = read_oof_rows(run_dir)
         if len(rows) and (rows.min() < 0 or rows.max() >= len(keypoints)):
             raise FkdError(f"row {rows.max()} is outside the {len(keypoints):,} training rows: "
                            "another competition folder?", path=run_dir / "oof.csv")

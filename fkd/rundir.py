@@ -24,7 +24,23 @@ def read_json(path):
     path = Path(path)
     if not path.is_file():
         raise FkdError("missing: is this a finished run?", path=path)
-    return json.loads(path.read_text())
+    try:
+        return json.loads(path.read_text())
+    except json.JSONDecodeError as error:
+        raise FkdError(f"not valid JSON ({error.msg}, line {error.lineno})", path=path) from None
+
+
+def _read_table(path, key) -> pd.DataFrame:
+    path = Path(path)
+    try:
+        frame = pd.read_csv(path)
+    except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError) as error:
+        raise FkdError(f"cannot read the table: {error}", path=path) from None
+    missing = [c for c in [key, *COLUMNS] if c not in frame.columns]
+    if missing:
+        raise FkdError(f"lacks column(s) {', '.join(missing[:3])}{' ...' if len(missing) > 3 else ''}",
+                       path=path)
+    return frame
 
 
 def _write_table(path, frame: pd.DataFrame) -> None:
@@ -40,13 +56,21 @@ def write_oof(run_dir, folds, predictions) -> None:
     _write_table(Path(run_dir) / "oof.csv", frame)
 
 
-def read_oof(run_dir):
-    """(folds [N], predictions float32 [N,30]) in training-row order."""
+def read_oof_rows(run_dir):
+    """(rows int [K], folds int [K] or None, predictions float32 [K,30]) as oof.csv lists them."""
     path = Path(run_dir) / "oof.csv"
     if not path.is_file():
         raise FkdError("missing: is this a finished run?", path=path)
-    frame = pd.read_csv(path).sort_values("row")
-    return frame["fold"].to_numpy(), frame[COLUMNS].to_numpy(dtype=np.float32)
+    frame = _read_table(path, "row")
+    folds = frame["fold"].to_numpy() if "fold" in frame.columns else None
+    return frame["row"].to_numpy(dtype=np.int64), folds, frame[COLUMNS].to_numpy(dtype=np.float32)
+
+
+def read_oof(run_dir):
+    """(folds [N], predictions float32 [N,30]) in training-row order."""
+    rows, folds, predictions = read_oof_rows(run_dir)
+    order = np.argsort(rows, kind="stable")
+    return (folds[order] if folds is not None else None), predictions[order]
 
 
 def write_test_predictions(run_dir, image_ids, predictions) -> None:
@@ -60,5 +84,5 @@ def read_test_predictions(run_dir):
     path = Path(run_dir) / "test_pred.csv"
     if not path.is_file():
         return None
-    frame = pd.read_csv(path)
+    frame = _read_table(path, "ImageId")
     return frame["ImageId"].to_numpy(), frame[COLUMNS].to_numpy(dtype=np.float32)
