@@ -143,16 +143,16 @@ def test_rerun_skips_finished_folds_and_refuses_another_config(competition, tmp_
 
 def test_ctrl_c_then_rerun_finishes_without_redoing_folds(competition, tmp_path):
     config = tmp_path / "slow.yaml"
-    config.write_text("model: lenet\nfolds: 2\nepochs: 40\nbatch_size: 16\n")
+    config.write_text("model: lenet\nfolds: 2\nepochs: 15\nbatch_size: 16\n")
     command = [sys.executable, "-m", "fkd", "cv", "--data-dir", str(competition), "--config", str(config),
                "--runs-dir", str(tmp_path / "runs")]
-    process = subprocess.Popen(command + ["--only-fold", "0", "--epochs", "1"], cwd=REPO)
+    process = subprocess.Popen(command + ["--only-fold", "0"], cwd=REPO)
     assert process.wait(timeout=300) == 0
-    process = subprocess.Popen(command + ["--epochs", "1"], cwd=REPO, stdout=subprocess.PIPE, text=True)
-    # interrupt while fold 1 trains: nothing of fold 1 may look finished
+    process = subprocess.Popen(command, cwd=REPO, stdout=subprocess.PIPE, text=True)
+    # interrupt while fold 1 trains (after its first of 15 epochs): nothing of fold 1 may look finished
     deadline = time.time() + 120
     line = ""
-    while "fold 0: done already" not in line and time.time() < deadline:
+    while "fold 1 epoch 1/15" not in line and time.time() < deadline:
         line = process.stdout.readline()
     process.send_signal(signal.SIGINT)
     assert process.wait(timeout=60) != 0
@@ -160,7 +160,7 @@ def test_ctrl_c_then_rerun_finishes_without_redoing_folds(competition, tmp_path)
     stamp = (run_dir / "fold0.pt").stat().st_mtime_ns
     assert not (run_dir / "fold1.pt").exists() and not (run_dir / "metrics.json").exists()
     assert not list(run_dir.glob("*.tmp")) and not list(run_dir.glob(".*"))
-    result = subprocess.run(command + ["--epochs", "1"], cwd=REPO, capture_output=True, text=True)
+    result = subprocess.run(command, cwd=REPO, capture_output=True, text=True)
     assert result.returncode == 0, result.stderr
     assert "fold 0: done already" in result.stdout
     assert (run_dir / "fold0.pt").stat().st_mtime_ns == stamp
