@@ -224,9 +224,10 @@ def train_fold(fold: int, images: np.ndarray, labels: np.ndarray, truth: np.ndar
     if len(tta_views(config)) > 1:
         best["val_pred"] = predict_images(model, images[valid_index], config, device, flip_tta=config["flip_tta"],
                                           subsets=subsets[valid_index])
+        with_views = rmse(best["val_pred"], truth[valid_index])
         log(f"fold {fold} epoch {best['epoch']}: val RMSE {best['val_rmse']:.4f} px, "
-            f"{rmse(best['val_pred'], truth[valid_index]):.4f} with {len(tta_views(config))} test-time views")
-        best["val_rmse"] = rmse(best["val_pred"], truth[valid_index])
+            f"{with_views:.4f} with {len(tta_views(config))} test-time views")
+        best["val_rmse"] = with_views
     test_pred = (predict_images(model, test_images, config, device, flip_tta=config["flip_tta"],
                                 subsets=test_subsets)
                  if test_images is not None else None)
