@@ -1,7 +1,7 @@
 """The files of a run folder, runs/<name>/, and how to read them back.
 
 config.json      resolved config            fold<k>.pt      best checkpoint of fold k
-oof.csv          row, fold, 30 columns      test_pred.csv   ImageId, 30 columns (fold mean x flip TTA)
+oof.csv          row, fold, 30 columns      test_pred.csv   ImageId, 30 columns (fold mean x test-time views)
 metrics.json     RMSE overall/complete/partial/per keypoint
 history.json     per-epoch records {fold, epoch, train_loss, val_loss, val_rmse, lr, seconds}
 """
