@@ -24,6 +24,8 @@ DEFAULTS = {
     "schedule": "onecycle",     # onecycle | cosine (with warm-up) | constant
     "warmup_epochs": 1,
     "loss": "mse",              # mse | l1 | smooth_l1 | wing
+    "pseudo_labels": None,      # a finished run on the same folds: its fold-k model fills the labels fold k's
+                                # training rows lack (pseudo-labels)
     "labels": "masked",         # masked: missing values carry no gradient | ffill: the original project's fill
     "pixels": "unit",           # unit: 0..1 | raw: 0..255 as the original project fed them
     "augment": {},              # fkd.augment settings; {} = none

@@ -64,23 +64,25 @@ def predict_images(model, images, config: dict, device=None, flip_tta: bool = Tr
     return torch.cat(out).numpy().astype(np.float32) if out else np.zeros((0, 30), np.float32)
 
 
-def load_fold_models(run_dir, device="cpu"):
-    """[(model, config)] for every fold<k>.pt in a run folder."""
+def load_fold_model(path, device="cpu"):
+    """(model, config) of one fold checkpoint, in eval mode on the device."""
     from fkd.train import load_checkpoint, make_model
 
+    checkpoint = load_checkpoint(path, device)
+    config = checkpoint["config"]
+    # the checkpoint holds every weight: the pretrained file it started from may be elsewhere now
+    options = {k: v for k, v in config["model_options"].items() if k != "weights"}
+    model = make_model({**config, "model_options": options}, device)
+    model.load_state_dict(checkpoint["state_dict"])
+    return model.eval(), config
+
+
+def load_fold_models(run_dir, device="cpu"):
+    """[(model, config)] for every fold<k>.pt in a run folder."""
     paths = sorted(Path(run_dir).glob("fold*.pt"))
     if not paths:
         raise FkdError("no fold checkpoints (fold<k>.pt): is this a finished run?", path=run_dir)
-    models = []
-    for path in paths:
-        checkpoint = load_checkpoint(path, device)
-        config = checkpoint["config"]
-        # the checkpoint holds every weight: the pretrained file it started from may be elsewhere now
-        options = {k: v for k, v in config["model_options"].items() if k != "weights"}
-        model = make_model({**config, "model_options": options}, device)
-        model.load_state_dict(checkpoint["state_dict"])
-        models.append((model.to(device), config))
-    return models
+    return [load_fold_model(path, device) for path in paths]
 
 
 def predict_runs(run_dirs, images, flip_tta: bool = True, device=None) -> np.ndarray:

@@ -21,6 +21,7 @@ from fkd.keypoints import complete_rows
 from fkd.metrics import rmse
 from fkd.models import build_model, to_normalised
 from fkd.predict import predict_images, tta_views
+from fkd.pseudo import fill_missing
 
 
 def pick_device(name: str = "auto") -> torch.device:
@@ -185,6 +186,8 @@ def train_fold(fold: int, images: np.ndarray, labels: np.ndarray, truth: np.ndar
     seed_everything(config["seed"] * 100 + fold)
     train_index = np.flatnonzero(folds != fold)
     valid_index = np.flatnonzero(folds == fold)
+    if config["pseudo_labels"]:
+        labels = fill_missing(labels, images, truth, train_index, fold, config, device)
     train_images = torch.from_numpy(images[train_index]).to(device)
     train_labels = torch.from_numpy(labels[train_index]).to(device)
     model = make_model(config, device)

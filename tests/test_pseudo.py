@@ -1,0 +1,56 @@
+import numpy as np
+import pytest
+
+from fkd.config import load_config
+from fkd.cv import run_cv
+from fkd.data import load_training
+from fkd.errors import FkdError
+from fkd.folds import load_folds
+from fkd.keypoints import complete_rows
+from fkd.predict import load_fold_model, predict_images
+from fkd.pseudo import fill_missing
+from fkd.rundir import read_json
+
+REPO = __import__("pathlib").Path(__file__).resolve().parents[1]
+
+
+@pytest.fixture(scope="module")
+def teacher(competition, tmp_path_factory):
+    config = load_config(REPO / "configs" / "tiny.yaml", name="teacher", epochs=1)
+    return run_cv(competition, config, tmp_path_factory.mktemp("runs"))
+
+
+def test_missing_labels_of_the_training_rows_come_from_the_folds_own_teacher(competition, teacher):
+    images, truth = load_training(competition)
+    folds = load_folds(competition, 2, 0)
+    config = load_config(REPO / "configs" / "tiny.yaml", pseudo_labels=str(teacher))
+    train_rows = np.flatnonzero(folds != 1)
+    filled = fill_missing(truth, images, truth, train_rows, 1, config)
+
+    present = ~np.isnan(truth)
+    np.testing.assert_array_equal(filled[present], truth[present])      # real labels are kept
+    assert np.isnan(truth[train_rows]).any() and not np.isnan(filled[train_rows]).any()
+    valid_rows = np.flatnonzero(folds == 1)                             # fold 1's validation rows stay untouched
+    np.testing.assert_array_equal(np.isnan(filled[valid_rows]), np.isnan(truth[valid_rows]))
+
+    model, teacher_config = load_fold_model(teacher / "fold1.pt")      # fold 1's teacher, not fold 0's
+    partial = train_rows[~complete_rows(truth[train_rows])]
+    expected = predict_images(model, images[partial], teacher_config, "cpu", subsets=np.zeros(len(partial), int))
+    missing = np.isnan(truth[partial])
+    np.testing.assert_allclose(filled[partial][missing], expected[missing], atol=1e-4)
+
+
+def test_a_teacher_on_other_folds_is_refused(competition, teacher):
+    images, truth = load_training(competition)
+    config = load_config(REPO / "configs" / "tiny.yaml", pseudo_labels=str(teacher), fold_seed=1)
+    with pytest.raises(FkdError, match="other folds"):
+        fill_missing(truth, images, truth, np.arange(len(truth)), 0, config)
+    with pytest.raises(FkdError, match="no checkpoint for fold 5"):
+        fill_missing(truth, images, truth, np.arange(len(truth)), 5, {**config, "fold_seed": 0})
+
+
+def test_cv_with_pseudo_labels_trains_and_scores_out_of_fold(competition, teacher, tmp_path):
+    config = load_config(REPO / "configs" / "tiny.yaml", name="student", epochs=1, pseudo_labels=str(teacher))
+    run_dir = run_cv(competition, config, tmp_path)
+    assert read_json(run_dir / "config.json")["pseudo_labels"] == str(teacher)
+    assert np.isfinite(read_json(run_dir / "metrics.json")["rmse"])
