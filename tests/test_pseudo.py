@@ -9,7 +9,7 @@ from fkd.folds import load_folds
 from fkd.keypoints import complete_rows
 from fkd.predict import load_fold_model, predict_images
 from fkd.pseudo import fill_missing
-from fkd.rundir import read_json
+from fkd.rundir import read_json, read_oof
 
 REPO = __import__("pathlib").Path(__file__).resolve().parents[1]
 
@@ -49,8 +49,12 @@ def test_a_teacher_on_other_folds_is_refused(competition, teacher):
         fill_missing(truth, images, truth, np.arange(len(truth)), 5, {**config, "fold_seed": 0})
 
 
-def test_cv_with_pseudo_labels_trains_and_scores_out_of_fold(competition, teacher, tmp_path):
-    config = load_config(REPO / "configs" / "tiny.yaml", name="student", epochs=1, pseudo_labels=str(teacher))
-    run_dir = run_cv(competition, config, tmp_path)
-    assert read_json(run_dir / "config.json")["pseudo_labels"] == str(teacher)
-    assert np.isfinite(read_json(run_dir / "metrics.json")["rmse"])
+def test_cv_trains_on_the_teachers_labels(competition, teacher, tmp_path):
+    # same seed, same folds: only the filled labels can make the student differ from a plain run
+    plain = load_config(REPO / "configs" / "tiny.yaml", name="plain", epochs=1)
+    student = {**plain, "name": "student", "pseudo_labels": str(teacher)}
+    plain_oof = read_oof(run_cv(competition, plain, tmp_path))[1]
+    student_dir = run_cv(competition, student, tmp_path)
+    assert read_json(student_dir / "config.json")["pseudo_labels"] == str(teacher)
+    assert np.isfinite(read_json(student_dir / "metrics.json")["rmse"])
+    assert np.abs(read_oof(student_dir)[1] - plain_oof).max() > 1e-3
