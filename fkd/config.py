@@ -23,6 +23,7 @@ DEFAULTS = {
     "weight_decay": 1e-4,
     "schedule": "onecycle",     # onecycle | cosine (with warm-up) | constant
     "warmup_epochs": 1,
+    "grad_clip": None,          # clip the gradient norm to this before each step; None = off
     "loss": "mse",              # mse | l1 | smooth_l1 | wing
     "pseudo_labels": None,      # a finished run on the same folds: its fold-k model fills the labels fold k's
                                 # training rows lack (pseudo-labels)

@@ -106,9 +106,10 @@ def steps_per_epoch(n_rows: int, config: dict) -> int:
 
 
 def train_epoch(model, optimizer, schedule, images: torch.Tensor, labels: torch.Tensor, config: dict,
-                generator: torch.Generator, ema=None, desc="epoch", subsets=None) -> float:
+                generator: torch.Generator, ema=None, desc="epoch", subsets=None) -> dict:
     """One pass over uint8 images [N,96,96] and pixel labels [N,30] (NaN = missing) on their device;
-    subsets [N] (1 = complete row) feed a SubsetOffset model. Returns the mean training loss."""
+    subsets [N] (1 = complete row) feed a SubsetOffset model. Returns the mean training loss and the
+    median and largest gradient norm of the epoch's steps (before clipping at config["grad_clip"])."""
     device = images.device
     use_amp = config["amp"] and device.type == "cuda"
     # bfloat16 where the GPU has it (A100/H100); float16 with loss scaling on T4/P100 (Kaggle's)
@@ -119,6 +120,8 @@ def train_epoch(model, optimizer, schedule, images: torch.Tensor, labels: torch.
     model.train()
     order = torch.randperm(len(images), device=device, generator=generator)
     total_loss = torch.zeros((), device=device)
+    grad_norms = torch.zeros(n_steps, device=device)
+    max_norm = config["grad_clip"] or float("inf")
     bar = tqdm(range(n_steps), desc=desc, leave=False, mininterval=1.0, disable=None)
     for step in bar:
         batch = order[step * batch_size:(step + 1) * batch_size]
@@ -134,6 +137,8 @@ def train_epoch(model, optimizer, schedule, images: torch.Tensor, labels: torch.
         loss = masked_loss(out.float(), to_normalised(y), config["loss"])
         optimizer.zero_grad(set_to_none=True)
         scaler.scale(loss).backward()
+        scaler.unscale_(optimizer)
+        grad_norms[step] = torch.nn.utils.clip_grad_norm_(model.parameters(), max_norm)
         scaler.step(optimizer)
         scaler.update()
         schedule.step()
@@ -142,7 +147,8 @@ def train_epoch(model, optimizer, schedule, images: torch.Tensor, labels: torch.
         total_loss += loss.detach()
         if step % 20 == 0:
             bar.set_postfix(loss=f"{total_loss.item() / (step + 1):.5f}")
-    return total_loss.item() / n_steps
+    return {"train_loss": total_loss.item() / n_steps, "grad_norm_median": grad_norms.median().item(),
+            "grad_norm_max": grad_norms.max().item()}
 
 
 def flip_axis(config: dict, subsets, n: int, device):
@@ -203,9 +209,9 @@ def train_fold(fold: int, images: np.ndarray, labels: np.ndarray, truth: np.ndar
     history, best = [], {"val_rmse": float("inf")}
     for epoch in range(config["epochs"]):
         started = time.perf_counter()
-        train_loss = train_epoch(model, optimizer, schedule, train_images, train_labels, config, generator,
-                                 ema=ema, desc=f"fold {fold} epoch {epoch + 1}/{config['epochs']}",
-                                 subsets=train_subsets)
+        trained = train_epoch(model, optimizer, schedule, train_images, train_labels, config, generator,
+                              ema=ema, desc=f"fold {fold} epoch {epoch + 1}/{config['epochs']}",
+                              subsets=train_subsets)
         evaluated = ema.module if ema is not None else model
         val_pred = predict_images(evaluated, images[valid_index], plain, device, flip_tta=config["flip_tta"],
                                   subsets=subsets[valid_index])
@@ -213,11 +219,12 @@ def train_fold(fold: int, images: np.ndarray, labels: np.ndarray, truth: np.ndar
         val_rmse = rmse(val_pred, val_truth)
         val_loss = float(masked_loss(to_normalised(torch.from_numpy(val_pred)),
                                      to_normalised(torch.from_numpy(val_truth)), config["loss"]))
-        record = {"fold": fold, "epoch": epoch + 1, "train_loss": train_loss,
+        record = {"fold": fold, "epoch": epoch + 1, **trained,
                   "val_loss": val_loss, "val_rmse": val_rmse, "lr": optimizer.param_groups[0]["lr"],
                   "seconds": time.perf_counter() - started}
         history.append(record)
         log(f"fold {fold} epoch {epoch + 1}/{config['epochs']}: train loss {record['train_loss']:.5f}, "
+            f"gradient norm {record['grad_norm_median']:.3f} (max {record['grad_norm_max']:.3f}), "
             f"val RMSE {val_rmse:.4f} px ({record['seconds']:.1f} s)")
         if val_rmse < best["val_rmse"]:
             state = {k: v.detach().to("cpu", copy=True) for k, v in evaluated.state_dict().items()}
