@@ -3,7 +3,8 @@
 config.json      resolved config            fold<k>.pt      best checkpoint of fold k
 oof.csv          row, fold, 30 columns      test_pred.csv   ImageId, 30 columns (fold mean x test-time views)
 metrics.json     RMSE overall/complete/partial/per keypoint
-history.json     per-epoch records {fold, epoch, train_loss, val_loss, val_rmse, lr, seconds}
+history.json     per-epoch records {fold, epoch, train_loss, grad_norm_median, grad_norm_max, val_loss, val_rmse,
+                 lr, seconds}
 """
 import json
 from pathlib import Path
