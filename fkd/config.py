@@ -27,6 +27,8 @@ DEFAULTS = {
     "loss": "mse",              # mse | l1 | smooth_l1 | wing
     "pseudo_labels": None,      # a finished run on the same folds: its fold-k model fills the labels fold k's
                                 # training rows lack (pseudo-labels)
+    "drop_label_outliers": 0.0, # this fraction of the training rows, those fkd.eda.label_outliers ranks
+                                # first (farthest from the mean shape), trains on no labels; 0 = keep all
     "labels": "masked",         # masked: missing values carry no gradient | ffill: the original project's fill
     "pixels": "unit",           # unit: 0..1 | raw: 0..255 as the original project fed them
     "augment": {},              # fkd.augment settings; {} = none

@@ -72,6 +72,9 @@ def run_cv(data_dir, config: dict, runs_dir="runs") -> Path:
     baseline = rmse(mean_shape(truth)[None], truth)
     log(f"run {run_dir}: {len(images)} training rows, {len(test_images)} test images, "
         f"{config['folds']} folds, model {config['model']} (mean-shape RMSE {baseline:.4f})")
+    unlabelled = int((np.isnan(labels).all(axis=1) & ~np.isnan(truth).all(axis=1)).sum())
+    if unlabelled:
+        log(f"{unlabelled} rows farthest from the mean shape train on no labels (drop_label_outliers)")
 
     wanted = config["only_folds"] if config["only_folds"] is not None else range(config["folds"])
     for fold in wanted:

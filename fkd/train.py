@@ -17,6 +17,8 @@ from tqdm.auto import tqdm
 
 from fkd.atomic import atomic_path
 from fkd.augment import augment_batch
+from fkd.eda import label_outliers
+from fkd.errors import FkdError
 from fkd.keypoints import complete_rows
 from fkd.metrics import rmse
 from fkd.models import build_model, to_normalised
@@ -36,11 +38,19 @@ def seed_everything(seed: int) -> None:
 
 
 def training_labels(keypoints: np.ndarray, config: dict) -> np.ndarray:
-    """Targets as trained on: NaN for missing (masked), or the original project's forward fill."""
+    """Targets as trained on: NaN for missing (masked), or the original project's forward fill;
+    the rows `drop_label_outliers` names lose all their labels (validation still scores them)."""
+    fraction = config["drop_label_outliers"]
+    if not 0.0 <= fraction < 0.5:
+        raise FkdError(f"drop_label_outliers {fraction}: a fraction of the rows in [0, 0.5)")
+    labels = keypoints.copy()
+    if fraction > 0:
+        dropped, _ = label_outliers(keypoints, top=int(round(fraction * len(keypoints))))
+        labels[dropped] = np.nan
     if config["labels"] == "ffill":
         # the original project's fill: each missing value copies the row above (then below, at the top)
-        return pd.DataFrame(keypoints).ffill().bfill().to_numpy(dtype=np.float32)
-    return keypoints
+        labels = pd.DataFrame(labels).ffill().bfill().to_numpy(dtype=np.float32)
+    return labels
 
 
 def masked_loss(pred: torch.Tensor, target: torch.Tensor, kind: str) -> torch.Tensor:

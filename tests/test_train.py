@@ -15,6 +15,7 @@ from fkd.errors import FkdError
 from fkd.keypoints import complete_rows, flip_keypoints
 from fkd.predict import predict_images
 from fkd.rundir import read_json, read_oof, read_test_predictions
+from fkd.synth import draw_faces
 from fkd.train import (load_checkpoint, make_ema, make_model, make_optimizer, make_schedule, masked_loss,
                        train_epoch, training_labels)
 
@@ -39,6 +40,20 @@ def test_forward_fill_only_in_the_seed_recipe():
     assert np.isnan(masked).sum() == 2
     filled = training_labels(keypoints, {**DEFAULTS, "labels": "ffill"})
     assert filled.tolist() == [[1.0, 2.0], [1.0, 3.0], [4.0, 3.0]]
+
+
+def test_drop_label_outliers_unlabels_the_rows_farthest_from_the_mean_shape():
+    _, keypoints = draw_faces(40, rng=1)
+    keypoints[7, 0] += 20.0                                    # left eye centre 20 px off
+    keypoints[23, 13] -= 15.0                                  # an eyebrow 15 px too high
+    labels = training_labels(keypoints, {**DEFAULTS, "drop_label_outliers": 0.05})
+    dropped = np.flatnonzero(np.isnan(labels).all(axis=1))
+    assert dropped.tolist() == [7, 23]
+    kept = np.setdiff1d(np.arange(40), dropped)
+    np.testing.assert_array_equal(labels[kept], keypoints[kept])
+    assert not np.isnan(keypoints[[7, 23]]).any()              # the caller's labels are untouched
+    with pytest.raises(FkdError, match="drop_label_outliers 0.5"):
+        training_labels(keypoints, {**DEFAULTS, "drop_label_outliers": 0.5})
 
 
 def test_config_merges_over_defaults_and_rejects_typos(tmp_path):
