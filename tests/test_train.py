@@ -52,6 +52,9 @@ def test_drop_label_outliers_unlabels_the_rows_farthest_from_the_mean_shape():
     kept = np.setdiff1d(np.arange(40), dropped)
     np.testing.assert_array_equal(labels[kept], keypoints[kept])
     assert not np.isnan(keypoints[[7, 23]]).any()              # the caller's labels are untouched
+    keypoints[3, 20:22] = np.nan                               # forward fill, then drop: still no labels
+    filled = training_labels(keypoints, {**DEFAULTS, "labels": "ffill", "drop_label_outliers": 0.05})
+    assert np.isnan(filled[[7, 23]]).all() and not np.isnan(np.delete(filled, [7, 23], axis=0)).any()
     with pytest.raises(FkdError, match="drop_label_outliers 0.5"):
         training_labels(keypoints, {**DEFAULTS, "drop_label_outliers": 0.5})
 
