@@ -162,17 +162,19 @@ def test_rerun_skips_finished_folds_and_refuses_another_config(competition, tmp_
 
 def test_ctrl_c_then_rerun_finishes_without_redoing_folds(competition, tmp_path):
     config = tmp_path / "slow.yaml"
-    config.write_text("model: lenet\nfolds: 2\nepochs: 15\nbatch_size: 16\n")
+    config.write_text("model: lenet\nfolds: 2\nepochs: 40\nbatch_size: 16\n")
     command = [sys.executable, "-m", "fkd", "cv", "--data-dir", str(competition), "--config", str(config),
                "--runs-dir", str(tmp_path / "runs")]
     process = subprocess.Popen(command + ["--only-fold", "0"], cwd=REPO)
     assert process.wait(timeout=300) == 0
     process = subprocess.Popen(command, cwd=REPO, stdout=subprocess.PIPE, text=True)
-    # interrupt while fold 1 trains (after its first of 15 epochs): nothing of fold 1 may look finished
+    # interrupt while fold 1 trains (after its first of 40 epochs, ~10 s before it would finish):
+    # nothing of fold 1 may look finished
     deadline = time.time() + 120
     line = ""
-    while "fold 1 epoch 1/15" not in line and time.time() < deadline:
+    while "fold 1 epoch 1/40" not in line and time.time() < deadline:
         line = process.stdout.readline()
+    assert process.poll() is None, f"fold 1 finished before it could be interrupted (last line: {line!r})"
     process.send_signal(signal.SIGINT)
     assert process.wait(timeout=60) != 0
     run_dir = tmp_path / "runs" / "slow"
