@@ -43,10 +43,11 @@ def training_labels(keypoints: np.ndarray, config: dict) -> np.ndarray:
     fraction = config["drop_label_outliers"]
     if not 0.0 <= fraction < 0.5:
         raise FkdError(f"drop_label_outliers {fraction}: a fraction of the rows in [0, 0.5)")
-    labels = keypoints.copy()
     if config["labels"] == "ffill":
         # the original project's fill: each missing value copies the row above (then below, at the top)
-        labels = pd.DataFrame(labels).ffill().bfill().to_numpy(dtype=np.float32, copy=True)
+        labels = pd.DataFrame(keypoints).ffill().bfill().to_numpy(dtype=np.float32, copy=True)
+    else:
+        labels = keypoints.copy()
     if fraction > 0:
         dropped, _ = label_outliers(keypoints, top=int(round(fraction * len(keypoints))))
         labels[dropped] = np.nan
