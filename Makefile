@@ -13,6 +13,7 @@ DEMO    ?= build/demo
 PROXY   ?= ../shared/data/proxy
 KERNEL  ?= build/kernel
 SPLIT   ?= 0
+MACHINE ?=
 FILE    ?=
 MSG     ?=
 PHOTOS  ?=
@@ -59,9 +60,9 @@ report: install  ## plots of finished runs: make report RUNS=runs/a
 	$(FKD) report $(RUNS) --data-dir $(DATA)
 
 kernel: install  ## build the single-file Kaggle GPU kernel -> build/kernel/
-	$(FKD) kernel --config $(if $(filter configs/cpu.yaml,$(CONFIG)),configs/gpu.yaml,$(CONFIG)) --out $(KERNEL) $(if $(filter 1,$(SPLIT)),--split)
+	$(FKD) kernel --config $(if $(filter configs/cpu.yaml,$(CONFIG)),configs/gpu.yaml,$(CONFIG)) --out $(KERNEL) $(if $(filter 1,$(SPLIT)),--split) $(if $(MACHINE),--machine-shape $(MACHINE))
 
-push: kernel  ## push the kernel to Kaggle: make push [SPLIT=1]
+push: kernel  ## push the kernel to Kaggle: make push [SPLIT=1] [MACHINE=NvidiaTeslaT4]
 	$(FKD) kaggle push --kernel-dir $(KERNEL)
 
 status: install  ## status of the pushed kernel(s)

@@ -38,7 +38,8 @@ DEFAULTS = {
     "flip_axis": 47.5,          # the labels' mirror axis: 47.5 = pixel centres on integers (48.5 for 1-based
                                 # labels); or [core-point rows, complete rows] when the subsets differ
     "ema": 0.0,                 # decay of an exponential moving average of the weights; 0 = off
-    "amp": True,                # bfloat16 autocast on a GPU
+    "precision": "auto",        # auto: bf16 on GPUs of compute capability 8.0+, fp16 + loss scaling below
+                                # (T4: cuDNN has no bf16 convolutions before sm_80), fp32 on CPU | bf16 | fp16 | fp32
     "device": "auto",           # auto | cpu | cuda
     "eval_batch_size": 256,
     "description": "",

@@ -1,18 +1,27 @@
 """Competition files in: training/test as .csv or Kaggle's .zip, validated strictly, cached as .npy.
 
 Pixels are parsed by one compiled pass over the file's bytes (numba); the keypoint columns by pandas. The cache is rebuilt
-whenever the source file's size or modification time changes.
+whenever the source file's size or modification time changes. Where numba cannot be imported (a numba built for
+another numpy stops at import, as on one Kaggle image in 2026), a numpy parser with the same checks takes over,
+after a one-line warning.
 """
 import hashlib
 import io
 import json
 import os
+import sys
 import zipfile
 from pathlib import Path
 
-import numba
 import numpy as np
 import pandas as pd
+
+try:
+    import numba
+except Exception as error:  # noqa: BLE001 - a mismatched numba raises ImportError, AttributeError or SystemError
+    numba = None
+    sys.stderr.write(f"fkd: numba unavailable ({type(error).__name__}: {str(error).splitlines()[0] if str(error) else ''}); "
+                     "pixels are parsed with numpy instead (slower)\n")
 
 from fkd.atomic import atomic_path, write_text
 from fkd.errors import FkdError, row_label
@@ -106,12 +115,14 @@ _PIXEL_PROBLEMS = {
 }
 
 
-@numba.njit(parallel=True, nogil=True, cache=True)
-def _scan_pixels(buffer, starts, ends, out, problems):  # pragma: no cover - compiled
+prange = numba.prange if numba is not None else range
+
+
+def _scan_rows(buffer, starts, ends, out, problems):
     # Hand-written because no library parses 65M small space-separated integers fast enough:
     # pandas, pyarrow split+cast and np.fromstring all take 3-10x longer (see `make bench`).
     n_values = out.shape[1]
-    for row in numba.prange(starts.shape[0]):
+    for row in prange(starts.shape[0]):
         count = 0
         value = 0
         digits = 0
@@ -144,6 +155,41 @@ def _scan_pixels(buffer, starts, ends, out, problems):  # pragma: no cover - com
         if problems[row, 0] == 0 and count != n_values:
             problems[row, 0] = 4
             problems[row, 1] = count
+
+
+def _scan_one_row(line, out, problems):
+    # int64 characters: uint8 ones would wrap around in plain Python arithmetic (256 -> 0)
+    _scan_rows(line.astype(np.int64), np.zeros(1, np.int64), np.array([len(line)]), out, problems)
+
+
+def _scan_pixels_numpy(buffer, starts, ends, out, problems):
+    """What _scan_rows does, without numba: rows of at most 3-digit values in numpy, any other row
+    (the rare bad one) through _scan_rows itself, so both give the same values and the same problems."""
+    n_values = out.shape[1]
+    for row in range(len(starts)):
+        line = buffer[starts[row]:ends[row]]
+        if len(line) == 0:
+            _scan_one_row(line, out[row:row + 1], problems[row:row + 1])
+            continue
+        space = line == 32
+        token = np.cumsum(space)
+        digit_at = np.flatnonzero(~space)
+        lengths = np.bincount(token[digit_at], minlength=n_values) if len(digit_at) else np.zeros(0, np.int64)
+        if (len(lengths) != n_values or token[-1] != n_values - 1 or lengths.min() < 1 or lengths.max() > 3
+                or ((line[digit_at] < 48) | (line[digit_at] > 57)).any()):
+            _scan_one_row(line, out[row:row + 1], problems[row:row + 1])
+            continue
+        token_end = np.flatnonzero(np.append(space, True))  # the space (or line end) after each value
+        power = token_end[token[digit_at]] - digit_at - 1
+        values = np.bincount(token[digit_at], weights=(line[digit_at] - 48) * 10.0 ** power, minlength=n_values)
+        if values.max() > 255:
+            _scan_one_row(line, out[row:row + 1], problems[row:row + 1])
+            continue
+        out[row] = values
+
+
+_scan_pixels = (numba.njit(parallel=True, nogil=True, cache=True)(_scan_rows) if numba is not None
+                else _scan_pixels_numpy)
 
 
 def _parse_images(buffer, starts, ends, path) -> np.ndarray:

@@ -54,6 +54,12 @@ METADATA_KEYS = {
     "enable_tpu", "enable_internet", "dataset_sources", "competition_sources", "kernel_sources",
     "model_sources", "keywords", "docker_image_pinning_type", "docker_image", "machine_shape",
 }
+# machine_shape: the accelerators a push may ask for (kaggle 2.2.5's --accelerator help, kagglesdk's
+# ApiSaveKernelRequest). P100 and the v3 TPUs are retired: Kaggle silently runs something else, and
+# Kaggle's torch (built for sm_70 and newer) cannot run on a P100 anyway.
+GPU_MACHINE_SHAPES = ("NvidiaTeslaT4",)
+TPU_MACHINE_SHAPES = ("TpuV5E8",)
+RETIRED_MACHINE_SHAPES = ("NvidiaTeslaP100", "TpuV38", "Tpu1VmV38", "TpuV232", "TpuV2256")
 BOOLEAN_KEYS = ("is_private", "enable_gpu", "enable_tpu", "enable_internet")
 LIST_KEYS = ("dataset_sources", "competition_sources", "kernel_sources", "model_sources", "keywords")
 LANGUAGES = ("python", "r", "rmarkdown")        # KaggleApi.valid_push_language_types
@@ -133,6 +139,21 @@ def validate_metadata(meta, path, folder=None) -> None:
         parts = source.split("/")
         if len(parts) != 5 or not all(parts) or not parts[4].isdigit():
             fail("model_sources", f"{source!r} must be 'owner/model/framework/instance/version-number'")
+    shape = meta.get("machine_shape")
+    if shape is not None:
+        accepted = GPU_MACHINE_SHAPES + TPU_MACHINE_SHAPES
+        if shape in RETIRED_MACHINE_SHAPES:
+            fail("machine_shape", f"{shape!r} is retired (Kaggle runs another machine instead); "
+                                  f"accepted: {', '.join(accepted)}")
+        if shape not in accepted:
+            fail("machine_shape", f"{json.dumps(shape)} is not one of {', '.join(accepted)}")
+        wanted = GPU_MACHINE_SHAPES if meta.get("enable_gpu") else TPU_MACHINE_SHAPES if meta.get("enable_tpu") else ()
+        if shape not in wanted:
+            fail("machine_shape", f"{shape!r} does not go with enable_gpu {json.dumps(meta.get('enable_gpu'))} and "
+                                  f"enable_tpu {json.dumps(meta.get('enable_tpu'))}")
+    elif meta.get("enable_gpu"):
+        fail("machine_shape", f"enable_gpu asks for a GPU but not which: add \"machine_shape\": "
+                              f"\"{GPU_MACHINE_SHAPES[0]}\" (accepted: {', '.join(GPU_MACHINE_SHAPES + TPU_MACHINE_SHAPES)})")
     pinning = meta.get("docker_image_pinning_type")
     if pinning is not None and pinning not in PINNING_TYPES:
         fail("docker_image_pinning_type", f"{pinning!r} is not one of {', '.join(PINNING_TYPES)}")
@@ -319,7 +340,7 @@ def _write_kernel(folder: Path, meta: dict, script: str, template_path) -> None:
 
 
 def build(config, out, folds=None, split=False, name=None, template=DEFAULT_TEMPLATE, username=None,
-          slug=None, title=None, datasets=(), mean_shape=False, internet=None) -> dict:
+          slug=None, title=None, datasets=(), mean_shape=False, internet=None, machine_shape=None) -> dict:
     """Write the bundle(s) to `out`; returns the manifest (also written to out/kernels.json)."""
     out = Path(out)
     if config is None and not mean_shape:
@@ -343,6 +364,8 @@ def build(config, out, folds=None, split=False, name=None, template=DEFAULT_TEMP
         meta["dataset_sources"] = list(meta.get("dataset_sources", [])) + list(datasets)
     if internet is not None:
         meta["enable_internet"] = bool(internet)
+    if machine_shape is not None:
+        meta["machine_shape"] = machine_shape
     validate_metadata(meta, template)
     base = {"name": name, "folds": folds, "config": config_name, "mean_shape": bool(mean_shape),
             "internet": bool(meta.get("enable_internet", False)), "competition": COMPETITION}
@@ -600,6 +623,8 @@ def add_arguments(parser):
     parser.add_argument("--dataset", action="append", default=[], metavar="OWNER/SLUG",
                         help="attach a dataset, e.g. timm weights (repeatable)")
     parser.add_argument("--internet", action="store_true", help="enable internet in the kernel")
+    parser.add_argument("--machine-shape", help="the accelerator to ask for (default: the template's, "
+                        f"{GPU_MACHINE_SHAPES[0]}; accepted: {', '.join(GPU_MACHINE_SHAPES + TPU_MACHINE_SHAPES)})")
     parser.add_argument("--mean-shape", action="store_true",
                         help="no training: submit the mean-shape baseline (a quick plumbing check on Kaggle)")
 
@@ -607,7 +632,8 @@ def add_arguments(parser):
 def run(args):
     manifest = build(args.config, args.out, folds=args.folds, split=args.split, name=args.name,
                      template=args.template, username=args.username, slug=args.slug, title=args.title,
-                     datasets=args.dataset, mean_shape=args.mean_shape, internet=True if args.internet else None)
+                     datasets=args.dataset, mean_shape=args.mean_shape, internet=True if args.internet else None,
+                     machine_shape=args.machine_shape)
     out = Path(args.out)
     for entry in manifest["kernels"]:
         folder = out / entry["dir"]

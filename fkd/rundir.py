@@ -4,7 +4,7 @@ config.json      resolved config            fold<k>.pt      best checkpoint of f
 oof.csv          row, fold, 30 columns      test_pred.csv   ImageId, 30 columns (fold mean x test-time views)
 metrics.json     RMSE overall/complete/partial/per keypoint
 history.json     per-epoch records {fold, epoch, train_loss, grad_norm_median, grad_norm_max, val_loss, val_rmse,
-                 lr, seconds}
+                 lr, seconds, train_images_per_second}
 """
 import json
 from pathlib import Path

@@ -32,6 +32,36 @@ def pick_device(name: str = "auto") -> torch.device:
     return torch.device(name)
 
 
+PRECISIONS = ("auto", "bf16", "fp16", "fp32")
+
+
+def pick_precision(name: str, device: torch.device):
+    """The autocast dtype of training on `device` (None: plain float32) for precision `name`.
+
+    torch.cuda.is_bf16_supported() also counts emulated bf16, which a T4 (sm_75) has, but cuDNN runs no
+    bf16 convolution below sm_80: "auto" therefore asks the compute capability. fp16 trains with a
+    GradScaler (train_epoch makes one whenever this returns float16)."""
+    if name not in PRECISIONS:
+        raise FkdError(f"precision {name!r} is not one of {', '.join(PRECISIONS)}")
+    if device.type != "cuda" or name == "fp32":
+        return None
+    if name == "auto":
+        major, _ = torch.cuda.get_device_capability(device)
+        return torch.bfloat16 if major >= 8 else torch.float16
+    return torch.bfloat16 if name == "bf16" else torch.float16
+
+
+def describe_device(device: torch.device, precision: str) -> str:
+    """What a run's log says first: the GPU model and compute capability (or the CPU threads) and the
+    precision chosen, so a first push to Kaggle shows at once whether it ran as intended."""
+    dtype = pick_precision(precision, device)
+    chosen = {None: "fp32", torch.bfloat16: "bf16", torch.float16: "fp16 + GradScaler"}[dtype]
+    if device.type == "cuda":
+        major, minor = torch.cuda.get_device_capability(device)
+        return f"{torch.cuda.get_device_name(device)} (sm_{major}{minor}), precision {chosen}"
+    return f"{device.type} ({torch.get_num_threads()} threads), precision {chosen}"
+
+
 def seed_everything(seed: int) -> None:
     torch.manual_seed(seed)
     np.random.seed(seed % 2**32)
@@ -86,11 +116,14 @@ def make_optimizer(model, config):
 
 
 def make_schedule(optimizer, config, steps_per_epoch: int):
-    total = max(2, config["epochs"] * steps_per_epoch)  # OneCycleLR needs two steps at least
+    total = max(3, config["epochs"] * steps_per_epoch)
     if config["schedule"] == "onecycle":
-        return torch.optim.lr_scheduler.OneCycleLR(
-            optimizer, max_lr=config["lr"], total_steps=total,
-            pct_start=min(0.5, max(config["warmup_epochs"], 0.01) / max(config["epochs"], 1)))
+        pct_start = min(0.5, max(config["warmup_epochs"], 0.01) / max(config["epochs"], 1))
+        # OneCycleLR divides by the length in steps of its warm-up and of its annealing: on short runs
+        # (one step per epoch) both must still be at least one step
+        pct_start = min(max(pct_start, 2.0 / total), (total - 1.0) / total)
+        return torch.optim.lr_scheduler.OneCycleLR(optimizer, max_lr=config["lr"], total_steps=total,
+                                                   pct_start=pct_start)
     if config["schedule"] == "cosine":
         warmup = config["warmup_epochs"] * steps_per_epoch
 
@@ -122,13 +155,13 @@ def train_epoch(model, optimizer, schedule, images: torch.Tensor, labels: torch.
     subsets [N] (1 = complete row) feed a SubsetOffset model. Returns the mean training loss and the
     median and largest gradient norm of the epoch's steps (before clipping at config["grad_clip"])."""
     device = images.device
-    use_amp = config["amp"] and device.type == "cuda"
-    # bfloat16 where the GPU has it (A100/H100); float16 with loss scaling on T4/P100 (Kaggle's)
-    amp_dtype = torch.bfloat16 if use_amp and torch.cuda.is_bf16_supported() else torch.float16
-    scaler = torch.amp.GradScaler(device.type, enabled=use_amp and amp_dtype == torch.float16)
+    amp_dtype = pick_precision(config["precision"], device)
+    use_amp = amp_dtype is not None
+    scaler = torch.amp.GradScaler(device.type, enabled=amp_dtype == torch.float16)
     batch_size = min(config["batch_size"], len(images))
     n_steps = steps_per_epoch(len(images), config)
     model.train()
+    started = time.perf_counter()
     order = torch.randperm(len(images), device=device, generator=generator)
     total_loss = torch.zeros((), device=device)
     grad_norms = torch.zeros(n_steps, device=device)
@@ -158,8 +191,10 @@ def train_epoch(model, optimizer, schedule, images: torch.Tensor, labels: torch.
         total_loss += loss.detach()
         if step % 20 == 0:
             bar.set_postfix(loss=f"{total_loss.item() / (step + 1):.5f}")
-    return {"train_loss": total_loss.item() / n_steps, "grad_norm_median": grad_norms.median().item(),
-            "grad_norm_max": grad_norms.max().item()}
+    loss = total_loss.item() / n_steps  # .item() waits for the device: the clock below is honest
+    return {"train_loss": loss, "grad_norm_median": grad_norms.median().item(),
+            "grad_norm_max": grad_norms.max().item(),
+            "train_images_per_second": n_steps * batch_size / (time.perf_counter() - started)}
 
 
 def flip_axis(config: dict, subsets, n: int, device):
@@ -214,6 +249,8 @@ def train_fold(fold: int, images: np.ndarray, labels: np.ndarray, truth: np.ndar
     schedule = make_schedule(optimizer, config, steps_per_epoch(len(train_index), config))
     ema = make_ema(model, config)
     generator = torch.Generator(device=device).manual_seed(config["seed"] * 100 + fold)
+    log(f"fold {fold}: {len(train_index)} training rows, {len(valid_index)} validation rows on "
+        f"{describe_device(device, config['precision'])}")
 
     # each epoch is scored with flip TTA only; the kept epoch is then predicted with every test-time view
     plain = {**config, "tta_scales": [1.0], "tta_shift": 0.0}
@@ -236,7 +273,8 @@ def train_fold(fold: int, images: np.ndarray, labels: np.ndarray, truth: np.ndar
         history.append(record)
         log(f"fold {fold} epoch {epoch + 1}/{config['epochs']}: train loss {record['train_loss']:.5f}, "
             f"gradient norm {record['grad_norm_median']:.3f} (max {record['grad_norm_max']:.3f}), "
-            f"val RMSE {val_rmse:.4f} px ({record['seconds']:.1f} s)")
+            f"val RMSE {val_rmse:.4f} px, lr {record['lr']:.2e} ({record['seconds']:.1f} s, "
+            f"{record['train_images_per_second']:.0f} training images/s)")
         if val_rmse < best["val_rmse"]:
             state = {k: v.detach().to("cpu", copy=True) for k, v in evaluated.state_dict().items()}
             best = {"val_rmse": val_rmse, "epoch": epoch + 1, "state_dict": state, "val_pred": val_pred}

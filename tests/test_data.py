@@ -1,7 +1,9 @@
+import os
 import shutil
 import subprocess
 import sys
 import zipfile
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -10,6 +12,8 @@ import pytest
 from fkd import data
 from fkd.errors import FkdError
 from fkd.keypoints import COLUMNS
+
+REPO = Path(__file__).resolve().parents[1]
 
 
 def _expected(folder):
@@ -129,11 +133,41 @@ def _image_with(index, value):
     (b"", r"header"),
     (HEADER.encode() + b"\n", r"no data rows"),
 ])
-def test_bad_training_file_gets_one_clear_error(raw, match):
+@pytest.mark.parametrize("parser", ["numba", "numpy"])
+def test_bad_training_file_gets_one_clear_error(raw, match, parser, monkeypatch):
+    if parser == "numpy":
+        monkeypatch.setattr(data, "_scan_pixels", data._scan_pixels_numpy)
     with pytest.raises(FkdError, match=match) as error:
         data.parse_training(raw, "bad/training.csv")
     message = str(error.value)
     assert message.startswith("bad/training.csv") and "\n" not in message
+
+
+def test_numpy_parser_reads_what_the_compiled_one_reads(competition, monkeypatch):
+    raw = (competition / "training.csv").read_bytes()
+    images, keypoints = data.parse_training(raw)
+    monkeypatch.setattr(data, "_scan_pixels", data._scan_pixels_numpy)
+    again, again_keypoints = data.parse_training(raw)
+    assert images.std() > 10 and np.array_equal(images, again)
+    assert np.array_equal(np.nan_to_num(keypoints, nan=-1), np.nan_to_num(again_keypoints, nan=-1))
+
+
+def test_a_broken_numba_falls_back_to_numpy_with_one_warning_line(competition, tmp_path):
+    """A numba built for another numpy stops at import (as on a Kaggle image in 2026): parse anyway."""
+    fake = tmp_path / "fake" / "numba"
+    fake.mkdir(parents=True)
+    (fake / "__init__.py").write_text('raise ImportError("Numba needs NumPy 2.0 or less. Got NumPy 2.1.")\n')
+    folder = tmp_path / "data"
+    shutil.copytree(competition, folder, ignore=shutil.ignore_patterns(".fkd-cache"))
+    env = dict(os.environ, PYTHONPATH=os.pathsep.join([str(fake.parent), str(REPO)]))
+    result = subprocess.run([sys.executable, "-c", "import sys; from fkd import data; "
+                             "images, _ = data.load_training(sys.argv[1]); print(images.shape, images.sum())",
+                             str(folder)], env=env, capture_output=True, text=True, cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    expected, _ = data.parse_training((competition / "training.csv").read_bytes())
+    assert result.stdout.split()[-1] == str(expected.sum())
+    warning = [line for line in result.stderr.splitlines() if "numba" in line]
+    assert len(warning) == 1 and "Numba needs NumPy 2.0" in warning[0] and "numpy instead" in warning[0]
 
 
 def test_missing_keypoints_are_nan_and_crlf_is_accepted():
@@ -168,7 +202,7 @@ def test_cli_prints_one_line_and_exits_nonzero(tmp_path):
 
 def test_folder_without_write_bits_is_left_untouched_even_for_root(competition, tmp_path, monkeypatch):
     folder = tmp_path / "shared"
-    shutil.copytree(competition, folder)
+    shutil.copytree(competition, folder, ignore=shutil.ignore_patterns(".fkd-cache"))
     monkeypatch.setenv("FKD_CACHE_DIR", str(tmp_path / "cache"))
     folder.chmod(0o555)
     try:

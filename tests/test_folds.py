@@ -2,7 +2,7 @@ import numpy as np
 
 from fkd.data import load_training
 from fkd.duplicates import duplicate_groups
-from fkd.folds import label_subset, load_folds, make_folds
+from fkd.folds import assign_folds, label_subset, load_folds, make_folds
 
 
 def test_folds_keep_duplicates_together_and_mix_subsets(competition):
@@ -38,3 +38,47 @@ def test_a_recropped_copy_joins_its_original_in_one_group(competition):
     groups = duplicate_groups(stacked)
     assert groups[50] == groups[5]
     assert len(set(groups[:50])) == len({im.tobytes() for im in images[:50]})
+
+
+# 8 complete rows (rows 0 and 1 the same image) and 16 partial rows (rows 8-10 the same image)
+FIXED_SUBSETS = np.array([1] * 8 + [0] * 16)
+FIXED_GROUPS = np.array([0, 0, 1, 2, 3, 4, 5, 6] + [7, 7, 7] + list(range(8, 21)))
+# committed: any change of method (or a library under it) that moves a row fails here
+FIXED_FOLDS_SEED0 = [1, 1, 0, 2, 0, 2, 1, 0, 0, 0, 0, 2, 1, 0, 1, 2, 1, 1, 2, 2, 0, 2, 2, 1]
+FIXED_FOLDS_SEED1 = [1, 1, 2, 0, 0, 0, 1, 2, 0, 0, 0, 1, 2, 2, 1, 1, 2, 2, 0, 1, 2, 2, 1, 0]
+
+
+def test_a_fixed_input_gives_the_committed_assignment():
+    assert assign_folds(FIXED_SUBSETS, FIXED_GROUPS, 3, seed=0).tolist() == FIXED_FOLDS_SEED0
+    assert assign_folds(FIXED_SUBSETS, FIXED_GROUPS, 3, seed=1).tolist() == FIXED_FOLDS_SEED1
+    for folds in (np.array(FIXED_FOLDS_SEED0), np.array(FIXED_FOLDS_SEED1)):
+        for group in np.unique(FIXED_GROUPS):
+            assert len(set(folds[FIXED_GROUPS == group])) == 1
+        for subset in (0, 1):
+            counts = np.bincount(folds[FIXED_SUBSETS == subset], minlength=3)
+            assert counts.max() - counts.min() <= 3 - subset  # the 3-row group is the only lump
+
+
+def test_the_method_version_is_in_the_saved_fingerprint(competition, monkeypatch):
+    import json
+
+    from fkd import folds as folds_module
+    from fkd.data import cache_dir
+
+    load_folds(competition, k=3, seed=5)
+    path = cache_dir(competition) / "folds-k3-seed5.json"
+    before = json.loads(path.read_text())
+    assert before["method"] == folds_module.FOLD_METHOD
+    monkeypatch.setattr(folds_module, "FOLD_METHOD", "another method")
+    monkeypatch.setattr(folds_module, "make_folds", lambda *a, **k: np.zeros(len(before["folds"]), np.int64))
+    assert (load_folds(competition, k=3, seed=5) == 0).all()  # remade, not read back
+    assert json.loads(path.read_text())["fingerprint"] != before["fingerprint"]
+
+
+def test_too_few_distinct_images_for_k_folds_is_one_clear_error():
+    import pytest
+
+    from fkd.errors import FkdError
+
+    with pytest.raises(FkdError, match="2 distinct images cannot fill 3 folds"):
+        assign_folds([1, 1, 0], [0, 0, 1], 3, seed=0)

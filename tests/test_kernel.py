@@ -38,7 +38,7 @@ def good_meta(**changes):
     meta = {
         "id": "alice/fkd-facial-keypoints", "title": "fkd facial keypoints", "code_file": "fkd_kernel.py",
         "language": "python", "kernel_type": "script", "is_private": True, "enable_gpu": True,
-        "enable_internet": False, "dataset_sources": [], "competition_sources": ["facial-keypoints-detection"],
+        "machine_shape": "NvidiaTeslaT4", "enable_internet": False, "dataset_sources": [], "competition_sources": ["facial-keypoints-detection"],
         "kernel_sources": [],
     }
     meta.update(changes)
@@ -59,6 +59,7 @@ def test_repository_template_is_valid_and_explicit():
     assert meta["dataset_sources"] == [] and meta["kernel_sources"] == []
     raw = json.loads(kernel.DEFAULT_TEMPLATE.read_text())
     assert "{username}" in raw["id"] and "enable_internet" in raw  # written out, not left to a default
+    assert meta["machine_shape"] == "NvidiaTeslaT4"  # enable_gpu alone may give a retired P100
 
 
 @pytest.mark.parametrize("changes, key", [
@@ -83,6 +84,10 @@ def test_repository_template_is_valid_and_explicit():
     ({"competition_sources": "facial-keypoints-detection"}, "competition_sources"),
     ({"model_sources": ["alice/model/pytorch/default"]}, "model_sources"),
     ({"docker_image_pinning_type": "newest"}, "docker_image_pinning_type"),
+    ({"machine_shape": DROP}, "machine_shape"),             # a GPU, but which one
+    ({"machine_shape": "NvidiaTeslaP100"}, "machine_shape"),  # retired: sm_60 runs no Kaggle torch
+    ({"machine_shape": "T4"}, "machine_shape"),
+    ({"machine_shape": "TpuV5E8"}, "machine_shape"),        # a TPU for a GPU kernel
 ])
 def test_metadata_rules_name_file_and_key(changes, key, tmp_path):
     path = tmp_path / "kernel-metadata.json"
@@ -90,6 +95,31 @@ def test_metadata_rules_name_file_and_key(changes, key, tmp_path):
         kernel.validate_metadata(good_meta(**changes), path)
     message = str(error.value)
     assert str(path) in message and repr(key) in message and "\n" not in message
+
+
+def test_machine_shape_errors_list_the_accepted_values(tmp_path):
+    with pytest.raises(FkdError, match=r"key 'machine_shape': \"T4\" is not one of NvidiaTeslaT4, TpuV5E8"):
+        kernel.validate_metadata(good_meta(machine_shape="T4"), "m.json")
+    with pytest.raises(FkdError, match=r"'NvidiaTeslaP100' is retired.*accepted: NvidiaTeslaT4"):
+        kernel.validate_metadata(good_meta(machine_shape="NvidiaTeslaP100"), "m.json")
+    kernel.validate_metadata(good_meta(enable_gpu=False, machine_shape=DROP), "m.json")  # a CPU kernel
+    kernel.validate_metadata(good_meta(enable_gpu=False, enable_tpu=True, machine_shape="TpuV5E8"), "m.json")
+
+
+def test_build_passes_another_machine_shape_and_refuses_a_bad_one(config, tmp_path):
+    kernel.build(config, tmp_path / "k", username="alice", machine_shape="NvidiaTeslaT4")
+    assert json.loads((tmp_path / "k" / "kernel-metadata.json").read_text())["machine_shape"] == "NvidiaTeslaT4"
+    with pytest.raises(FkdError, match="machine_shape"):
+        kernel.build(config, tmp_path / "bad", username="alice", machine_shape="NvidiaTeslaP100")
+    assert not (tmp_path / "bad").exists()
+
+
+def test_make_push_passes_the_machine_shape():
+    result = subprocess.run(["make", "-n", "push", "MACHINE=NvidiaTeslaT4"], cwd=REPO, capture_output=True, text=True)
+    assert result.returncode == 0, result.stderr
+    assert "--machine-shape NvidiaTeslaT4" in result.stdout
+    assert "--machine-shape" not in subprocess.run(["make", "-n", "push"], cwd=REPO, capture_output=True,
+                                                   text=True).stdout
 
 
 def test_metadata_good_and_code_file_must_exist(tmp_path):

@@ -288,3 +288,89 @@ def test_grad_clip_caps_each_step_and_the_epoch_reports_gradient_norms():
     assert clipped["grad_norm_max"] > 1e-3
     # Adam divides by the gradient's scale, so a 1e-9 clip shows as steps far below the eps of 1e-8
     assert moved_clipped < 0.05 * moved_free
+
+
+@pytest.mark.parametrize("capability, precision, expected", [
+    ((7, 5), "auto", torch.float16),   # T4: no bf16 convolutions in cuDNN below sm_80
+    ((7, 0), "auto", torch.float16),   # V100
+    ((8, 0), "auto", torch.bfloat16),  # A100
+    ((9, 0), "auto", torch.bfloat16),  # H100
+    ((7, 5), "bf16", torch.bfloat16),  # asked for: given
+    ((9, 0), "fp16", torch.float16),
+    ((9, 0), "fp32", None),
+])
+def test_precision_follows_the_compute_capability(capability, precision, expected, monkeypatch):
+    from fkd.train import describe_device, pick_precision
+
+    monkeypatch.setattr(torch.cuda, "get_device_capability", lambda device=None: capability)
+    monkeypatch.setattr(torch.cuda, "is_bf16_supported", lambda *a, **k: True)  # what a T4 answers
+    monkeypatch.setattr(torch.cuda, "get_device_name", lambda device=None: "Tesla T4")
+    cuda = torch.device("cuda")
+    assert pick_precision(precision, cuda) == expected
+    assert pick_precision(precision, torch.device("cpu")) is None
+    described = describe_device(cuda, precision)
+    assert described.startswith(f"Tesla T4 (sm_{capability[0]}{capability[1]}), precision ")
+    assert described.endswith({torch.float16: "fp16 + GradScaler", torch.bfloat16: "bf16", None: "fp32"}[expected])
+
+
+def test_unknown_precision_is_refused():
+    from fkd.train import pick_precision
+
+    with pytest.raises(FkdError, match="precision 'fp8' is not one of auto, bf16, fp16, fp32"):
+        pick_precision("fp8", torch.device("cpu"))
+
+
+def test_fp16_trains_with_a_grad_scaler(monkeypatch):
+    """The T4 path on CPU: float16 autocast (torch runs it on CPU too) and a GradScaler that scales the loss."""
+    from fkd import train as train_module
+
+    scalers = []
+    real_scaler = torch.amp.GradScaler
+
+    def spy(*args, **kwargs):
+        scalers.append(real_scaler(*args, **kwargs))
+        return scalers[-1]
+
+    monkeypatch.setattr(train_module, "pick_precision", lambda name, device: torch.float16)
+    monkeypatch.setattr(torch.amp, "GradScaler", spy)
+    config = load_config(None, model="lenet", epochs=1, batch_size=8)
+    model = train_module.make_model(config)
+    optimizer = train_module.make_optimizer(model, config)
+    schedule = train_module.make_schedule(optimizer, config, 2)
+    images = torch.randint(0, 255, (16, 96, 96), dtype=torch.uint8)
+    labels = torch.full((16, 30), 48.0)
+    before = [p.detach().clone() for p in model.parameters()]
+    out = train_module.train_epoch(model, optimizer, schedule, images, labels, config, torch.Generator().manual_seed(0))
+    assert len(scalers) == 1 and scalers[0].is_enabled() and scalers[0].get_scale() > 1
+    assert np.isfinite(out["train_loss"]) and out["train_images_per_second"] > 0
+    assert any(not torch.equal(a, b) for a, b in zip(before, model.parameters()))
+
+
+@pytest.mark.parametrize("schedule", ["onecycle", "cosine", "constant"])
+@pytest.mark.parametrize("epochs, warmup", [(1, 1), (1, 0), (2, 1), (3, 5), (2, 0.5)])
+def test_every_schedule_runs_on_one_step_per_epoch(schedule, epochs, warmup):
+    """Small data with a big batch: one step per epoch (OneCycleLR once divided by zero here)."""
+    from fkd.train import make_optimizer, make_schedule
+
+    config = load_config(None, model="lenet", schedule=schedule, epochs=epochs, warmup_epochs=warmup)
+    model = torch.nn.Linear(2, 2)
+    optimizer = make_optimizer(model, config)
+    scheduler = make_schedule(optimizer, config, steps_per_epoch=1)
+    rates = []
+    for _ in range(epochs):
+        optimizer.step()
+        scheduler.step()
+        rates.append(optimizer.param_groups[0]["lr"])
+    assert all(np.isfinite(rates)) and max(rates) <= config["lr"] * 1.0001
+
+
+def test_a_fold_of_one_step_per_epoch_trains(competition):
+    """batch_size above the row count and one epoch: the loop, the schedule and the checkpoint still work."""
+    from fkd.folds import load_folds
+    from fkd.train import train_fold, training_labels
+
+    images, truth = load_training(competition)
+    folds = load_folds(competition, 2, 0)
+    config = load_config(None, model="lenet", epochs=1, batch_size=4096, warmup_epochs=1)
+    checkpoint = train_fold(0, images, training_labels(truth, config), truth, folds, config, log=lambda m: None)
+    assert np.isfinite(checkpoint["val_rmse"]) and len(checkpoint["history"]) == 1
