@@ -18,7 +18,7 @@ FILE    ?=
 MSG     ?=
 PHOTOS  ?=
 
-.PHONY: help install test demo data bench eda cv submit report kernel push status output lb lb-sync ledger face clean
+.PHONY: help install test demo data bench eda cv submit report kernel push status output lb lb-sync ledger face kaggle-env gpu-check clean
 
 help:  ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | sed 's/:.*## /\t/' | expand -t 12
@@ -82,6 +82,12 @@ ledger: install  ## table and plot of LB score against CV score
 
 face: install  ## keypoints on photos: make face PHOTOS="a.jpg b.png" RUNS=runs/a
 	$(FKD) face $(PHOTOS) --runs $(RUNS) --out reports/faces
+
+kaggle-env: install  ## build (once) a virtual environment with Kaggle's versions (requirements-kaggle.txt)
+	$(PY) -m fkd.kaggle_env
+
+gpu-check: install  ## on a CUDA machine: 5-fold CV of configs/gpu.yaml + submission, with GPU, precision, times
+	bash kernels/gpu_check.sh $(if $(filter-out data,$(DATA)),$(DATA),$(PROXY))
 
 clean:  ## remove build outputs (keeps runs/, submissions/ and the venv)
 	rm -rf build reports .pytest_cache
