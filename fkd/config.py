@@ -37,6 +37,8 @@ DEFAULTS = {
     "tta_shift": 0.0,           # > 0: each zoom also moved by this many pixels left/right/up/down
     "flip_axis": 47.5,          # the labels' mirror axis: 47.5 = pixel centres on integers (48.5 for 1-based
                                 # labels); or [core-point rows, complete rows] when the subsets differ
+    "keep": "last",             # the fold's kept epoch: last (chosen without looking at the scored fold) |
+                                # best (the epoch its validation fold scores best: an optimistic OOF)
     "ema": 0.0,                 # decay of an exponential moving average of the weights; 0 = off
     "precision": "auto",        # auto: bf16 on GPUs of compute capability 8.0+, fp16 + loss scaling below
                                 # (T4: cuDNN has no bf16 convolutions before sm_80), fp32 on CPU | bf16 | fp16 | fp32

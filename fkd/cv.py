@@ -12,7 +12,7 @@ import numpy as np
 
 from fkd import rundir
 from fkd.config import load_config
-from fkd.data import find_data_dir, load_lookup, load_test, load_training
+from fkd.data import find_data_dir, load_lookup, load_test, load_training, lookup_kinds
 from fkd.errors import FkdError
 from fkd.folds import load_folds
 from fkd.metrics import mean_shape, rmse, rmse_report
@@ -48,12 +48,6 @@ def _check_same_run(run_dir: Path, config: dict) -> None:
                        "pass another --name or remove the folder", path=run_dir)
 
 
-def lookup_subsets(lookup, image_ids) -> np.ndarray:
-    """1 for test images whose lookup asks all 30 values (the complete-row subset), else 0."""
-    asked = lookup.groupby("ImageId")["FeatureName"].nunique()
-    return (asked.reindex(image_ids).fillna(30).to_numpy() >= 30).astype(np.int64)
-
-
 def run_cv(data_dir, config: dict, runs_dir="runs") -> Path:
     """Train every missing fold of `config`; when all folds exist, write the run's results."""
     from fkd.train import load_checkpoint, save_checkpoint, train_fold, training_labels
@@ -68,7 +62,7 @@ def run_cv(data_dir, config: dict, runs_dir="runs") -> Path:
     image_ids, test_images = load_test(data_dir)
     folds = load_folds(data_dir, config["folds"], config["fold_seed"])
     labels = training_labels(truth, config)
-    test_subsets = lookup_subsets(load_lookup(data_dir), image_ids)
+    test_subsets = lookup_kinds(load_lookup(data_dir), image_ids, truth)
     baseline = rmse(mean_shape(truth)[None], truth)
     log(f"run {run_dir}: {len(images)} training rows, {len(test_images)} test images, "
         f"{config['folds']} folds, model {config['model']} (mean-shape RMSE {baseline:.4f})")
@@ -86,8 +80,8 @@ def run_cv(data_dir, config: dict, runs_dir="runs") -> Path:
         checkpoint = train_fold(fold, images, labels, truth, folds, config, test_images, test_subsets, log=log)
         checkpoint["seconds"] = time.perf_counter() - started
         save_checkpoint(checkpoint, path)
-        log(f"fold {fold}: best val RMSE {checkpoint['val_rmse']:.4f} at epoch {checkpoint['best_epoch']} "
-            f"({checkpoint['seconds']:.0f} s) -> {path}")
+        log(f"fold {fold}: val RMSE {checkpoint['val_rmse']:.4f} at epoch {checkpoint['best_epoch']} "
+            f"(keep: {config['keep']}; {checkpoint['seconds']:.0f} s) -> {path}")
 
     finished = [run_dir / f"fold{k}.pt" for k in range(config["folds"])]
     if not all(p.is_file() for p in finished):
@@ -95,22 +89,29 @@ def run_cv(data_dir, config: dict, runs_dir="runs") -> Path:
         return run_dir
 
     oof = np.full(truth.shape, np.nan, dtype=np.float32)
+    last_epoch_oof = np.full(truth.shape, np.nan, dtype=np.float32)
     test_predictions, history, seconds = [], [], 0.0
     for path in finished:
         checkpoint = load_checkpoint(path)
         oof[checkpoint["valid_index"]] = checkpoint["val_pred"]
+        last_epoch_oof[checkpoint["valid_index"]] = checkpoint.get("last_val_pred", checkpoint["val_pred"])
         test_predictions.append(checkpoint["test_pred"])
         history.extend(checkpoint["history"])
         seconds += checkpoint.get("seconds", 0.0)
     metrics = rmse_report(oof, truth)
     metrics.update({"mean_shape_rmse": baseline, "ratio_to_mean_shape": metrics["rmse"] / baseline,
-                    "train_seconds": seconds, "folds": config["folds"], "epochs": config["epochs"]})
+                    "train_seconds": seconds, "folds": config["folds"], "epochs": config["epochs"],
+                    "keep": config["keep"]})
+    if config["keep"] == "best":  # the optimistic choice: the honest figure beside it
+        metrics["rmse_last_epoch"] = rmse(last_epoch_oof, truth)
     rundir.write_oof(run_dir, folds, oof)
     rundir.write_test_predictions(run_dir, image_ids, np.mean(test_predictions, axis=0))
     rundir.write_json(run_dir / "history.json", history)
     rundir.write_json(run_dir / "metrics.json", metrics)
     log(f"run {run_dir}: OOF RMSE {metrics['rmse']:.4f} (complete rows {metrics['rmse_complete']:.4f}, "
-        f"partial rows {metrics['rmse_partial']:.4f}; {metrics['ratio_to_mean_shape']:.3f} x mean shape)")
+        f"partial rows {metrics['rmse_partial']:.4f}; {metrics['ratio_to_mean_shape']:.3f} x mean shape)"
+        + (f"; the last epochs' OOF RMSE {metrics['rmse_last_epoch']:.4f} (keep: best picks on the scored fold)"
+           if "rmse_last_epoch" in metrics else ""))
     try:
         from fkd.report import write_run_report
         write_run_report(run_dir, images=images, keypoints=truth, test_images=test_images)

@@ -25,7 +25,7 @@ except Exception as error:  # noqa: BLE001 - a mismatched numba raises ImportErr
 
 from fkd.atomic import atomic_path, write_text
 from fkd.errors import FkdError, row_label
-from fkd.keypoints import COLUMNS, SIZE
+from fkd.keypoints import COLUMNS, SIZE, partial_columns
 
 N_PIXELS = SIZE * SIZE
 TRAINING_HEADER = COLUMNS + ["Image"]
@@ -363,3 +363,13 @@ def load_lookup(source) -> pd.DataFrame:
         raise FkdError(f"unknown feature {table['FeatureName'].iloc[row]!r}", path=path,
                        row=row_label(row), column="FeatureName")
     return table[["RowId", "ImageId", "FeatureName"]]
+
+
+def lookup_kinds(lookup: pd.DataFrame, image_ids, training_keypoints) -> np.ndarray:
+    """Per test image: 0 (the partial kind) when the lookup asks only values the partial training rows
+    label, else 1 (the complete kind: it asks a point only the complete rows teach). An image the
+    lookup does not mention is of the complete kind. Each kind is predicted with its own rows' output."""
+    labelled = set(np.asarray(COLUMNS)[partial_columns(training_keypoints)])
+    outside = ~lookup["FeatureName"].isin(labelled)
+    asks_more = outside.groupby(lookup["ImageId"]).any()
+    return asks_more.reindex(image_ids).fillna(True).to_numpy().astype(np.int64)

@@ -321,7 +321,8 @@ def _predictor(run_dirs, flip_tta):
     def predict(images):
         from fkd.predict import predict_runs  # torch is imported only when a face needs a model
 
-        return predict_runs([str(r) for r in run_dirs], images, flip_tta=flip_tta)
+        # subsets=None on purpose: a photo's face gets the complete-row output, all 15 points
+        return predict_runs([str(r) for r in run_dirs], images, subsets=None, flip_tta=None if flip_tta else False)
     return predict
 
 
@@ -385,12 +386,13 @@ def _crop_with_points(face, keypoints, zoom=4):
 def add_arguments(parser):
     parser.add_argument("photos", nargs="+", metavar="PHOTO", help="JPEG or PNG files")
     parser.add_argument("--runs", nargs="+", required=True, metavar="RUN_DIR",
-                        help="run folder(s) whose fold models predict (their ensemble)")
+                        help="run folder(s) whose fold models predict (their ensemble), each with its own "
+                             "test-time views; always the complete-row output: all 15 points of every face")
     parser.add_argument("--out", default="reports/faces", help="output folder (default: reports/faces)")
     parser.add_argument("--detector", default="auto", choices=["auto", "haar", "lbp"],
                         help="face detector (auto: OpenCV's Haar cascade if installed, else scikit-image's LBP)")
     parser.add_argument("--min-face", type=int, default=24, help="smallest face in photo pixels (default 24)")
-    parser.add_argument("--no-tta", action="store_true", help="no flip test-time augmentation")
+    parser.add_argument("--no-tta", action="store_true", help="no flip test-time augmentation (whatever the runs set)")
     parser.add_argument("--no-refine", action="store_true",
                         help="one pass only: no second crop aligned on the first prediction")
     parser.add_argument("--save-crops", action="store_true", help="also write each 96x96 crop with its points")

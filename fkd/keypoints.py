@@ -64,3 +64,12 @@ def as_points(keypoints: np.ndarray) -> np.ndarray:
 def complete_rows(keypoints: np.ndarray) -> np.ndarray:
     """Boolean mask of rows whose 30 values are all present."""
     return ~np.isnan(keypoints).any(axis=1)
+
+
+def partial_columns(keypoints: np.ndarray) -> np.ndarray:
+    """Boolean [30]: the columns the partial (incomplete) rows label, those present in at least half of
+    them: Kaggle's 8 core values, the proxy's 10. All False when every row is complete."""
+    partial = keypoints[~complete_rows(keypoints)]
+    if len(partial) == 0:
+        return np.zeros(N_COLUMNS, dtype=bool)
+    return (~np.isnan(partial)).mean(axis=0) >= 0.5

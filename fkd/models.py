@@ -328,7 +328,9 @@ class SubsetOffset(nn.Module):
     mouth corners sit lower), so each test image is predicted with the subset its lookup asks for.
 
     The offset is kept mirror-symmetric (a flipped face gets the mirrored offset), so it agrees with
-    flip augmentation and flip TTA.
+    flip augmentation and flip TTA. `labelled` [2,30] says which columns each subset's rows label
+    (set_labelled_columns, from the training data): for a column its subset never labels, the
+    subset's output is the complete rows' output, not an offset that no gradient ever moved.
     """
 
     takes_subset = True
@@ -342,9 +344,21 @@ class SubsetOffset(nn.Module):
         from fkd.keypoints import FLIP_COLUMN_PERMUTATION
         self.register_buffer("mirror_index", torch.as_tensor(FLIP_COLUMN_PERMUTATION), persistent=False)
         self.register_buffer("mirror_sign", sign, persistent=False)
+        self.register_buffer("labelled", torch.ones(2, N_COLUMNS, dtype=torch.bool))
+
+    def set_labelled_columns(self, partial_columns) -> None:
+        """The columns the partial rows label (bool [30]); the complete rows label all."""
+        self.labelled[0] = torch.as_tensor(partial_columns, dtype=torch.bool, device=self.labelled.device)
+        self.labelled[1] = True
+
+    def _load_from_state_dict(self, state_dict, prefix, *args, **kwargs):
+        # checkpoints written before the mask existed: every column counted as labelled
+        state_dict.setdefault(prefix + "labelled", torch.ones_like(self.labelled))
+        super()._load_from_state_dict(state_dict, prefix, *args, **kwargs)
 
     def symmetric_offset(self) -> torch.Tensor:
-        return (self.offset + self.offset[:, self.mirror_index] * self.mirror_sign) / 2
+        symmetric = (self.offset + self.offset[:, self.mirror_index] * self.mirror_sign) / 2
+        return torch.where(self.labelled, symmetric, symmetric[1:2])
 
     def forward(self, x, subset=None):
         out = self.model(x)

@@ -85,11 +85,17 @@ def load_fold_models(run_dir, device="cpu"):
     return [load_fold_model(path, device) for path in paths]
 
 
-def predict_runs(run_dirs, images, flip_tta: bool = True, device=None) -> np.ndarray:
-    """Mean prediction of every fold model of every run, in pixels [N,30]."""
+def predict_runs(run_dirs, images, subsets=None, flip_tta=None, device=None) -> np.ndarray:
+    """Mean prediction of every fold model of every run, in pixels [N,30], each model with its own run's
+    test-time views and flip setting (flip_tta=False turns flipping off for all).
+
+    subsets [N]: each image's kind (lookup_kinds: 1 complete, 0 partial), for SubsetOffset runs;
+    None predicts every image with the complete-row output (all 15 points, as `fkd face` wants)."""
     from fkd.train import pick_device
 
     device = device or pick_device("auto")
-    predictions = [predict_images(model, images, config, device, flip_tta)
+    predictions = [predict_images(model, images, config, device,
+                                  flip_tta=config["flip_tta"] if flip_tta is None else flip_tta and config["flip_tta"],
+                                  subsets=subsets)
                    for run_dir in run_dirs for model, config in load_fold_models(run_dir, device)]
     return np.mean(predictions, axis=0).astype(np.float32)

@@ -67,8 +67,8 @@ def plot_curves(history: pd.DataFrame, metrics: dict, name: str):
                          label=f"fold {fold} validation")
         if "val_rmse" in records and records["val_rmse"].notna().any():
             ax_rmse.plot(records["epoch"], records["val_rmse"], color=color, marker=".", label=f"fold {fold}")
-            best = records.loc[records["val_rmse"].idxmin()]
-            ax_rmse.scatter([best["epoch"]], [best["val_rmse"]], s=70, facecolors="none", edgecolors=color,
+            kept = records.iloc[-1] if metrics.get("keep") == "last" else records.loc[records["val_rmse"].idxmin()]
+            ax_rmse.scatter([kept["epoch"]], [kept["val_rmse"]], s=70, facecolors="none", edgecolors=color,
                             linewidths=1.5, zorder=3)
     ax_loss.set_xlabel("epoch")
     ax_loss.set_ylabel("loss (normalised units)")
@@ -77,18 +77,28 @@ def plot_curves(history: pd.DataFrame, metrics: dict, name: str):
         ax_loss.set_yscale("log")
     ax_loss.set_title("Loss per epoch (solid: training, dashed: validation)")
     ax_loss.legend(fontsize=7, ncols=2)
-    for key, label, style in (("rmse", "OOF RMSE", "-"), ("mean_shape_rmse", "mean-shape baseline", ":")):
+    for key, label, style in (("rmse", "OOF RMSE", "-"), ("rmse_last_epoch", "last epochs' OOF RMSE", "--"),
+                              ("mean_shape_rmse", "mean-shape baseline", ":")):
         if metrics.get(key) is not None and np.isfinite(metrics[key]):
             ax_rmse.axhline(metrics[key], color="black", linestyle=style, linewidth=1,
                             label=f"{label} {metrics[key]:.3f}")
     ax_rmse.margins(y=0.08)
     ax_rmse.set_xlabel("epoch")
     ax_rmse.set_ylabel("validation RMSE (px)")
-    ax_rmse.set_title("Validation RMSE per epoch (circle: best epoch, kept)")
+    ax_rmse.set_title("Validation RMSE per epoch (circle: the epoch kept)")
     ax_rmse.legend(fontsize=7)
     fig.suptitle(f"{name}: out-of-fold RMSE {_fmt(metrics.get('rmse'))} px "
                  f"(complete rows {_fmt(metrics.get('rmse_complete'))}, partial {_fmt(metrics.get('rmse_partial'))})")
     return fig
+
+
+def oof_summary(metrics: dict) -> str:
+    """The run's OOF figures in one line; a keep: best run also gives its last epochs' OOF (honest)."""
+    line = (f"OOF RMSE {_fmt(metrics.get('rmse'), 4)} (complete rows {_fmt(metrics.get('rmse_complete'), 4)}, "
+            f"partial rows {_fmt(metrics.get('rmse_partial'), 4)}; keep: {metrics.get('keep', 'best')})")
+    if metrics.get("rmse_last_epoch") is not None:
+        line += f", last epochs' OOF RMSE {_fmt(metrics['rmse_last_epoch'], 4)}"
+    return line
 
 
 def _fmt(value, digits=3):
@@ -258,4 +268,6 @@ def run(args):
     for run_dir in args.runs:
         written = write_run_report(run_dir, images, keypoints, test, worst=args.worst)
         print(f"{run_dir}: " + ", ".join(Path(p).name for p in written))
+        if (Path(run_dir) / "metrics.json").is_file():
+            print(f"{run_dir}: {oof_summary(read_json(Path(run_dir) / 'metrics.json'))}")
     return 0

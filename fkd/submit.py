@@ -6,7 +6,7 @@ import pandas as pd
 
 from fkd import ensemble, rundir
 from fkd.atomic import atomic_path
-from fkd.data import find_data_dir, load_lookup, load_test, load_training
+from fkd.data import find_data_dir, load_lookup, load_test, load_training, lookup_kinds
 from fkd.errors import FkdError
 from fkd.metrics import mean_shape, rmse
 from fkd.submission import submission_frame, write_submission
@@ -45,7 +45,8 @@ def run_predictions(data_dir, run_dirs):
             test = pd.DataFrame(stored[1], index=stored[0]).loc[image_ids].to_numpy(dtype=np.float32)
         else:
             from fkd.predict import predict_runs  # torch only when a run must be re-predicted
-            test = predict_runs([run_dir], test_images)
+            print(f"  {run_dir}: no stored predictions for these test images: predicting them")
+            test = predict_runs([run_dir], test_images, subsets=lookup_kinds(load_lookup(data_dir), image_ids, truth))
         oofs.append(oof)
         tests.append(test)
     weights = ensemble.fit_weights(oofs, truth)

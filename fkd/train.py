@@ -19,7 +19,7 @@ from fkd.atomic import atomic_path
 from fkd.augment import augment_batch
 from fkd.eda import label_outliers
 from fkd.errors import FkdError
-from fkd.keypoints import complete_rows
+from fkd.keypoints import complete_rows, partial_columns
 from fkd.metrics import rmse
 from fkd.models import build_model, to_normalised
 from fkd.predict import predict_images, tta_views
@@ -243,6 +243,8 @@ def train_fold(fold: int, images: np.ndarray, labels: np.ndarray, truth: np.ndar
     train_images = torch.from_numpy(images[train_index]).to(device)
     train_labels = torch.from_numpy(labels[train_index]).to(device)
     model = make_model(config, device)
+    if hasattr(model, "set_labelled_columns"):
+        model.set_labelled_columns(partial_columns(truth))
     subsets = complete_rows(truth).astype(np.int64)
     train_subsets = torch.from_numpy(subsets[train_index]).to(device)
     optimizer = make_optimizer(model, config)
@@ -252,7 +254,9 @@ def train_fold(fold: int, images: np.ndarray, labels: np.ndarray, truth: np.ndar
     log(f"fold {fold}: {len(train_index)} training rows, {len(valid_index)} validation rows on "
         f"{describe_device(device, config['precision'])}")
 
-    # each epoch is scored with flip TTA only; the kept epoch is then predicted with every test-time view
+    # each epoch is scored with flip TTA only; the kept epoch is then predicted with every test-time view.
+    # keep "last" never looks at the validation fold to choose; "best" picks the epoch it scores best
+    # (optimistic: the last epoch's validation predictions are kept beside it, for an honest figure)
     plain = {**config, "tta_scales": [1.0], "tta_shift": 0.0}
     history, best = [], {"val_rmse": float("inf")}
     for epoch in range(config["epochs"]):
@@ -275,24 +279,50 @@ def train_fold(fold: int, images: np.ndarray, labels: np.ndarray, truth: np.ndar
             f"gradient norm {record['grad_norm_median']:.3f} (max {record['grad_norm_max']:.3f}), "
             f"val RMSE {val_rmse:.4f} px, lr {record['lr']:.2e} ({record['seconds']:.1f} s, "
             f"{record['train_images_per_second']:.0f} training images/s)")
-        if val_rmse < best["val_rmse"]:
-            state = {k: v.detach().to("cpu", copy=True) for k, v in evaluated.state_dict().items()}
-            best = {"val_rmse": val_rmse, "epoch": epoch + 1, "state_dict": state, "val_pred": val_pred}
+        if config["keep"] == "best" and val_rmse < best["val_rmse"]:
+            best = {"val_rmse": val_rmse, "epoch": epoch + 1, "state_dict": _state_copy(evaluated)}
 
-    model.load_state_dict(best["state_dict"])
-    if len(tta_views(config)) > 1:
-        best["val_pred"] = predict_images(model, images[valid_index], config, device, flip_tta=config["flip_tta"],
-                                          subsets=subsets[valid_index])
-        with_views = rmse(best["val_pred"], truth[valid_index])
-        log(f"fold {fold} epoch {best['epoch']}: val RMSE {best['val_rmse']:.4f} px, "
-            f"{with_views:.4f} with {len(tta_views(config))} test-time views")
-        best["val_rmse"] = with_views
+    views = len(tta_views(config)) > 1
+
+    def predict_valid(state):
+        model.load_state_dict(state)
+        predicted = (predict_images(model, images[valid_index], config, device, flip_tta=config["flip_tta"],
+                                    subsets=subsets[valid_index]) if views else None)
+        return predicted
+
+    last_state = _state_copy(evaluated)
+    last_pred = predict_valid(last_state)
+    last_pred = val_pred if last_pred is None else last_pred
+    last = {"val_rmse": rmse(last_pred, truth[valid_index]), "epoch": config["epochs"], "state_dict": last_state,
+            "val_pred": last_pred}
+    if config["keep"] == "best":
+        kept_pred = predict_valid(best["state_dict"])
+        if kept_pred is None:  # flip only: the epoch's own predictions are the kept ones
+            model.load_state_dict(best["state_dict"])
+            kept_pred = predict_images(model, images[valid_index], plain, device, flip_tta=config["flip_tta"],
+                                       subsets=subsets[valid_index])
+        kept = {"epoch": best["epoch"], "state_dict": best["state_dict"], "val_pred": kept_pred,
+                "val_rmse": rmse(kept_pred, truth[valid_index]),
+                "last_val_pred": last["val_pred"], "last_val_rmse": last["val_rmse"]}
+        log(f"fold {fold}: kept epoch {kept['epoch']} (keep: best) val RMSE {kept['val_rmse']:.4f} px, "
+            f"the last epoch {last['val_rmse']:.4f}" + (f" (with {len(tta_views(config))} test-time views)" if views else ""))
+    else:
+        kept = last
+        model.load_state_dict(last_state)
+        log(f"fold {fold}: kept the last epoch (keep: last) val RMSE {kept['val_rmse']:.4f} px"
+            + (f" with {len(tta_views(config))} test-time views" if views else ""))
     test_pred = (predict_images(model, test_images, config, device, flip_tta=config["flip_tta"],
                                 subsets=test_subsets)
                  if test_images is not None else None)
-    return {"fold": fold, "config": config, "state_dict": best["state_dict"], "best_epoch": best["epoch"],
-            "val_rmse": best["val_rmse"], "valid_index": valid_index, "val_pred": best["val_pred"],
-            "test_pred": test_pred, "history": history}
+    return {"fold": fold, "config": config, "state_dict": kept["state_dict"], "best_epoch": kept["epoch"],
+            "val_rmse": kept["val_rmse"], "valid_index": valid_index, "val_pred": kept["val_pred"],
+            "test_pred": test_pred, "history": history,
+            **({"last_val_pred": kept["last_val_pred"], "last_val_rmse": kept["last_val_rmse"]}
+               if "last_val_pred" in kept else {})}
+
+
+def _state_copy(model) -> dict:
+    return {k: v.detach().to("cpu", copy=True) for k, v in model.state_dict().items()}
 
 
 def save_checkpoint(checkpoint: dict, path: Path) -> None:

@@ -211,3 +211,40 @@ def test_folder_without_write_bits_is_left_untouched_even_for_root(competition, 
         assert list((tmp_path / "cache").glob("shared-*/training.images.npy"))
     finally:
         folder.chmod(0o755)
+
+
+def _kaggle_like_training():
+    """Complete rows and rows with only Kaggle's 4 core points, as Kaggle's training.csv has."""
+    from fkd.keypoints import CORE_COLUMN_INDEX
+
+    keypoints = np.full((10, 30), 40.0, np.float32)
+    keypoints[4:] = np.nan
+    keypoints[4:, CORE_COLUMN_INDEX] = 40.0
+    keypoints[9, :12] = 40.0  # one partial row with more points changes nothing
+    return keypoints
+
+
+def test_kinds_of_kaggles_test_images_follow_the_points_asked(kaggle_lookup):
+    lookup = data.load_lookup(kaggle_lookup)
+    ids = np.arange(1, 1784)
+    kinds = data.lookup_kinds(lookup, ids, _kaggle_like_training())
+    asked = lookup.groupby("ImageId").size().reindex(ids).to_numpy()
+    assert ((asked == 30) <= (kinds == 1)).all() and ((asked == 8) <= (kinds == 0)).all()
+    other = (asked != 30) & (asked != 8)
+    assert other.sum() == 37
+    # of the 37 images asked 6 to 28 values, only those asked core values alone are of the partial kind
+    core = set(np.asarray(COLUMNS)[data.partial_columns(_kaggle_like_training())])
+    only_core = lookup.groupby("ImageId")["FeatureName"].agg(lambda f: set(f) <= core).reindex(ids).to_numpy()
+    assert np.array_equal(kinds == 0, only_core)
+    assert (kinds[other] == 1).sum() == 35 and (kinds[other] == 0).sum() == 2
+
+
+def test_kinds_of_the_proxys_test_images(tmp_path):
+    proxy = Path(__file__).resolve().parents[2] / "shared" / "data" / "proxy"
+    if not (proxy / "training.zip").is_file():
+        pytest.skip(f"{proxy} is absent: the proxy folder lives in ../shared, beside the repository")
+    _, keypoints = data.load_training(proxy)
+    ids, _ = data.load_test(proxy)
+    kinds = data.lookup_kinds(data.load_lookup(proxy), ids, keypoints)
+    assert (kinds[ids <= 321] == 1).all() and (kinds[ids > 321] == 0).all()
+    assert data.partial_columns(keypoints).sum() == 10

@@ -51,3 +51,36 @@ def test_views_are_scales_times_shifts():
     assert tta_views(DEFAULTS) == [(1.0, 0.0, 0.0)]
     views = tta_views({"tta_scales": [0.95, 1.05], "tta_shift": 1.0})
     assert len(views) == 10 and (1.05, 0.0, -1.0) in views
+
+
+def test_re_prediction_takes_each_images_kind_and_the_runs_own_views(competition, tmp_path):
+    """`fkd submit` re-predicts a run without stored test predictions exactly as cv predicted them:
+    each test image with its kind's output (SubsetOffset) and the run's own flip and zoom settings."""
+    from fkd.config import load_config
+    from fkd.cv import run_cv
+    from fkd.data import load_lookup, load_test, load_training, lookup_kinds
+    from fkd.predict import predict_runs
+    from fkd.rundir import read_test_predictions
+
+    config = load_config(None, model="lenet", subset_heads=True, epochs=2, batch_size=32, folds=2,
+                         flip_tta=False, tta_scales=[0.9, 1.0], name="kinds")
+    run_dir = run_cv(competition, config, tmp_path)
+    ids, stored = read_test_predictions(run_dir)
+    image_ids, test_images = load_test(competition)
+    assert list(ids) == list(image_ids)
+    _, truth = load_training(competition)
+    kinds = lookup_kinds(load_lookup(competition), image_ids, truth)
+    assert 0 < kinds.sum() < len(kinds)
+    again = predict_runs([run_dir], test_images, subsets=kinds, device="cpu")
+    np.testing.assert_allclose(again, stored, atol=1e-4)
+    complete_output = predict_runs([run_dir], test_images, device="cpu")  # what `fkd face` asks for
+    assert np.abs(complete_output[kinds == 0] - stored[kinds == 0]).max() > 1e-3
+    np.testing.assert_allclose(complete_output[kinds == 1], stored[kinds == 1], atol=1e-4)
+    flipped = predict_runs([run_dir], test_images, subsets=kinds, flip_tta=True, device="cpu")
+    np.testing.assert_allclose(flipped, stored, atol=1e-4)  # True keeps the run's own setting (no flip)
+    # the submit path itself, once the stored predictions are gone
+    from fkd.submit import run_predictions
+
+    (run_dir / "test_pred.csv").unlink()
+    _, blended, _ = run_predictions(competition, [run_dir])
+    np.testing.assert_allclose(blended, stored, atol=1e-4)

@@ -237,18 +237,67 @@ def test_subset_offsets_learn_each_subsets_definition_and_stay_mirror_symmetric(
     np.testing.assert_allclose(mirrored, offsets, atol=1e-6)
 
 
-def test_lookup_subsets_follow_what_the_lookup_asks(competition):
+def test_a_subsets_output_for_a_point_it_never_labels_is_the_complete_rows_output():
+    """The partial rows label no bottom lip: their output of it follows the complete rows, not a stuck offset."""
+    from fkd.keypoints import COLUMNS
+    from fkd.models import SubsetOffset, to_pixels
+
+    class Zero(torch.nn.Module):
+        def forward(self, x):
+            return torch.zeros(len(x), 30)
+
+    lip_y, nose_y = COLUMNS.index("mouth_center_bottom_lip_y"), COLUMNS.index("nose_tip_y")
+    partial = np.zeros(30, dtype=bool)
+    partial[[nose_y - 1, nose_y]] = True                 # the partial rows label the nose tip only
+    model = SubsetOffset(Zero())
+    model.set_labelled_columns(partial)
+    target = torch.full((8, 30), float("nan"))
+    target[4:] = 0.0
+    target[4:, lip_y] = 6 / 48                           # the complete rows' lip sits 6 px lower
+    target[:4, nose_y] = -2 / 48                         # the partial rows' nose tip 2 px higher
+    subset = torch.tensor([0] * 4 + [1] * 4)
+    optimizer = torch.optim.Adam(model.parameters(), lr=0.05)
+    for _ in range(300):
+        loss = masked_loss(model(torch.zeros(8, 1, 96, 96), subset), target, "mse")
+        optimizer.zero_grad()
+        loss.backward()
+        optimizer.step()
+    out = to_pixels(model(torch.zeros(2, 1, 96, 96), torch.tensor([0, 1]))).detach().numpy()
+    assert out[1, lip_y] == pytest.approx(54, abs=0.1)
+    assert out[0, lip_y] == pytest.approx(out[1, lip_y], abs=1e-5)   # never labelled: the complete output
+    assert out[0, nose_y] == pytest.approx(46, abs=0.1) and out[1, nose_y] == pytest.approx(48, abs=0.1)
+    # the mask travels with the weights
+    loaded = SubsetOffset(Zero())
+    loaded.load_state_dict(model.state_dict())
+    assert torch.equal(loaded.labelled[0], torch.as_tensor(partial))
+
+
+def test_training_sets_the_partial_rows_columns_from_the_data(competition):
+    from fkd.folds import load_folds
+    from fkd.keypoints import partial_columns
+    from fkd.train import train_fold, training_labels
+
+    images, truth = load_training(competition)
+    config = load_config(None, model="lenet", subset_heads=True, epochs=1, batch_size=64)
+    checkpoint = train_fold(0, images, training_labels(truth, config), truth, load_folds(competition, 2, 0), config,
+                            log=lambda m: None)
+    labelled = checkpoint["state_dict"]["labelled"].numpy()
+    assert 0 < partial_columns(truth).sum() < 30
+    assert np.array_equal(labelled[0], partial_columns(truth)) and labelled[1].all()
+
+
+def test_lookup_kinds_follow_what_the_lookup_asks(competition):
     import pandas as pd
-    from fkd.cv import lookup_subsets
-    from fkd.data import load_lookup
+    from fkd.data import load_lookup, lookup_kinds
 
     lookup = load_lookup(competition)
+    _, truth = load_training(competition)
     ids = np.sort(lookup["ImageId"].unique())
-    subsets = lookup_subsets(lookup, ids)
+    kinds = lookup_kinds(lookup, ids, truth)
     asked = lookup.groupby("ImageId").size().reindex(ids).to_numpy()
     assert set(asked) == {8, 30}
-    assert np.array_equal(subsets == 1, asked == 30)
-    assert lookup_subsets(pd.DataFrame({"ImageId": [], "FeatureName": []}), np.array([5]))[0] == 1
+    assert np.array_equal(kinds == 1, asked == 30)
+    assert lookup_kinds(pd.DataFrame({"ImageId": [], "FeatureName": []}), np.array([5]), truth)[0] == 1
 
 
 def test_ema_is_a_running_mean_until_it_reaches_its_decay():
@@ -374,3 +423,30 @@ def test_a_fold_of_one_step_per_epoch_trains(competition):
     config = load_config(None, model="lenet", epochs=1, batch_size=4096, warmup_epochs=1)
     checkpoint = train_fold(0, images, training_labels(truth, config), truth, folds, config, log=lambda m: None)
     assert np.isfinite(checkpoint["val_rmse"]) and len(checkpoint["history"]) == 1
+
+
+def test_keep_last_keeps_the_last_epoch_and_keep_best_reports_the_last_beside_it(competition, tmp_path, capsys):
+    from fkd.report import oof_summary
+
+    base = dict(model="lenet", epochs=3, batch_size=32, folds=2, lr=3e-3)
+    last_dir = run_cv(competition, load_config(None, name="last", **base), tmp_path)
+    history = read_json(last_dir / "history.json")
+    for fold in (0, 1):
+        checkpoint = load_checkpoint(last_dir / f"fold{fold}.pt")
+        assert checkpoint["best_epoch"] == 3 and "last_val_pred" not in checkpoint
+        last_epoch = [r for r in history if r["fold"] == fold and r["epoch"] == 3][0]
+        assert checkpoint["val_rmse"] == pytest.approx(last_epoch["val_rmse"], abs=1e-4)
+    assert "rmse_last_epoch" not in read_json(last_dir / "metrics.json")
+
+    best_dir = run_cv(competition, load_config(None, name="best", keep="best", **base), tmp_path)
+    metrics = read_json(best_dir / "metrics.json")
+    history = read_json(best_dir / "history.json")
+    for fold in (0, 1):
+        checkpoint = load_checkpoint(best_dir / f"fold{fold}.pt")
+        scores = {r["epoch"]: r["val_rmse"] for r in history if r["fold"] == fold}
+        assert checkpoint["best_epoch"] == min(scores, key=scores.get)
+        assert checkpoint["last_val_rmse"] == pytest.approx(scores[3], abs=1e-4)
+    # same seed and folds: the last epochs of the keep-best run are the keep-last run
+    assert metrics["rmse_last_epoch"] == pytest.approx(read_json(last_dir / "metrics.json")["rmse"], abs=1e-4)
+    assert metrics["rmse"] <= metrics["rmse_last_epoch"] + 1e-6
+    assert f"last epochs' OOF RMSE {metrics['rmse_last_epoch']:.4f}" in oof_summary(metrics)
