@@ -40,46 +40,14 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from fkd.config import DEFAULT_AUGMENT
+from fkd.config import augment_settings as parse_config
 from fkd.errors import FkdError
 from fkd.keypoints import FLIP_AXIS, N_COLUMNS, N_POINTS, SIZE, flip_keypoints
 
-DEFAULT_AUGMENT = {
-    "flip": 0.5,
-    "rotate": 15.0,
-    "scale": 0.1,
-    "shift": 0.08,
-    "brightness": 0.2,
-    "contrast": 0.2,
-    "blur": 0.1,
-    "noise": 0.02,
-}
 BLUR_SIGMA = (0.5, 1.2)  # pixels
 KEEP_RANGE = (0.0, SIZE - 1.0)  # a keypoint outside it after a geometric transform becomes NaN
 CENTRE = (SIZE - 1) / 2.0  # 47.5: rotation/scale centre, pixel-centre convention
-_PROBABILITIES = ("flip", "blur")
-
-
-def parse_config(config) -> dict:
-    """Settings dict -> all 8 keys as floats (missing = 0). Unknown keys or bad values: FkdError."""
-    config = dict(config or {})
-    unknown = sorted(set(config) - set(DEFAULT_AUGMENT))
-    if unknown:
-        raise FkdError(f"unknown augmentation setting(s) {unknown}; known: {sorted(DEFAULT_AUGMENT)}")
-    settings = {}
-    for key in DEFAULT_AUGMENT:
-        value = config.get(key) or 0.0
-        try:
-            value = float(value)
-        except (TypeError, ValueError):
-            raise FkdError(f"augmentation setting {key!r} must be a number, got {value!r}") from None
-        if not math.isfinite(value) or value < 0:
-            raise FkdError(f"augmentation setting {key!r} must be >= 0, got {value}")
-        if key in _PROBABILITIES and value > 1:
-            raise FkdError(f"augmentation setting {key!r} is a probability, got {value}")
-        if key in ("scale", "contrast") and value >= 1:
-            raise FkdError(f"augmentation setting {key!r} must be < 1, got {value}")
-        settings[key] = value
-    return settings
 
 
 def _has_affine(s: dict) -> bool:

@@ -1,6 +1,10 @@
-"""Training configs: small YAML/JSON files merged over DEFAULTS. An unknown key is a typo and an error."""
+"""Training configs: small YAML/JSON files merged over DEFAULTS. An unknown key is a typo and an error;
+every value is checked (type, range, allowed values) when the config is loaded, before any data is read."""
 import copy
+import difflib
 import json
+import math
+import re
 from pathlib import Path
 
 import yaml
@@ -48,11 +52,183 @@ DEFAULTS = {
 }
 
 
+DEFAULT_AUGMENT = {  # what `augment: {}` keys mean: fkd.augment applies them
+    "flip": 0.5,        # probability of a left-right flip (labels swapped)
+    "rotate": 15.0,     # degrees, uniform in [-r, r]
+    "scale": 0.1,       # zoom factor in [1 - s, 1 + s]
+    "shift": 0.08,      # fraction of the image, each axis
+    "brightness": 0.2,
+    "contrast": 0.2,
+    "blur": 0.1,        # probability of a Gaussian blur
+    "noise": 0.02,      # standard deviation of Gaussian noise (0..1 pixels)
+}
+_PROBABILITIES = ("flip", "blur")
+
+
+def augment_settings(config) -> dict:
+    """Settings dict -> all 8 keys as floats (missing = 0). Unknown keys or bad values: FkdError."""
+    config = dict(config or {})
+    unknown = sorted(set(config) - set(DEFAULT_AUGMENT))
+    if unknown:
+        raise FkdError(f"unknown augmentation setting(s) {unknown}; known: {sorted(DEFAULT_AUGMENT)}")
+    settings = {}
+    for key in DEFAULT_AUGMENT:
+        value = config.get(key) or 0.0
+        if isinstance(value, bool):
+            raise FkdError(f"augmentation setting {key!r} must be a number, got {value!r}")
+        try:
+            value = float(value)
+        except (TypeError, ValueError):
+            raise FkdError(f"augmentation setting {key!r} must be a number, got {value!r}") from None
+        if not math.isfinite(value) or value < 0:
+            raise FkdError(f"augmentation setting {key!r} must be >= 0, got {value}")
+        if key in _PROBABILITIES and value > 1:
+            raise FkdError(f"augmentation setting {key!r} is a probability, got {value}")
+        if key in ("scale", "contrast") and value >= 1:
+            raise FkdError(f"augmentation setting {key!r} must be < 1, got {value}")
+        settings[key] = value
+    return settings
+
+
+# ---------------------------------------------------------------- value checks, one per key
+
+def _is_number(value) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+
+
+def _is_int(value) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def _choice(*allowed):
+    return lambda v: None if v in allowed else f"is not one of {', '.join(allowed)}"
+
+
+def _int(low, high=None):
+    def check(v):
+        if not _is_int(v):
+            return "is not a whole number"
+        if v < low or (high is not None and v > high):
+            return f"is out of range: a whole number >= {low}" + (f" and <= {high}" if high is not None else "")
+    return check
+
+
+def _number(low=None, high=None, low_open=False, high_open=False, none=False):
+    def check(v):
+        if none and v is None:
+            return None
+        if not _is_number(v):
+            return "is not a number" + (" (or null)" if none else "")
+        if low is not None and (v < low or (low_open and v == low)):
+            return f"is out of range: must be {'>' if low_open else '>='} {low}"
+        if high is not None and (v > high or (high_open and v == high)):
+            return f"is out of range: must be {'<' if high_open else '<='} {high}"
+    return check
+
+
+def _of_type(kind, name, none=False):
+    return lambda v: None if (v is None and none) or (isinstance(v, kind) and not (kind is int and isinstance(v, bool))) \
+        else f"is not {name}" + (" (or null)" if none else "")
+
+
+def _model(v):
+    if not isinstance(v, str):
+        return "is not a string"
+    if v in ("lenet", "seedcnn", "convnet") or re.fullmatch(r"(timm|heatmap):[A-Za-z0-9_.]+", v):
+        return None
+    return "is not one of lenet, seedcnn, convnet, timm:<name>, heatmap:<timm name>"
+
+
+def _augment(v):
+    if not isinstance(v, dict):
+        return "is not a mapping"
+    try:
+        augment_settings(v)
+    except FkdError as error:
+        return f"({error})"
+
+
+def _only_folds(v):
+    if v is None:
+        return None
+    if not isinstance(v, list) or not v or not all(_is_int(k) and k >= 0 for k in v):
+        return "is not a list of fold numbers (0, 1, ...) or null"
+
+
+def _tta_scales(v):
+    if not isinstance(v, list) or not v or not all(_is_number(x) and 0.5 <= x <= 2 for x in v):
+        return "is not a list of zoom factors between 0.5 and 2"
+
+
+def _flip_axis(v):
+    if _is_number(v) and 40 <= v <= 56:
+        return None
+    if isinstance(v, list) and len(v) == 2 and all(_is_number(x) and 40 <= x <= 56 for x in v):
+        return None
+    return "is not an axis in pixels (about 47.5) or a pair [partial rows, complete rows]"
+
+
+def _device(v):
+    if isinstance(v, str) and re.fullmatch(r"auto|cpu|cuda(:\d+)?", v):
+        return None
+    return "is not one of auto, cpu, cuda, cuda:<index>"
+
+
+CHECKS = {
+    "name": _of_type(str, "a string", none=True),
+    "model": _model,
+    "model_options": _of_type(dict, "a mapping"),
+    "subset_heads": _of_type(bool, "true or false"),
+    "folds": _int(2),
+    "fold_seed": _int(0),
+    "only_folds": _only_folds,
+    "seed": _int(0),
+    "epochs": _int(1),
+    "batch_size": _int(1),
+    "optimizer": _choice("adamw", "adam"),
+    "lr": _number(0, 10, low_open=True),
+    "weight_decay": _number(0),
+    "schedule": _choice("onecycle", "cosine", "constant"),
+    "warmup_epochs": _number(0),
+    "grad_clip": _number(0, low_open=True, none=True),
+    "loss": _choice("mse", "l1", "smooth_l1", "wing"),
+    "pseudo_labels": _of_type(str, "a run folder", none=True),
+    "drop_label_outliers": _number(0, 0.5, high_open=True),
+    "labels": _choice("masked", "ffill"),
+    "pixels": _choice("unit", "raw"),
+    "augment": _augment,
+    "flip_tta": _of_type(bool, "true or false"),
+    "tta_scales": _tta_scales,
+    "tta_shift": _number(0, 8),
+    "flip_axis": _flip_axis,
+    "keep": _choice("last", "best"),
+    "ema": _number(0, 1, high_open=True),
+    "precision": _choice("auto", "bf16", "fp16", "fp32"),
+    "device": _device,
+    "eval_batch_size": _int(1),
+    "description": _of_type(str, "a string"),
+}
+
+
+def validate_config(config: dict, source=None) -> dict:
+    """Every value checked; the first bad one raises FkdError naming the key, the value and what is allowed."""
+    for key, check in CHECKS.items():
+        problem = check(config.get(key))
+        if problem:
+            raise FkdError(f"key {key!r}: {config.get(key)!r} {problem}", path=source)
+    if config["only_folds"] is not None and max(config["only_folds"]) >= config["folds"]:
+        raise FkdError(f"key 'only_folds': fold {max(config['only_folds'])} does not exist with "
+                       f"{config['folds']} folds (0..{config['folds'] - 1})", path=source)
+    return config
+
+
 def _merge(base: dict, override: dict, source, prefix="") -> dict:
     merged = copy.deepcopy(base)
     for key, value in override.items():
         if key not in base and prefix == "":
-            raise FkdError(f"unknown key {key!r} (known: {', '.join(sorted(base))})", path=source)
+            close = difflib.get_close_matches(key, sorted(base), n=1)
+            hint = f"did you mean {close[0]!r}? " if close else ""
+            raise FkdError(f"unknown key {key!r} ({hint}known: {', '.join(sorted(base))})", path=source)
         if isinstance(base.get(key), dict) and isinstance(value, dict) and base.get(key):
             merged[key] = _merge(base[key], value, source, prefix + key + ".")
         else:
@@ -85,5 +261,6 @@ def load_config(path=None, **overrides) -> dict:
         config = _merge(config, read_config_file(path), path)
         config["name"] = config["name"] or Path(path).stem
     config = _merge(config, {k: v for k, v in overrides.items() if v is not None}, "overrides")
-    config["name"] = config["name"] or config["model"].replace(":", "-")
-    return config
+    if config["name"] is None and isinstance(config["model"], str):
+        config["name"] = config["model"].replace(":", "-")
+    return validate_config(config, path)

@@ -29,6 +29,8 @@ from fkd.pseudo import fill_missing
 def pick_device(name: str = "auto") -> torch.device:
     if name == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if name.startswith("cuda") and not torch.cuda.is_available():
+        raise FkdError(f"device {name!r} asked for, but torch sees no CUDA GPU here: use --device cpu or auto")
     return torch.device(name)
 
 

@@ -3,6 +3,7 @@ from pathlib import Path
 
 import pytest
 import torch
+import yaml
 
 from fkd.config import load_config
 from fkd.models import build_model
@@ -24,3 +25,70 @@ def test_config_builds_a_working_model(path):
     with torch.no_grad():
         out = forward(model, torch.rand(2, 1, 96, 96), torch.tensor([0, 1]))
     assert out.shape == (2, 30) and torch.isfinite(out).all()
+
+
+@pytest.mark.parametrize("setting, message", [
+    ({"loss": "huber"}, r"key 'loss': 'huber' is not one of mse, l1, smooth_l1, wing"),
+    ({"epochs": "four"}, r"key 'epochs': 'four' is not a whole number"),
+    ({"epochs": 0}, r"key 'epochs': 0 is out of range"),
+    ({"epochs": True}, r"key 'epochs': True is not a whole number"),
+    ({"device": "gpu"}, r"key 'device': 'gpu' is not one of auto, cpu, cuda"),
+    ({"lr": -1}, r"key 'lr': -1 is out of range: must be > 0"),
+    ({"schedule": "cosin"}, r"key 'schedule': 'cosin' is not one of onecycle, cosine, constant"),
+    ({"optimizer": "sgd"}, r"key 'optimizer': 'sgd' is not one of adamw, adam"),
+    ({"folds": 1}, r"key 'folds': 1 is out of range"),
+    ({"folds": 0}, r"key 'folds': 0 is out of range"),
+    ({"only_folds": [7], "folds": 2}, r"key 'only_folds': fold 7 does not exist with 2 folds"),
+    ({"keep": "best-ish"}, r"key 'keep'.*last, best"),
+    ({"precision": "half"}, r"key 'precision'.*auto, bf16, fp16, fp32"),
+    ({"augment": {"flip": 2}}, r"key 'augment'.*probability"),
+    ({"tta_scales": []}, r"key 'tta_scales'"),
+    ({"model": "resnet34"}, r"key 'model': 'resnet34' is not one of lenet, seedcnn, convnet, timm:<name>"),
+    ({"drop_label_outliers": 0.7}, r"key 'drop_label_outliers'"),
+])
+def test_every_bad_value_is_refused_when_the_config_loads(setting, message, tmp_path):
+    from fkd.errors import FkdError
+
+    with pytest.raises(FkdError, match=message):
+        load_config(None, **setting)
+    path = tmp_path / "bad.yaml"
+    path.write_text(yaml.safe_dump(setting))
+    with pytest.raises(FkdError) as error:
+        load_config(path)
+    assert str(error.value).startswith(str(path)) and "\n" not in str(error.value)
+
+
+def test_a_misspelt_key_gets_a_suggestion(tmp_path):
+    from fkd.errors import FkdError
+
+    path = tmp_path / "typo.yaml"
+    path.write_text("epoch: 4\n")
+    with pytest.raises(FkdError, match=r"unknown key 'epoch' \(did you mean 'epochs'\?"):
+        load_config(path)
+
+
+def test_bad_values_stop_cv_and_kernel_before_anything_is_written(competition, tmp_path):
+    import subprocess
+    import sys
+
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("model: lenet\nloss: huber\n")
+    repo = Path(__file__).resolve().parents[1]
+    for argv in (["cv", "--data-dir", str(competition), "--config", str(bad), "--runs-dir", str(tmp_path / "runs")],
+                 ["cv", "--data-dir", str(competition), "--config", str(repo / "configs" / "tiny.yaml"),
+                  "--epochs", "0", "--runs-dir", str(tmp_path / "runs")],
+                 ["kernel", "--config", str(bad), "--out", str(tmp_path / "kernel")]):
+        result = subprocess.run([sys.executable, "-m", "fkd", *argv], cwd=repo, capture_output=True, text=True)
+        assert result.returncode == 2, result.stderr
+        assert len(result.stderr.strip().splitlines()) == 1 and "Traceback" not in result.stderr
+    assert not (tmp_path / "runs").exists() and not (tmp_path / "kernel").exists()
+
+
+def test_cuda_without_a_gpu_is_one_clear_error(monkeypatch):
+    from fkd.errors import FkdError
+    from fkd.train import pick_device
+
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    with pytest.raises(FkdError, match="device 'cuda' asked for, but torch sees no CUDA GPU"):
+        pick_device("cuda")
+    assert pick_device("auto").type == "cpu"
