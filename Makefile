@@ -4,11 +4,13 @@ VENV   ?= .venv
 PY     := $(VENV)/bin/python
 FKD    := $(PY) -m fkd
 
-DATA    ?= data
+# empty = not set: fkd then uses its own defaults (data/ or /kaggle/input; the config's folds)
+DATA    ?=
 CONFIG  ?= configs/cpu.yaml
-FOLDS   ?= 5
+FOLDS   ?=
 NAME    ?=
-RUNS    ?= $(wildcard runs/*)
+RUNS    ?=
+DEVICE  ?=
 DEMO    ?= build/demo
 PROXY   ?= ../shared/data/proxy
 KERNEL  ?= build/kernel
@@ -17,6 +19,10 @@ MACHINE ?=
 FILE    ?=
 MSG     ?=
 PHOTOS  ?=
+# `make kernel` ships the GPU recipe unless CONFIG is given on the command line or in the environment
+KERNEL_CONFIG := $(if $(filter command line environment,$(origin CONFIG)),$(CONFIG),configs/gpu.yaml)
+DATA_ARG := $(if $(DATA),--data-dir $(DATA))
+FINISHED_RUNS = $(patsubst %/metrics.json,%,$(wildcard runs/*/metrics.json))
 
 .PHONY: help install test demo data bench eda cv submit report kernel push status output lb lb-sync ledger face kaggle-env gpu-check clean
 
@@ -42,25 +48,28 @@ demo: install  ## the whole loop on a synthetic folder: cv -> submit -> check ->
 	$(FKD) kernel --config configs/demo.yaml --out $(DEMO)/kernel
 
 data: install  ## download the competition into data/ (needs a Kaggle token)
-	$(FKD) kaggle download --out $(DATA)
+	$(FKD) kaggle download --out $(or $(DATA),data)
 
 bench: install  ## parse speed, training throughput and CV figures on the proxy folder
 	$(FKD) bench --data-dir $(PROXY)
 
 eda: install  ## plots of the data -> reports/eda/
-	$(FKD) eda --data-dir $(DATA) --out reports/eda
+	$(FKD) eda $(DATA_ARG) --out reports/eda
 
-cv: install  ## K-fold cross-validation: make cv CONFIG=configs/x.yaml [FOLDS=5] [NAME=...]
-	$(FKD) cv --data-dir $(DATA) --config $(CONFIG) --folds $(FOLDS) $(if $(NAME),--name $(NAME))
+cv: install  ## K-fold cross-validation: make cv CONFIG=configs/x.yaml [FOLDS=5] [NAME=...] [DEVICE=cpu]
+	$(FKD) cv $(DATA_ARG) --config $(CONFIG) $(if $(FOLDS),--folds $(FOLDS)) $(if $(NAME),--name $(NAME)) \
+		$(if $(DEVICE),--device $(DEVICE))
 
 submit: install  ## blend runs into a checked submission: make submit RUNS="runs/a runs/b"
-	$(FKD) submit --data-dir $(DATA) --runs $(RUNS) $(if $(NAME),--name $(NAME))
+	$(if $(RUNS),,$(error RUNS is not set: make submit RUNS="runs/a runs/b" (finished runs here: $(or $(FINISHED_RUNS),none))))
+	$(FKD) submit $(DATA_ARG) --runs $(RUNS) $(if $(NAME),--name $(NAME)) $(if $(DEVICE),--device $(DEVICE))
 
 report: install  ## plots of finished runs: make report RUNS=runs/a
-	$(FKD) report $(RUNS) --data-dir $(DATA)
+	$(if $(RUNS),,$(error RUNS is not set: make report RUNS=runs/a (finished runs here: $(or $(FINISHED_RUNS),none))))
+	$(FKD) report $(RUNS) $(DATA_ARG)
 
-kernel: install  ## build the single-file Kaggle GPU kernel -> build/kernel/
-	$(FKD) kernel --config $(if $(filter configs/cpu.yaml,$(CONFIG)),configs/gpu.yaml,$(CONFIG)) --out $(KERNEL) $(if $(filter 1,$(SPLIT)),--split) $(if $(MACHINE),--machine-shape $(MACHINE))
+kernel: install  ## build the single-file Kaggle GPU kernel -> build/kernel/ (CONFIG default: configs/gpu.yaml)
+	$(FKD) kernel --config $(KERNEL_CONFIG) --out $(KERNEL) $(if $(filter 1,$(SPLIT)),--split) $(if $(MACHINE),--machine-shape $(MACHINE))
 
 push: kernel  ## push the kernel to Kaggle: make push [SPLIT=1] [MACHINE=NvidiaTeslaT4]
 	$(FKD) kaggle push --kernel-dir $(KERNEL)
@@ -72,6 +81,7 @@ output: install  ## download the kernel's runs into runs/
 	$(FKD) kaggle output --kernel-dir $(KERNEL) --runs-dir runs
 
 lb: install  ## submit to the leaderboard: make lb FILE=submissions/x.csv MSG="..."
+	$(if $(FILE),,$(error FILE is not set: make lb FILE=submissions/x.csv MSG="what changed"))
 	$(FKD) kaggle submit --file $(FILE) --message "$(MSG)"
 
 lb-sync: install  ## read public/private scores back into submissions/ledger.csv
@@ -81,13 +91,15 @@ ledger: install  ## table and plot of LB score against CV score
 	$(FKD) ledger
 
 face: install  ## keypoints on photos: make face PHOTOS="a.jpg b.png" RUNS=runs/a
-	$(FKD) face $(PHOTOS) --runs $(RUNS) --out reports/faces
+	$(if $(PHOTOS),,$(error PHOTOS is not set: make face PHOTOS="a.jpg b.png" RUNS=runs/a))
+	$(if $(RUNS),,$(error RUNS is not set: make face PHOTOS="a.jpg" RUNS=runs/a (finished runs here: $(or $(FINISHED_RUNS),none))))
+	$(FKD) face $(PHOTOS) --runs $(RUNS) --out reports/faces $(if $(DEVICE),--device $(DEVICE))
 
 kaggle-env: install  ## build (once) a virtual environment with Kaggle's versions (requirements-kaggle.txt)
 	$(PY) -m fkd.kaggle_env
 
 gpu-check: install  ## on a CUDA machine: 5-fold CV of configs/gpu.yaml + submission, with GPU, precision, times
-	bash kernels/gpu_check.sh $(if $(filter-out data,$(DATA)),$(DATA),$(PROXY))
+	bash kernels/gpu_check.sh $(or $(DATA),$(PROXY))
 
 clean:  ## remove build outputs (keeps runs/, submissions/ and the venv)
 	rm -rf build reports .pytest_cache

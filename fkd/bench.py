@@ -11,6 +11,7 @@ from pathlib import Path
 import numpy as np
 
 from fkd.data import find_data_dir, load_training, parse_training, read_bytes, source_file
+from fkd.errors import FkdError
 
 SECTIONS = ("parse", "throughput", "cv")
 KAGGLE_TRAINING_ROWS = 7049
@@ -74,8 +75,12 @@ def bench_parse(data_dir, rows: int = KAGGLE_TRAINING_ROWS) -> None:
 
 
 def run(args):
-    data_dir = find_data_dir(args.data_dir)
     sections = [s.strip() for s in args.only.split(",") if s.strip()]
+    unknown = [s for s in sections if s not in SECTIONS]
+    if unknown or not sections:
+        raise FkdError(f"--only {args.only!r}: {'unknown section ' + repr(unknown[0]) if unknown else 'no section'}; "
+                       f"the sections are {', '.join(SECTIONS)}")
+    data_dir = find_data_dir(args.data_dir)
     print(f"bench on {data_dir}", flush=True)
     if "parse" in sections:
         bench_parse(data_dir, args.rows)

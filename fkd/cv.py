@@ -37,8 +37,10 @@ def log(message: str) -> None:
 
 
 def _check_same_run(run_dir: Path, config: dict) -> None:
+    """A folder holding a finished fold of another config is refused; one with no fold yet (a failed
+    first try) is not a run, and the new config replaces its config.json."""
     path = run_dir / "config.json"
-    if not path.is_file():
+    if not path.is_file() or not any(run_dir.glob("fold*.pt")):
         return
     saved = json.loads(path.read_text())
     changed = sorted(k for k in set(saved) | set(config)
@@ -74,8 +76,14 @@ def run_cv(data_dir, config: dict, runs_dir="runs") -> Path:
     for fold in wanted:
         path = run_dir / f"fold{fold}.pt"
         if path.is_file():
-            log(f"fold {fold}: done already ({path})")
-            continue
+            try:
+                load_checkpoint(path)
+                log(f"fold {fold}: done already ({path})")
+                continue
+            except FkdError as error:
+                damaged = path.with_name(path.name + ".damaged")
+                path.replace(damaged)
+                log(f"fold {fold}: {error}; moved to {damaged.name}, training the fold again")
         started = time.perf_counter()
         checkpoint = train_fold(fold, images, labels, truth, folds, config, test_images, test_subsets, log=log)
         checkpoint["seconds"] = time.perf_counter() - started
@@ -104,6 +112,7 @@ def run_cv(data_dir, config: dict, runs_dir="runs") -> Path:
                     "keep": config["keep"]})
     if config["keep"] == "best":  # the optimistic choice: the honest figure beside it
         metrics["rmse_last_epoch"] = rmse(last_epoch_oof, truth)
+    rundir.write_data_stamp(run_dir, images, truth)
     rundir.write_oof(run_dir, folds, oof)
     rundir.write_test_predictions(run_dir, image_ids, np.mean(test_predictions, axis=0))
     rundir.write_json(run_dir / "history.json", history)

@@ -373,3 +373,9 @@ def lookup_kinds(lookup: pd.DataFrame, image_ids, training_keypoints) -> np.ndar
     outside = ~lookup["FeatureName"].isin(labelled)
     asks_more = outside.groupby(lookup["ImageId"]).any()
     return asks_more.reindex(image_ids).fillna(True).to_numpy().astype(np.int64)
+
+
+def training_fingerprint(images, keypoints) -> str:
+    """A short hash of the training data (pixels and labels): the same folder gives the same digest."""
+    return hashlib.blake2b(np.ascontiguousarray(images).tobytes()
+                           + np.nan_to_num(keypoints, nan=-1).astype(np.float32).tobytes(), digest_size=8).hexdigest()

@@ -317,21 +317,22 @@ def _stems(paths):
     return stems
 
 
-def _predictor(run_dirs, flip_tta):
+def _predictor(run_dirs, flip_tta, device=None):
     def predict(images):
         from fkd.predict import predict_runs  # torch is imported only when a face needs a model
 
         # subsets=None on purpose: a photo's face gets the complete-row output, all 15 points
-        return predict_runs([str(r) for r in run_dirs], images, subsets=None, flip_tta=None if flip_tta else False)
+        return predict_runs([str(r) for r in run_dirs], images, subsets=None, flip_tta=None if flip_tta else False,
+                            device=device)
     return predict
 
 
 def process_photos(paths, run_dirs, out_dir, detector="auto", min_size=24, flip_tta=True,
-                   refine=True, save_crops=False, predict=None) -> list:
+                   refine=True, save_crops=False, predict=None, device=None) -> list:
     """Detect, predict (and refine), write PNG + JSON per photo; return the JSON records.
     `predict` (uint8 [N,96,96] -> [N,30] px) defaults to fkd.predict.predict_runs over run_dirs."""
     out = Path(out_dir)
-    predict = predict or _predictor(run_dirs, flip_tta)
+    predict = predict or _predictor(run_dirs, flip_tta, device)
     photos = [read_photo(p) for p in paths]  # every file is checked before any work
     found = [find_faces(photo, detector, min_size) for photo in photos]
     boxes = [b for f in found for b in f[0]]
@@ -396,6 +397,7 @@ def add_arguments(parser):
     parser.add_argument("--no-refine", action="store_true",
                         help="one pass only: no second crop aligned on the first prediction")
     parser.add_argument("--save-crops", action="store_true", help="also write each 96x96 crop with its points")
+    parser.add_argument("--device", help="auto | cpu | cuda (default auto)")
 
 
 def run(args):
@@ -403,5 +405,6 @@ def run(args):
         if not Path(run_dir).is_dir():
             raise FkdError("no such run folder", path=run_dir)
     process_photos(args.photos, args.runs, args.out, detector=args.detector, min_size=args.min_face,
-                   flip_tta=not args.no_tta, refine=not args.no_refine, save_crops=args.save_crops)
+                   flip_tta=not args.no_tta, refine=not args.no_refine, save_crops=args.save_crops,
+                   device=args.device)
     return 0

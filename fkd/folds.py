@@ -14,7 +14,7 @@ import json
 import numpy as np
 
 from fkd.atomic import write_text
-from fkd.data import cache_dir, load_training
+from fkd.data import cache_dir, load_training, training_fingerprint
 from fkd.duplicates import duplicate_groups
 from fkd.errors import FkdError
 from fkd.keypoints import complete_rows
@@ -66,8 +66,8 @@ def load_folds(data_dir, k: int = 5, seed: int = 0) -> np.ndarray:
     """The saved folds for (k, seed), made on first use; remade if the training file or the method changed."""
     images, keypoints = load_training(data_dir)
     path = cache_dir(data_dir) / f"folds-k{k}-seed{seed}.json"
-    fingerprint = hashlib.blake2b(FOLD_METHOD.encode() + images.tobytes()
-                                  + np.nan_to_num(keypoints, nan=-1).tobytes(), digest_size=8).hexdigest()
+    fingerprint = hashlib.blake2b(f"{FOLD_METHOD} {training_fingerprint(images, keypoints)}".encode(),
+                                  digest_size=8).hexdigest()
     if path.is_file():
         saved = json.loads(path.read_text())
         if saved["fingerprint"] == fingerprint:

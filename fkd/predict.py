@@ -93,7 +93,7 @@ def predict_runs(run_dirs, images, subsets=None, flip_tta=None, device=None) -> 
     None predicts every image with the complete-row output (all 15 points, as `fkd face` wants)."""
     from fkd.train import pick_device
 
-    device = device or pick_device("auto")
+    device = pick_device(device or "auto")
     predictions = [predict_images(model, images, config, device,
                                   flip_tta=config["flip_tta"] if flip_tta is None else flip_tta and config["flip_tta"],
                                   subsets=subsets)

@@ -19,7 +19,7 @@ from fkd import plots
 from fkd.atomic import write_text
 from fkd.errors import FkdError
 from fkd.keypoints import KEYPOINTS
-from fkd.rundir import read_json, read_oof_rows, read_test_predictions
+from fkd.rundir import check_same_data, read_json, read_oof_rows, read_test_predictions
 
 WORST = 20
 TEST_SHOWN = 20
@@ -266,6 +266,8 @@ def run(args):
         if any((Path(r) / "test_pred.csv").is_file() for r in args.runs):
             test = data.load_test(data_dir)
     for run_dir in args.runs:
+        if images is not None:
+            check_same_data(run_dir, images, keypoints)  # never one folder's predictions on another's faces
         written = write_run_report(run_dir, images, keypoints, test, worst=args.worst)
         print(f"{run_dir}: " + ", ".join(Path(p).name for p in written))
         if (Path(run_dir) / "metrics.json").is_file():

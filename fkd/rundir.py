@@ -3,6 +3,7 @@
 config.json      resolved config            fold<k>.pt      best checkpoint of fold k
 oof.csv          row, fold, 30 columns      test_pred.csv   ImageId, 30 columns (fold mean x test-time views)
 metrics.json     RMSE overall/complete/partial/per keypoint
+data.json        the training data it was trained on (rows, fingerprint): report and submit check it
 history.json     per-epoch records {fold, epoch, train_loss, grad_norm_median, grad_norm_max, val_loss, val_rmse,
                  lr, seconds, train_images_per_second}
 """
@@ -13,6 +14,7 @@ import numpy as np
 import pandas as pd
 
 from fkd.atomic import atomic_path, write_text
+from fkd.data import training_fingerprint
 from fkd.errors import FkdError
 from fkd.keypoints import COLUMNS
 
@@ -87,3 +89,27 @@ def read_test_predictions(run_dir):
         return None
     frame = _read_table(path, "ImageId")
     return frame["ImageId"].to_numpy(), frame[COLUMNS].to_numpy(dtype=np.float32)
+
+
+def write_data_stamp(run_dir, images, keypoints) -> None:
+    write_json(Path(run_dir) / "data.json", {"training_rows": len(keypoints),
+                                             "fingerprint": training_fingerprint(images, keypoints)})
+
+
+def check_same_data(run_dir, images, keypoints) -> None:
+    """FkdError unless the run was trained on this training data (data.json; older runs: oof.csv's rows)."""
+    path = Path(run_dir) / "data.json"
+    if path.is_file():
+        stamp = read_json(path)
+        if stamp["fingerprint"] == training_fingerprint(images, keypoints):
+            return
+        rows = stamp["training_rows"]
+    elif (Path(run_dir) / "oof.csv").is_file():
+        rows = len(read_oof_rows(run_dir)[0])
+        if rows == len(keypoints):
+            return
+    else:
+        return
+    raise FkdError(f"was trained on other training data ({rows:,} rows, here {len(keypoints):,}"
+                   f"{', other faces or labels' if rows == len(keypoints) else ''}): pass its competition "
+                   "folder as --data-dir", path=run_dir)

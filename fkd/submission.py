@@ -80,7 +80,21 @@ def check_submission(path, lookup: pd.DataFrame) -> None:
     path = Path(path)
     if not path.is_file():
         raise FkdError("no such file", path=path)
-    frame = pd.read_csv(path, dtype=str, keep_default_na=False)
+    raw = path.read_bytes()
+    if not raw.strip():
+        raise FkdError("is empty: a submission starts with the header RowId,Location", path=path)
+    try:
+        raw.decode("utf-8")
+    except UnicodeDecodeError as error:
+        raise FkdError(f"is not a text file (byte {error.start} is not UTF-8): a submission is a csv of "
+                       "RowId,Location", path=path) from None
+    if b"\0" in raw:
+        raise FkdError("is not a text file (it holds NUL bytes): a submission is a csv of RowId,Location",
+                       path=path)
+    try:
+        frame = pd.read_csv(path, dtype=str, keep_default_na=False)
+    except (pd.errors.ParserError, pd.errors.EmptyDataError) as error:
+        raise FkdError(f"is not a readable csv ({str(error).splitlines()[0]})", path=path) from None
     check_frame(frame, lookup, path)
 
 

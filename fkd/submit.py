@@ -20,6 +20,8 @@ def add_arguments(parser):
     parser.add_argument("--name", help="submission name (default: the model or the runs)")
     parser.add_argument("--out-dir", default="submissions", help="where submissions are kept")
     parser.add_argument("--out", help="also copy the submission here (e.g. /kaggle/working/submission.csv)")
+    parser.add_argument("--device", help="auto | cpu | cuda: where a run without stored test predictions is "
+                        "re-predicted (default auto)")
 
 
 def mean_predictions(data_dir):
@@ -30,12 +32,13 @@ def mean_predictions(data_dir):
     return image_ids, np.tile(shape, (len(image_ids), 1)), {"train_rmse": rmse(shape[None], keypoints)}
 
 
-def run_predictions(data_dir, run_dirs):
+def run_predictions(data_dir, run_dirs, device=None):
     """Blend of the runs' test predictions with weights fitted on their OOF predictions."""
-    _, truth = load_training(data_dir)
+    images, truth = load_training(data_dir)
     image_ids, test_images = load_test(data_dir)
     oofs, tests = [], []
     for run_dir in run_dirs:
+        rundir.check_same_data(run_dir, images, truth)
         _, oof = rundir.read_oof(run_dir)
         if oof.shape != truth.shape:
             raise FkdError(f"oof.csv has {len(oof)} rows but the training data has {len(truth)}: "
@@ -46,7 +49,8 @@ def run_predictions(data_dir, run_dirs):
         else:
             from fkd.predict import predict_runs  # torch only when a run must be re-predicted
             print(f"  {run_dir}: no stored predictions for these test images: predicting them")
-            test = predict_runs([run_dir], test_images, subsets=lookup_kinds(load_lookup(data_dir), image_ids, truth))
+            test = predict_runs([run_dir], test_images, subsets=lookup_kinds(load_lookup(data_dir), image_ids, truth),
+                                device=device)
         oofs.append(oof)
         tests.append(test)
     weights = ensemble.fit_weights(oofs, truth)
@@ -65,7 +69,7 @@ def run(args):
         name = args.name or "mean"
         meta = {"runs": [], "model": "mean", **meta}
     else:
-        image_ids, predictions, meta = run_predictions(data_dir, args.runs)
+        image_ids, predictions, meta = run_predictions(data_dir, args.runs, device=args.device)
         name = args.name or "+".join(str(r).rstrip("/").split("/")[-1] for r in args.runs)
         meta = {"runs": [str(r) for r in args.runs], **meta}
     frame = submission_frame(predictions, image_ids, lookup)

@@ -333,4 +333,14 @@ def save_checkpoint(checkpoint: dict, path: Path) -> None:
 
 
 def load_checkpoint(path: Path, device="cpu") -> dict:
-    return torch.load(path, map_location=device, weights_only=False)
+    """A fold checkpoint; a truncated or otherwise damaged file is an FkdError that names it."""
+    try:
+        checkpoint = torch.load(path, map_location=device, weights_only=False)
+    except FileNotFoundError:
+        raise FkdError("no such checkpoint", path=path) from None
+    except Exception as error:  # noqa: BLE001 - torch raises RuntimeError, EOFError, UnpicklingError, ...
+        raise FkdError(f"damaged checkpoint ({type(error).__name__}: {str(error).splitlines()[0] if str(error) else ''}); "
+                       "rerun `fkd cv` to train this fold again", path=path) from None
+    if not isinstance(checkpoint, dict) or "state_dict" not in checkpoint:
+        raise FkdError("not a fold checkpoint of fkd (no state_dict)", path=path)
+    return checkpoint

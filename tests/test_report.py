@@ -110,3 +110,21 @@ def test_report_command_reads_the_competition_folder(competition, tmp_path, caps
     assert "worst_oof.png" in capsys.readouterr().out
     assert main(["report", str(tmp_path / "missing"), "--data-dir", str(competition)]) == 2
     assert "no such run folder" in capsys.readouterr().err
+
+
+def test_report_refuses_another_competitions_faces(competition, tmp_path, capsys):
+    """Same row count, other faces: the run's stamp says so, and nothing of the run is redrawn."""
+    from fkd.config import load_config
+    from fkd.cv import run_cv
+    from fkd.synth import write_competition
+
+    run_dir = run_cv(competition, load_config(None, model="lenet", epochs=1, folds=2, name="stamped"), tmp_path)
+    other = write_competition(tmp_path / "other", n_train=240, n_test=24, seed=7)
+    before = {p.name: p.stat().st_mtime_ns for p in run_dir.glob("*.png")}
+    assert main(["report", str(run_dir), "--data-dir", str(other)]) == 2
+    err = capsys.readouterr().err
+    assert "was trained on other training data (240 rows, here 240, other faces or labels)" in err
+    assert str(run_dir) in err and len(err.strip().splitlines()) == 1
+    assert {p.name: p.stat().st_mtime_ns for p in run_dir.glob("*.png")} == before
+    assert main(["report", str(run_dir), "--data-dir", str(competition)]) == 0
+    assert "OOF RMSE" in capsys.readouterr().out

@@ -115,3 +115,20 @@ def test_written_files_are_readable_by_others(competition, tmp_path):
     umask = os.umask(0)
     os.umask(umask)
     assert stat.S_IMODE(path.stat().st_mode) == 0o666 & ~umask
+
+
+@pytest.mark.parametrize("content, message", [
+    (b"", r"is empty"),
+    (b"\n\n", r"is empty"),
+    (b"\x89PNG\r\n\x1a\n\x00\x00\x00\rIHDR\xff\xfe", r"is not a text file"),
+    (b"RowId,Location\n1,2\x00\n", r"is not a text file \(it holds NUL bytes\)"),
+])
+def test_check_submission_on_an_empty_or_binary_file_is_one_line(content, message, competition, tmp_path):
+    path = tmp_path / "submission.csv"
+    path.write_bytes(content)
+    with pytest.raises(FkdError, match=message):
+        check_submission(path, load_lookup(competition))
+    result = subprocess.run([sys.executable, "-m", "fkd", "check-submission", str(path), "--lookup",
+                             str(competition / "IdLookupTable.csv")], capture_output=True, text=True)
+    assert result.returncode == 2 and len(result.stderr.strip().splitlines()) == 1
+    assert str(path) in result.stderr and "Traceback" not in result.stderr

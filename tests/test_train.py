@@ -160,6 +160,37 @@ def test_rerun_skips_finished_folds_and_refuses_another_config(competition, tmp_
         run_cv(competition, {**config, "epochs": 2}, tmp_path)
 
 
+def test_a_truncated_checkpoint_is_named_and_its_fold_trained_again(competition, tmp_path):
+    config = _quick_config(name="truncated", epochs=1)
+    run_dir = run_cv(competition, config, tmp_path)
+    path = run_dir / "fold0.pt"
+    path.write_bytes(path.read_bytes()[:2000])
+    with pytest.raises(FkdError, match=r"fold0.pt: damaged checkpoint .*rerun `fkd cv`"):
+        load_checkpoint(path)
+    messages = []
+    from fkd import cv
+
+    original_log = cv.log
+    cv.log = messages.append
+    try:
+        run_cv(competition, config, tmp_path)
+    finally:
+        cv.log = original_log
+    assert any("fold 0: " in m and "damaged checkpoint" in m and "training the fold again" in m for m in messages)
+    assert load_checkpoint(path)["fold"] == 0 and (run_dir / "fold0.pt.damaged").is_file()
+    assert any("fold 1: done already" in m for m in messages)
+
+
+def test_a_failed_first_try_leaves_no_run_that_blocks_the_corrected_one(competition, tmp_path):
+    config = _quick_config(name="retry", epochs=1)
+    run_dir = tmp_path / "retry"
+    run_dir.mkdir()
+    (run_dir / "config.json").write_text(json.dumps({**config, "lr": 0.5}))  # what a crashed first try leaves
+    run_cv(competition, config, tmp_path)
+    assert json.loads((run_dir / "config.json").read_text())["lr"] == config["lr"]
+    assert (run_dir / "metrics.json").is_file()
+
+
 def test_ctrl_c_then_rerun_finishes_without_redoing_folds(competition, tmp_path):
     config = tmp_path / "slow.yaml"
     config.write_text("model: lenet\nfolds: 2\nepochs: 40\nbatch_size: 16\n")

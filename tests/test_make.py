@@ -1,0 +1,58 @@
+"""The Makefile passes fkd only what the user set, and a missing required variable is one clear line."""
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def make_n(*args, env=None):
+    return subprocess.run(["make", "-n", *args], cwd=REPO, capture_output=True, text=True, env=env)
+
+
+def test_cv_passes_only_what_was_set():
+    dry = make_n("cv").stdout
+    assert "fkd cv" in dry and "--folds" not in dry and "--data-dir" not in dry  # the config's folds, data search
+    dry = make_n("cv", "FOLDS=3", "DATA=somewhere", "DEVICE=cpu").stdout
+    assert "--folds 3" in dry and "--data-dir somewhere" in dry and "--device cpu" in dry
+
+
+def test_report_and_eda_leave_the_data_search_to_fkd():
+    assert "--data-dir" not in make_n("report", "RUNS=runs/a").stdout
+    assert "--data-dir" not in make_n("eda").stdout
+
+
+def test_kernel_ships_the_config_asked_for():
+    assert "--config configs/gpu.yaml" in make_n("kernel").stdout
+    assert "--config configs/cpu.yaml" in make_n("kernel", "CONFIG=configs/cpu.yaml").stdout
+
+
+@pytest.mark.parametrize("target, message", [
+    ("submit", "RUNS is not set: make submit RUNS="),
+    ("report", "RUNS is not set: make report RUNS="),
+    ("lb", "FILE is not set: make lb FILE="),
+    ("face", "PHOTOS is not set"),
+])
+def test_a_missing_variable_is_one_line(target, message):
+    result = make_n(target)
+    assert result.returncode != 0 and message in result.stderr
+    assert "usage:" not in result.stderr
+
+
+def test_submit_lists_only_finished_runs(tmp_path):
+    result = make_n("submit")
+    assert "finished runs here:" in result.stderr
+
+
+def test_device_reaches_submit_and_face():
+    assert "--device cpu" in make_n("submit", "RUNS=runs/a", "DEVICE=cpu").stdout
+    assert "--device cpu" in make_n("face", "PHOTOS=a.jpg", "RUNS=runs/a", "DEVICE=cpu").stdout
+
+
+def test_bench_refuses_an_unknown_section():
+    result = subprocess.run([sys.executable, "-m", "fkd", "bench", "--only", "nonsense"], cwd=REPO,
+                            capture_output=True, text=True)
+    assert result.returncode == 2
+    assert "unknown section 'nonsense'; the sections are parse, throughput, cv" in result.stderr
