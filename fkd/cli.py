@@ -50,5 +50,6 @@ def main(argv=None) -> int:
         print(f"fkd {name}: error: {error}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
-        print(f"fkd {name}: interrupted", file=sys.stderr)
+        resumes = "; run the same command again to resume: finished folds are kept and the fold in training goes on from its last finished epoch" if name == "cv" else ""
+        print(f"fkd {name}: interrupted{resumes}", file=sys.stderr)
         return 130

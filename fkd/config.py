@@ -52,6 +52,9 @@ DEFAULTS = {
 }
 
 
+# keys that change nothing a fold trains: passes of one run (and resume states) may differ in them
+RUN_INDEPENDENT_KEYS = ("only_folds", "description", "device", "eval_batch_size")
+
 DEFAULT_AUGMENT = {  # what `augment: {}` keys mean: fkd.augment applies them
     "flip": 0.5,        # probability of a left-right flip (labels swapped)
     "rotate": 15.0,     # degrees, uniform in [-r, r]

@@ -1,7 +1,7 @@
 """`fkd cv`: K-fold cross-validation of a config -> runs/<name>/.
 
 A rerun skips every fold whose checkpoint exists (checkpoints are written atomically, so an
-interrupted fold leaves nothing and is trained again). With --only-fold, just those folds are
+interrupted fold leaves no checkpoint) and resumes an interrupted fold from its last finished epoch. With --only-fold, just those folds are
 trained; a later run without it assembles oof.csv, metrics.json and test_pred.csv from them.
 """
 import json
@@ -11,14 +11,12 @@ from pathlib import Path
 import numpy as np
 
 from fkd import rundir
-from fkd.config import load_config
+from fkd.config import RUN_INDEPENDENT_KEYS, load_config
 from fkd.data import find_data_dir, load_lookup, load_test, load_training, lookup_kinds
 from fkd.errors import FkdError
 from fkd.folds import load_folds
 from fkd.metrics import mean_shape, rmse, rmse_report
 
-# keys that may differ between the passes of one run without changing what it trains
-_RUN_INDEPENDENT = {"only_folds", "description", "device", "eval_batch_size"}
 
 
 def add_arguments(parser):
@@ -44,7 +42,7 @@ def _check_same_run(run_dir: Path, config: dict) -> None:
         return
     saved = json.loads(path.read_text())
     changed = sorted(k for k in set(saved) | set(config)
-                     if k not in _RUN_INDEPENDENT and saved.get(k) != config.get(k))
+                     if k not in RUN_INDEPENDENT_KEYS and saved.get(k) != config.get(k))
     if changed:
         raise FkdError(f"holds a run of another config (differs in {', '.join(changed)}); "
                        "pass another --name or remove the folder", path=run_dir)
@@ -85,9 +83,12 @@ def run_cv(data_dir, config: dict, runs_dir="runs") -> Path:
                 path.replace(damaged)
                 log(f"fold {fold}: {error}; moved to {damaged.name}, training the fold again")
         started = time.perf_counter()
-        checkpoint = train_fold(fold, images, labels, truth, folds, config, test_images, test_subsets, log=log)
+        resume = rundir.resume_path(run_dir, fold)
+        checkpoint = train_fold(fold, images, labels, truth, folds, config, test_images, test_subsets, log=log,
+                                resume_path=resume)
         checkpoint["seconds"] = time.perf_counter() - started
         save_checkpoint(checkpoint, path)
+        resume.unlink(missing_ok=True)
         log(f"fold {fold}: val RMSE {checkpoint['val_rmse']:.4f} at epoch {checkpoint['best_epoch']} "
             f"(keep: {config['keep']}; {checkpoint['seconds']:.0f} s) -> {path}")
 

@@ -35,6 +35,7 @@ import zipfile
 from pathlib import Path
 
 from fkd.atomic import atomic_path, write_text
+from fkd.config import RUN_INDEPENDENT_KEYS, load_config
 from fkd.errors import FkdError
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
@@ -351,7 +352,6 @@ def build(config, out, folds=None, split=False, name=None, template=DEFAULT_TEMP
         if not config.is_file():
             raise FkdError("no such config file", path=config)
         config_name, config_text = config.name, config.read_text()
-        from fkd.config import load_config
         settings = load_config(config, folds=folds, name=name)  # a typo fails here, not an hour into Kaggle
         folds, name = settings["folds"], settings["name"]
     name = name or "mean"
@@ -525,7 +525,7 @@ def gather_fold_checkpoints(input_root, name, folds, run_dir, sources=()) -> lis
         saved = path.parent / "config.json"
         if saved.is_file():
             settings[k] = {key: value for key, value in json.loads(saved.read_text()).items()
-                           if key not in ("only_folds", "description", "device", "eval_batch_size")}
+                           if key not in RUN_INDEPENDENT_KEYS}
     differing = [k for k in settings if settings[k] != next(iter(settings.values()))]
     if differing:
         raise RuntimeError(f"the fold kernels trained different configs (folds {differing} differ from fold "

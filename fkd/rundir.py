@@ -1,6 +1,7 @@
 """The files of a run folder, runs/<name>/, and how to read them back.
 
-config.json      resolved config            fold<k>.pt      best checkpoint of fold k
+config.json      resolved config            fold<k>.pt      the kept checkpoint of fold k
+resume-fold<k>.pt  the state after fold k's last finished epoch, while it trains (a rerun resumes from it)
 oof.csv          row, fold, 30 columns      test_pred.csv   ImageId, 30 columns (fold mean x test-time views)
 metrics.json     RMSE overall/complete/partial/per keypoint
 data.json        the training data it was trained on (rows, fingerprint): report and submit check it
@@ -113,3 +114,8 @@ def check_same_data(run_dir, images, keypoints) -> None:
     raise FkdError(f"was trained on other training data ({rows:,} rows, here {len(keypoints):,}"
                    f"{', other faces or labels' if rows == len(keypoints) else ''}): pass its competition "
                    "folder as --data-dir", path=run_dir)
+
+
+def resume_path(run_dir, fold: int) -> Path:
+    """Fold k's resume state; not named fold<k>.pt, which means a finished fold."""
+    return Path(run_dir) / f"resume-fold{fold}.pt"

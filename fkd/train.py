@@ -17,6 +17,7 @@ from tqdm.auto import tqdm
 
 from fkd.atomic import atomic_path
 from fkd.augment import augment_batch
+from fkd.config import RUN_INDEPENDENT_KEYS
 from fkd.eda import label_outliers
 from fkd.errors import FkdError
 from fkd.keypoints import complete_rows, partial_columns
@@ -51,6 +52,11 @@ def pick_precision(name: str, device: torch.device):
         major, _ = torch.cuda.get_device_capability(device)
         return torch.bfloat16 if major >= 8 else torch.float16
     return torch.bfloat16 if name == "bf16" else torch.float16
+
+
+def make_scaler(config: dict, device: torch.device):
+    """Loss scaling for fp16 training (enabled only then); one per fold, so its scale carries over epochs."""
+    return torch.amp.GradScaler(device.type, enabled=pick_precision(config["precision"], device) == torch.float16)
 
 
 def describe_device(device: torch.device, precision: str) -> str:
@@ -152,14 +158,15 @@ def steps_per_epoch(n_rows: int, config: dict) -> int:
 
 
 def train_epoch(model, optimizer, schedule, images: torch.Tensor, labels: torch.Tensor, config: dict,
-                generator: torch.Generator, ema=None, desc="epoch", subsets=None) -> dict:
+                generator: torch.Generator, ema=None, desc="epoch", subsets=None, scaler=None) -> dict:
     """One pass over uint8 images [N,96,96] and pixel labels [N,30] (NaN = missing) on their device;
     subsets [N] (1 = complete row) feed a SubsetOffset model. Returns the mean training loss and the
     median and largest gradient norm of the epoch's steps (before clipping at config["grad_clip"])."""
     device = images.device
     amp_dtype = pick_precision(config["precision"], device)
     use_amp = amp_dtype is not None
-    scaler = torch.amp.GradScaler(device.type, enabled=amp_dtype == torch.float16)
+    if scaler is None:
+        scaler = make_scaler(config, device)
     batch_size = min(config["batch_size"], len(images))
     n_steps = steps_per_epoch(len(images), config)
     model.train()
@@ -231,11 +238,56 @@ def make_ema(model, config: dict):
     return ModelEmaV3(model, decay=config["ema"], use_warmup=True, warmup_power=1.0)
 
 
+def _trained_settings(config: dict) -> dict:
+    return {k: v for k, v in config.items() if k not in RUN_INDEPENDENT_KEYS}
+
+
+def save_resume_state(path, epoch, model, optimizer, schedule, ema, scaler, generator, history, best, config):
+    """Everything the next epoch depends on, written atomically after each epoch (`fkd cv` resumes from it)."""
+    state = {"epoch": epoch, "settings": _trained_settings(config), "model": model.state_dict(),
+             "optimizer": optimizer.state_dict(), "schedule": schedule.state_dict(),
+             "ema": ema.module.state_dict() if ema is not None else None, "scaler": scaler.state_dict(),
+             "generator": generator.get_state(), "torch_rng": torch.get_rng_state(),
+             "cuda_rng": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else None,
+             "numpy_rng": np.random.get_state(), "history": history, "best": best}
+    with atomic_path(path) as tmp:
+        torch.save(state, tmp)
+
+
+def load_resume_state(path, config, log=print):
+    """The saved state if it belongs to this config and reads back; else None (the fold starts over)."""
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=False)
+    except Exception as error:  # noqa: BLE001 - a damaged state file costs the epochs it held, nothing more
+        log(f"{path}: unreadable resume state ({type(error).__name__}), the fold starts over")
+        return None
+    if state.get("settings") != _trained_settings(config):
+        log(f"{path}: a resume state of another config, the fold starts over")
+        return None
+    return state
+
+
+def _restore(state, model, optimizer, schedule, ema, scaler, generator) -> None:
+    model.load_state_dict(state["model"])
+    optimizer.load_state_dict(state["optimizer"])
+    schedule.load_state_dict(state["schedule"])
+    if ema is not None:
+        ema.module.load_state_dict(state["ema"])
+    scaler.load_state_dict(state["scaler"])
+    generator.set_state(state["generator"])
+    torch.set_rng_state(state["torch_rng"])
+    if state["cuda_rng"] is not None and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all(state["cuda_rng"])
+    np.random.set_state(state["numpy_rng"])
+
+
 def train_fold(fold: int, images: np.ndarray, labels: np.ndarray, truth: np.ndarray, folds: np.ndarray,
-               config: dict, test_images=None, test_subsets=None, log=print):
+               config: dict, test_images=None, test_subsets=None, log=print, resume_path=None):
     """Train one fold; returns the checkpoint dict (weights, validation/test predictions, history).
 
-    test_subsets [M] says which subset's output each test image gets (1 = all 30 values asked)."""
+    test_subsets [M] says which subset's output each test image gets (1 = all 30 values asked).
+    resume_path: the state is saved there after every epoch, and a saved state is resumed from, so an
+    interrupted fold goes on where it stopped, exactly as if it never had."""
     device = pick_device(config["device"])
     seed_everything(config["seed"] * 100 + fold)
     train_index = np.flatnonzero(folds != fold)
@@ -253,19 +305,26 @@ def train_fold(fold: int, images: np.ndarray, labels: np.ndarray, truth: np.ndar
     schedule = make_schedule(optimizer, config, steps_per_epoch(len(train_index), config))
     ema = make_ema(model, config)
     generator = torch.Generator(device=device).manual_seed(config["seed"] * 100 + fold)
+    scaler = make_scaler(config, device)
     log(f"fold {fold}: {len(train_index)} training rows, {len(valid_index)} validation rows on "
         f"{describe_device(device, config['precision'])}")
+    history, best, start = [], {"val_rmse": float("inf")}, 0
+    state = load_resume_state(resume_path, config, log) if resume_path and Path(resume_path).is_file() else None
+    if state is not None:
+        _restore(state, model, optimizer, schedule, ema, scaler, generator)
+        history, best, start = state["history"], state["best"], state["epoch"]
+        log(f"fold {fold}: resuming after epoch {start}/{config['epochs']} ({resume_path})")
 
     # each epoch is scored with flip TTA only; the kept epoch is then predicted with every test-time view.
     # keep "last" never looks at the validation fold to choose; "best" picks the epoch it scores best
     # (optimistic: the last epoch's validation predictions are kept beside it, for an honest figure)
     plain = {**config, "tta_scales": [1.0], "tta_shift": 0.0}
-    history, best = [], {"val_rmse": float("inf")}
-    for epoch in range(config["epochs"]):
+    evaluated = ema.module if ema is not None else model
+    for epoch in range(start, config["epochs"]):
         started = time.perf_counter()
         trained = train_epoch(model, optimizer, schedule, train_images, train_labels, config, generator,
                               ema=ema, desc=f"fold {fold} epoch {epoch + 1}/{config['epochs']}",
-                              subsets=train_subsets)
+                              subsets=train_subsets, scaler=scaler)
         evaluated = ema.module if ema is not None else model
         val_pred = predict_images(evaluated, images[valid_index], plain, device, flip_tta=config["flip_tta"],
                                   subsets=subsets[valid_index])
@@ -283,6 +342,9 @@ def train_fold(fold: int, images: np.ndarray, labels: np.ndarray, truth: np.ndar
             f"{record['train_images_per_second']:.0f} training images/s)")
         if config["keep"] == "best" and val_rmse < best["val_rmse"]:
             best = {"val_rmse": val_rmse, "epoch": epoch + 1, "state_dict": _state_copy(evaluated)}
+        if resume_path is not None and epoch + 1 < config["epochs"]:
+            save_resume_state(resume_path, epoch + 1, model, optimizer, schedule, ema, scaler, generator,
+                              history, best, config)
 
     views = len(tta_views(config)) > 1
 

@@ -481,3 +481,62 @@ def test_keep_last_keeps_the_last_epoch_and_keep_best_reports_the_last_beside_it
     assert metrics["rmse_last_epoch"] == pytest.approx(read_json(last_dir / "metrics.json")["rmse"], abs=1e-4)
     assert metrics["rmse"] <= metrics["rmse_last_epoch"] + 1e-6
     assert f"last epochs' OOF RMSE {metrics['rmse_last_epoch']:.4f}" in oof_summary(metrics)
+
+
+def test_an_interrupted_fold_resumes_bit_for_bit(competition, tmp_path):
+    """Interrupted after epoch 2 of 4, the rerun goes on from there and ends exactly where an
+    uninterrupted run ends (dropout, augmentation, EMA, schedule and optimizer all restored)."""
+    from fkd import cv
+
+    config = _quick_config(name="whole", epochs=4, model_options={"dropout": 0.3}, ema=0.9, grad_clip=1.0,
+                           augment={"flip": 0.5, "rotate": 5, "noise": 0.02}, only_folds=[0])
+    whole = load_checkpoint(run_cv(competition, config, tmp_path) / "fold0.pt")
+
+    class Interrupt(Exception):
+        pass
+
+    def interrupt_after_epoch_2(message):
+        if "epoch 2/4" in message:
+            raise Interrupt
+
+    original_log = cv.log
+    cv.log = interrupt_after_epoch_2
+    try:
+        with pytest.raises(Interrupt):
+            run_cv(competition, {**config, "name": "resumed"}, tmp_path)
+    finally:
+        cv.log = original_log
+    run_dir = tmp_path / "resumed"
+    # the state of epoch 1 is there (epoch 2's log line came before its state was saved)
+    assert not (run_dir / "fold0.pt").exists() and (run_dir / "resume-fold0.pt").is_file()
+    messages = []
+    cv.log = messages.append
+    try:
+        run_cv(competition, {**config, "name": "resumed"}, tmp_path)
+    finally:
+        cv.log = original_log
+    assert any("resuming after epoch 1/4" in m for m in messages)
+    assert not any("epoch 1/4:" in m for m in messages) and any("epoch 2/4:" in m for m in messages)
+    resumed = load_checkpoint(run_dir / "fold0.pt")
+    assert not (run_dir / "resume-fold0.pt").exists()
+    for key, value in whole["state_dict"].items():
+        assert torch.equal(value, resumed["state_dict"][key]), key
+    np.testing.assert_array_equal(whole["val_pred"], resumed["val_pred"])
+    assert [r["val_rmse"] for r in whole["history"]] == [r["val_rmse"] for r in resumed["history"]]
+
+
+def test_the_interrupt_message_says_a_rerun_resumes(competition, tmp_path):
+    config = tmp_path / "slow.yaml"
+    config.write_text("model: lenet\nfolds: 2\nepochs: 40\nbatch_size: 16\n")
+    process = subprocess.Popen([sys.executable, "-m", "fkd", "cv", "--data-dir", str(competition), "--config",
+                                str(config), "--runs-dir", str(tmp_path / "runs")], cwd=REPO,
+                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    deadline = time.time() + 120
+    line = ""
+    while "fold 0 epoch 2/40" not in line and time.time() < deadline:
+        line = process.stdout.readline()
+    process.send_signal(signal.SIGINT)
+    _, err = process.communicate(timeout=60)
+    assert process.returncode == 130
+    assert "interrupted; run the same command again to resume" in err
+    assert (tmp_path / "runs" / "slow" / "resume-fold0.pt").is_file()
