@@ -50,7 +50,7 @@ def _check_same_run(run_dir: Path, config: dict) -> None:
 
 def run_cv(data_dir, config: dict, runs_dir="runs") -> Path:
     """Train every missing fold of `config`; when all folds exist, write the run's results."""
-    from fkd.train import load_checkpoint, save_checkpoint, train_fold, training_labels
+    from fkd.train import format_seconds, load_checkpoint, save_checkpoint, train_fold, training_labels
 
     data_dir = find_data_dir(data_dir)
     run_dir = Path(runs_dir) / config["name"]
@@ -71,6 +71,7 @@ def run_cv(data_dir, config: dict, runs_dir="runs") -> Path:
         log(f"{unlabelled} rows farthest from the mean shape train on no labels (drop_label_outliers)")
 
     wanted = config["only_folds"] if config["only_folds"] is not None else range(config["folds"])
+    fold_seconds = []
     for fold in wanted:
         path = run_dir / f"fold{fold}.pt"
         if path.is_file():
@@ -89,8 +90,12 @@ def run_cv(data_dir, config: dict, runs_dir="runs") -> Path:
         checkpoint["seconds"] = time.perf_counter() - started
         save_checkpoint(checkpoint, path)
         resume.unlink(missing_ok=True)
+        fold_seconds.append(checkpoint["seconds"])
+        waiting = [k for k in wanted if not (run_dir / f"fold{k}.pt").is_file()]
+        left = (f"; about {format_seconds(np.mean(fold_seconds) * len(waiting))} left for {len(waiting)} more "
+                f"fold{'s' if len(waiting) > 1 else ''}" if waiting else "")
         log(f"fold {fold}: val RMSE {checkpoint['val_rmse']:.4f} at epoch {checkpoint['best_epoch']} "
-            f"(keep: {config['keep']}; {checkpoint['seconds']:.0f} s) -> {path}")
+            f"(keep: {config['keep']}; {checkpoint['seconds']:.0f} s) -> {path}{left}")
 
     finished = [run_dir / f"fold{k}.pt" for k in range(config["folds"])]
     if not all(p.is_file() for p in finished):

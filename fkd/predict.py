@@ -4,6 +4,7 @@ from pathlib import Path
 import numpy as np
 import torch
 import torch.nn.functional as F
+from tqdm.auto import tqdm
 
 from fkd.augment import CENTRE
 from fkd.errors import FkdError
@@ -45,7 +46,9 @@ def predict_images(model, images, config: dict, device=None, flip_tta: bool = Tr
     batch_size = config.get("eval_batch_size", 256)
     views = tta_views(config)
     out = []
-    for start in range(0, len(images), batch_size):
+    starts = range(0, len(images), batch_size)
+    for start in tqdm(starts, desc=f"predict {len(images)} faces x {len(views) * (2 if flip_tta else 1)} views",
+                      leave=False, disable=None if len(starts) > 1 else True, mininterval=1.0):
         x = scale_pixels(model_inputs(images[start:start + batch_size].to(device), config), config)
         subset = (torch.as_tensor(np.asarray(subsets[start:start + batch_size]), device=device)
                   if subsets is not None else None)

@@ -52,10 +52,10 @@ def row_rmse(predictions, truth) -> np.ndarray:
 # ---------------------------------------------------------------- figures
 
 def plot_curves(history: pd.DataFrame, metrics: dict, name: str):
-    fig = plots.new_figure(13, 4.8)
-    ax_loss, ax_rmse = fig.subplots(1, 2)
+    fig = plots.new_figure(18, 4.8)
+    ax_loss, ax_rmse, ax_lr = fig.subplots(1, 3, width_ratios=[1, 1, 0.6])
     if history.empty:
-        for ax in (ax_loss, ax_rmse):
+        for ax in (ax_loss, ax_rmse, ax_lr):
             ax.text(0.5, 0.5, "history.json is empty", ha="center", va="center", transform=ax.transAxes)
     colors = plots.matplotlib_colors("tab10", max(1, history["fold"].nunique() if len(history) else 1))
     for color, (fold, records) in zip(colors, history.groupby("fold", sort=True) if len(history) else []):
@@ -70,6 +70,8 @@ def plot_curves(history: pd.DataFrame, metrics: dict, name: str):
             kept = records.iloc[-1] if metrics.get("keep") == "last" else records.loc[records["val_rmse"].idxmin()]
             ax_rmse.scatter([kept["epoch"]], [kept["val_rmse"]], s=70, facecolors="none", edgecolors=color,
                             linewidths=1.5, zorder=3)
+        if "lr" in records and records["lr"].notna().any():
+            ax_lr.plot(records["epoch"], records["lr"], color=color, label=f"fold {fold}")
     ax_loss.set_xlabel("epoch")
     ax_loss.set_ylabel("loss (normalised units)")
     losses = history[[c for c in ("train_loss", "val_loss") if c in history]].to_numpy(float) if len(history) else []
@@ -87,6 +89,10 @@ def plot_curves(history: pd.DataFrame, metrics: dict, name: str):
     ax_rmse.set_ylabel("validation RMSE (px)")
     ax_rmse.set_title("Validation RMSE per epoch (circle: the epoch kept)")
     ax_rmse.legend(fontsize=7)
+    ax_lr.set_xlabel("epoch")
+    ax_lr.set_ylabel("learning rate (at the epoch's end)")
+    ax_lr.set_title("Learning rate")
+    ax_lr.ticklabel_format(axis="y", style="sci", scilimits=(-2, 2))
     fig.suptitle(f"{name}: out-of-fold RMSE {_fmt(metrics.get('rmse'))} px "
                  f"(complete rows {_fmt(metrics.get('rmse_complete'))}, partial {_fmt(metrics.get('rmse_partial'))})")
     return fig

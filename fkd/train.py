@@ -339,7 +339,8 @@ def train_fold(fold: int, images: np.ndarray, labels: np.ndarray, truth: np.ndar
         log(f"fold {fold} epoch {epoch + 1}/{config['epochs']}: train loss {record['train_loss']:.5f}, "
             f"gradient norm {record['grad_norm_median']:.3f} (max {record['grad_norm_max']:.3f}), "
             f"val RMSE {val_rmse:.4f} px, lr {record['lr']:.2e} ({record['seconds']:.1f} s, "
-            f"{record['train_images_per_second']:.0f} training images/s)")
+            f"{record['train_images_per_second']:.0f} training images/s; "
+            f"{format_seconds(np.mean([r['seconds'] for r in history[start:]]) * (config['epochs'] - epoch - 1))} left in the fold)")
         if config["keep"] == "best" and val_rmse < best["val_rmse"]:
             best = {"val_rmse": val_rmse, "epoch": epoch + 1, "state_dict": _state_copy(evaluated)}
         if resume_path is not None and epoch + 1 < config["epochs"]:
@@ -383,6 +384,10 @@ def train_fold(fold: int, images: np.ndarray, labels: np.ndarray, truth: np.ndar
             "test_pred": test_pred, "history": history,
             **({"last_val_pred": kept["last_val_pred"], "last_val_rmse": kept["last_val_rmse"]}
                if "last_val_pred" in kept else {})}
+
+
+def format_seconds(seconds: float) -> str:
+    return f"{seconds:.0f} s" if seconds < 90 else f"{seconds / 60:.0f} min"
 
 
 def _state_copy(model) -> dict:

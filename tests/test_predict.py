@@ -84,3 +84,18 @@ def test_re_prediction_takes_each_images_kind_and_the_runs_own_views(competition
     (run_dir / "test_pred.csv").unlink()
     _, blended, _ = run_predictions(competition, [run_dir])
     np.testing.assert_allclose(blended, stored, atol=1e-4)
+
+
+def test_prediction_shows_a_progress_bar_over_its_batches(monkeypatch):
+    import fkd.predict as predict_module
+
+    bars = []
+
+    def spy(iterable, **kwargs):
+        bars.append(kwargs)
+        return iterable
+
+    monkeypatch.setattr(predict_module, "tqdm", spy)
+    config = {**DEFAULTS, "eval_batch_size": 4, "tta_scales": [0.95, 1.0]}
+    predict_images(Centroid(), dot_images([(40, 50)] * 10), config, "cpu")
+    assert len(bars) == 1 and bars[0]["desc"] == "predict 10 faces x 4 views" and bars[0]["disable"] is None

@@ -128,3 +128,14 @@ def test_report_refuses_another_competitions_faces(competition, tmp_path, capsys
     assert {p.name: p.stat().st_mtime_ns for p in run_dir.glob("*.png")} == before
     assert main(["report", str(run_dir), "--data-dir", str(competition)]) == 0
     assert "OOF RMSE" in capsys.readouterr().out
+
+
+def test_curves_show_the_learning_rate_of_each_epoch():
+    from fkd.report import plot_curves
+
+    history = pd.DataFrame([{"fold": 0, "epoch": e + 1, "train_loss": 0.1, "val_loss": 0.1, "val_rmse": 2.0,
+                             "lr": 1e-3 * (e + 1)} for e in range(4)])
+    fig = plot_curves(history, {"rmse": 2.0, "keep": "last"}, "lr")
+    lr_axis = [ax for ax in fig.axes if ax.get_title() == "Learning rate"]
+    assert len(lr_axis) == 1
+    np.testing.assert_allclose(lr_axis[0].lines[0].get_ydata(), [1e-3, 2e-3, 3e-3, 4e-3])

@@ -1,4 +1,5 @@
 import json
+import re
 import signal
 import subprocess
 import sys
@@ -540,3 +541,18 @@ def test_the_interrupt_message_says_a_rerun_resumes(competition, tmp_path):
     assert process.returncode == 130
     assert "interrupted; run the same command again to resume" in err
     assert (tmp_path / "runs" / "slow" / "resume-fold0.pt").is_file()
+
+
+def test_the_log_says_how_long_is_left(competition, tmp_path):
+    from fkd import cv
+
+    messages = []
+    original_log = cv.log
+    cv.log = messages.append
+    try:
+        run_cv(competition, _quick_config(name="eta", epochs=2), tmp_path)
+    finally:
+        cv.log = original_log
+    epoch_lines = [m for m in messages if " epoch 1/2:" in m]
+    assert epoch_lines and all(re.search(r"lr \d\.\d\de-\d\d .*; \d+ s left in the fold\)$", m) for m in epoch_lines)
+    assert any(re.search(r"fold 0: .* about \d+ s left for 1 more fold$", m) for m in messages)
