@@ -1,9 +1,10 @@
-"""`python -m fkd COMMAND ...`: one sub-command per module, each with add_arguments(parser) and run(args).
-
-Modules are imported only when their command runs, so `fkd synth` never pays for importing torch.
+"""`fkd COMMAND ...` (or `python -m fkd COMMAND ...`): one sub-command per module, each with
+add_arguments(parser) and run(args). Modules are imported only when their command runs, so
+`fkd synth` never pays for importing torch.
 """
 import argparse
 import importlib
+import os
 import sys
 
 from fkd.errors import FkdError
@@ -11,6 +12,7 @@ from fkd.errors import FkdError
 # command -> (module, one-line help)
 COMMANDS = {
     "synth": ("fkd.synth", "write a synthetic competition folder in Kaggle's format"),
+    "config": ("fkd.config", "every config key with its default, values and meaning; or a config file resolved"),
     "cv": ("fkd.cv", "K-fold cross-validation of a config -> runs/<name>/"),
     "submit": ("fkd.submit", "predict the test set (mean shape or an ensemble of runs) -> submissions/"),
     "check-submission": ("fkd.check", "validate a submission file against IdLookupTable.csv"),
@@ -24,8 +26,18 @@ COMMANDS = {
 }
 
 
+DESCRIPTION = "Facial keypoints on 96x96 faces, for Kaggle's Facial Keypoints Detection: train, blend, submit."
+EPILOG = """the loop:
+  fkd cv --config configs/cpu.yaml          K-fold CV -> runs/cpu/ (rerun to resume)
+  fkd submit --runs runs/cpu runs/other     blend -> submissions/<time>-<name>.csv, checked
+  fkd kernel --config configs/gpu.yaml      a single-file Kaggle GPU kernel; fkd kaggle push
+  fkd face photo.jpg --runs runs/cpu        keypoints drawn on any photo
+`fkd COMMAND --help` gives each command's options; the Makefile wraps them (make help)."""
+
+
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="fkd", description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(prog="fkd", description=DESCRIPTION, epilog=EPILOG,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
     for name, (module_name, help_text) in COMMANDS.items():
         sub.add_parser(name, help=help_text, description=help_text)
@@ -49,6 +61,9 @@ def main(argv=None) -> int:
     except FkdError as error:
         print(f"fkd {name}: error: {error}", file=sys.stderr)
         return 2
+    except BrokenPipeError:  # `fkd config | head`: the reader left; nothing more to say
+        sys.stdout = open(os.devnull, "w")
+        return 0
     except KeyboardInterrupt:
         resumes = "; run the same command again to resume: finished folds are kept and the fold in training goes on from its last finished epoch" if name == "cv" else ""
         print(f"fkd {name}: interrupted{resumes}", file=sys.stderr)

@@ -12,44 +12,39 @@ import yaml
 from fkd.errors import FkdError
 
 DEFAULTS = {
-    "name": None,               # run folder name; default: the config file's stem
-    "model": "seedcnn",         # lenet | seedcnn | timm:<name> | heatmap:<name>
-    "model_options": {},        # passed to fkd.models.build_model (drop_stem_pool, weights, ...)
-    "subset_heads": False,      # one output offset per label subset (complete / core-point rows)
+    "name": None,
+    "model": "seedcnn",
+    "model_options": {},
+    "subset_heads": False,
     "folds": 5,
-    "fold_seed": 0,             # folds are shared by every run with the same (folds, fold_seed)
-    "only_folds": None,         # train just these folds (a list), e.g. one Kaggle kernel per fold
+    "fold_seed": 0,
+    "only_folds": None,
     "seed": 0,
     "epochs": 30,
     "batch_size": 64,
-    "optimizer": "adamw",       # adamw | adam
+    "optimizer": "adamw",
     "lr": 2e-3,
     "weight_decay": 1e-4,
-    "schedule": "onecycle",     # onecycle | cosine (with warm-up) | constant
+    "schedule": "onecycle",
     "warmup_epochs": 1,
-    "grad_clip": None,          # clip the gradient norm to this before each step; None = off
-    "loss": "mse",              # mse | l1 | smooth_l1 | wing
-    "pseudo_labels": None,      # a finished run on the same folds: its fold-k model fills the labels fold k's
-                                # training rows lack (pseudo-labels)
-    "drop_label_outliers": 0.0, # this fraction of the training rows, those fkd.eda.label_outliers ranks
-                                # first (farthest from the mean shape), trains on no labels; 0 = keep all
-    "labels": "masked",         # masked: missing values carry no gradient | ffill: the original project's fill
-    "pixels": "unit",           # unit: 0..1 | raw: 0..255 as the original project fed them
-    "augment": {},              # fkd.augment settings; {} = none
+    "grad_clip": None,
+    "loss": "mse",
+    "pseudo_labels": None,
+    "drop_label_outliers": 0.0,
+    "labels": "masked",
+    "pixels": "unit",
+    "augment": {},
     "flip_tta": True,
-    "tta_scales": [1.0],        # test-time zooms about the image centre, predictions averaged
-    "tta_shift": 0.0,           # > 0: each zoom also moved by this many pixels left/right/up/down
-    "flip_axis": 47.5,          # the labels' mirror axis: 47.5 = pixel centres on integers (48.5 for 1-based
-                                # labels); or [core-point rows, complete rows] when the subsets differ
-    "keep": "last",             # the fold's kept epoch: last (chosen without looking at the scored fold) |
-                                # best (the epoch its validation fold scores best: an optimistic OOF)
-    "ema": 0.0,                 # decay of an exponential moving average of the weights; 0 = off
-    "precision": "auto",        # auto: bf16 on GPUs of compute capability 8.0+, fp16 + loss scaling below
-                                # (T4: cuDNN has no bf16 convolutions before sm_80), fp32 on CPU | bf16 | fp16 | fp32
-    "device": "auto",           # auto | cpu | cuda
+    "tta_scales": [1.0],
+    "tta_shift": 0.0,
+    "flip_axis": 47.5,
+    "keep": "last",
+    "ema": 0.0,
+    "precision": "auto",
+    "device": "auto",
     "eval_batch_size": 256,
     "description": "",
-}
+}  # what each key means, and the values it takes: REFERENCE below (`fkd config` prints it)
 
 
 # keys that change nothing a fold trains: passes of one run (and resume states) may differ in them
@@ -177,40 +172,56 @@ def _device(v):
     return "is not one of auto, cpu, cuda, cuda:<index>"
 
 
-CHECKS = {
-    "name": _of_type(str, "a string", none=True),
-    "model": _model,
-    "model_options": _of_type(dict, "a mapping"),
-    "subset_heads": _of_type(bool, "true or false"),
-    "folds": _int(2),
-    "fold_seed": _int(0),
-    "only_folds": _only_folds,
-    "seed": _int(0),
-    "epochs": _int(1),
-    "batch_size": _int(1),
-    "optimizer": _choice("adamw", "adam"),
-    "lr": _number(0, 10, low_open=True),
-    "weight_decay": _number(0),
-    "schedule": _choice("onecycle", "cosine", "constant"),
-    "warmup_epochs": _number(0),
-    "grad_clip": _number(0, low_open=True, none=True),
-    "loss": _choice("mse", "l1", "smooth_l1", "wing"),
-    "pseudo_labels": _of_type(str, "a run folder", none=True),
-    "drop_label_outliers": _number(0, 0.5, high_open=True),
-    "labels": _choice("masked", "ffill"),
-    "pixels": _choice("unit", "raw"),
-    "augment": _augment,
-    "flip_tta": _of_type(bool, "true or false"),
-    "tta_scales": _tta_scales,
-    "tta_shift": _number(0, 8),
-    "flip_axis": _flip_axis,
-    "keep": _choice("last", "best"),
-    "ema": _number(0, 1, high_open=True),
-    "precision": _choice("auto", "bf16", "fp16", "fp32"),
-    "device": _device,
-    "eval_batch_size": _int(1),
-    "description": _of_type(str, "a string"),
+# key -> (check, allowed values, what it does); `fkd config` and docs/configs.md are made from it
+REFERENCE = {
+    "name": (_of_type(str, "a string", none=True), "string", "run folder name (runs/<name>/); default: the config file's stem"),
+    "model": (_model, "lenet, seedcnn, convnet, timm:<name>, heatmap:<timm name>", "the network"),
+    "model_options": (_of_type(dict, "a mapping"), "mapping", "passed to fkd.models.build_model (widths, dropout, drop_stem_pool, weights, ...)"),
+    "subset_heads": (_of_type(bool, "true or false"), "true, false", "one output offset per label subset (complete rows / partial rows); each test image gets its kind's"),
+    "folds": (_int(2), "whole number >= 2", "K of K-fold"),
+    "fold_seed": (_int(0), "whole number >= 0", "folds are shared by every run with the same (folds, fold_seed)"),
+    "only_folds": (_only_folds, "list of fold numbers, or null", "train just these folds (e.g. one Kaggle kernel per fold)"),
+    "seed": (_int(0), "whole number >= 0", "weights, batch order and augmentation draws"),
+    "epochs": (_int(1), "whole number >= 1", "passes over the fold's training rows"),
+    "batch_size": (_int(1), "whole number >= 1", "training batch"),
+    "optimizer": (_choice("adamw", "adam"), "adamw, adam", "adamw: decoupled weight decay (not on biases and norms); adam: the original project's"),
+    "lr": (_number(0, 10, low_open=True), "number > 0", "peak learning rate"),
+    "weight_decay": (_number(0), "number >= 0", "AdamW's weight decay"),
+    "schedule": (_choice("onecycle", "cosine", "constant"), "onecycle, cosine, constant", "learning-rate schedule (cosine has a linear warm-up)"),
+    "warmup_epochs": (_number(0), "number >= 0", "epochs of warm-up"),
+    "grad_clip": (_number(0, low_open=True, none=True), "number > 0, or null", "clip the gradient norm to this before each step; null = off"),
+    "loss": (_choice("mse", "l1", "smooth_l1", "wing"), "mse, l1, smooth_l1, wing", "training loss over the present values (missing ones carry no gradient)"),
+    "pseudo_labels": (_of_type(str, "a run folder", none=True), "run folder, or null", "a finished run on the same folds: its fold-k model fills the labels fold k's training rows lack"),
+    "drop_label_outliers": (_number(0, 0.5, high_open=True), "0 <= number < 0.5", "this fraction of the rows farthest from the mean shape (fkd.eda.label_outliers) trains on no labels"),
+    "labels": (_choice("masked", "ffill"), "masked, ffill", "masked: missing values carry no gradient; ffill: the original project's forward fill"),
+    "pixels": (_choice("unit", "raw"), "unit, raw", "unit: 0..1; raw: 0..255 as the original project fed them"),
+    "augment": (_augment, "mapping of " + ", ".join(DEFAULT_AUGMENT), "fkd.augment settings on the GPU/CPU batch; {} = none"),
+    "flip_tta": (_of_type(bool, "true or false"), "true, false", "average each prediction with its mirror's (labels swapped back)"),
+    "tta_scales": (_tta_scales, "list of zooms in [0.5, 2]", "test-time zooms about the image centre, predictions mapped back and averaged"),
+    "tta_shift": (_number(0, 8), "0 <= number <= 8", "> 0: each zoom also moved this many pixels left/right/up/down"),
+    "flip_axis": (_flip_axis, "number, or [partial rows, complete rows]", "the labels' mirror axis: 47.5 = pixel centres on integers (48.5 for 1-based labels)"),
+    "keep": (_choice("last", "best"), "last, best", "the fold's kept epoch: last (chosen without looking at the scored fold); best (the epoch its validation fold scores best: an optimistic OOF, reported beside the last epochs')"),
+    "ema": (_number(0, 1, high_open=True), "0 <= number < 1", "decay of an exponential moving average of the weights (evaluated and kept instead); 0 = off"),
+    "precision": (_choice("auto", "bf16", "fp16", "fp32"), "auto, bf16, fp16, fp32", "auto: bf16 on GPUs of compute capability 8.0+, fp16 + GradScaler below (T4), fp32 on CPU"),
+    "device": (_device, "auto, cpu, cuda, cuda:<index>", "where training runs"),
+    "eval_batch_size": (_int(1), "whole number >= 1", "batch of validation and test prediction"),
+    "description": (_of_type(str, "a string"), "string", "what the recipe is and what it measured"),
 }
+CHECKS = {key: check for key, (check, _, _) in REFERENCE.items()}
+
+
+def reference_markdown() -> str:
+    """docs/configs.md: every key, its default, the values it takes and what it does."""
+    lines = ["# Config keys", "",
+             "Made by `fkd config --markdown` from `fkd/config.py` (a test checks that it is current). A config",
+             "file holds only the keys it changes; the rest take these defaults.", "",
+             "| key | default | values | what it does |", "| --- | --- | --- | --- |"]
+    for key, (_, allowed, doc) in REFERENCE.items():
+        lines.append(f"| `{key}` | `{json.dumps(DEFAULTS[key])}` | {allowed} | {doc} |")
+    lines += ["", "`augment` keys (a value of 0 or a missing key turns that augmentation off):", "",
+              "| key | a typical value |", "| --- | --- |"]
+    lines += [f"| `{key}` | {value} |" for key, value in DEFAULT_AUGMENT.items()]
+    return "\n".join(lines) + "\n"
 
 
 def validate_config(config: dict, source=None) -> dict:
@@ -267,3 +278,22 @@ def load_config(path=None, **overrides) -> dict:
     if config["name"] is None and isinstance(config["model"], str):
         config["name"] = config["model"].replace(":", "-")
     return validate_config(config, path)
+
+
+# ---------------------------------------------------------------- `fkd config`
+
+def add_arguments(parser):
+    parser.add_argument("config", nargs="?", help="a config file: print it resolved over the defaults (YAML)")
+    parser.add_argument("--markdown", action="store_true", help="the key reference as docs/configs.md holds it")
+
+
+def run(args):
+    if args.config:
+        print(yaml.safe_dump(load_config(args.config), sort_keys=False, width=100).rstrip())
+    elif args.markdown:
+        print(reference_markdown(), end="")
+    else:
+        width = max(map(len, REFERENCE))
+        for key, (_, allowed, doc) in REFERENCE.items():
+            print(f"{key:<{width}}  {json.dumps(DEFAULTS[key]):<10} {allowed}\n{'':<{width}}  {doc}")
+    return 0

@@ -565,7 +565,14 @@ def cmd_sync(args):
 # ---------------------------------------------------------------- command
 
 def add_arguments(parser):
-    sub = parser.add_subparsers(dest="action", metavar="ACTION", required=True)
+    actions = parser.add_subparsers(dest="action", metavar="ACTION", required=True)
+
+    class Sub:  # each action's --help opens with its help line
+        @staticmethod
+        def add_parser(name, help):
+            return actions.add_parser(name, help=help, description=help)
+
+    sub = Sub()
 
     def kernel_dir(p):
         p.add_argument("--kernel-dir", default="build/kernel", help="bundle folder (default %(default)s)")

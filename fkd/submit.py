@@ -1,5 +1,6 @@
 """`fkd submit`: test predictions (the mean shape, or a blend of runs) -> a checked submission file."""
 import shutil
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -61,20 +62,27 @@ def run_predictions(data_dir, run_dirs, device=None):
     return image_ids, ensemble.blend(tests, weights), {"oof_rmse": report["blend"], **report}
 
 
-def run(args):
-    data_dir = find_data_dir(args.data_dir)
+def write_run_submission(data_dir, run_dirs, name=None, out_dir="submissions", device=None) -> Path:
+    """Blend finished runs and write the checked submission file; returns its path."""
+    data_dir = find_data_dir(data_dir)
     lookup = load_lookup(data_dir)
-    if args.model == "mean":
-        image_ids, predictions, meta = mean_predictions(data_dir)
-        name = args.name or "mean"
-        meta = {"runs": [], "model": "mean", **meta}
-    else:
-        image_ids, predictions, meta = run_predictions(data_dir, args.runs, device=args.device)
-        name = args.name or "+".join(str(r).rstrip("/").split("/")[-1] for r in args.runs)
-        meta = {"runs": [str(r) for r in args.runs], **meta}
+    image_ids, predictions, meta = run_predictions(data_dir, run_dirs, device=device)
+    name = name or "+".join(str(r).rstrip("/").split("/")[-1] for r in run_dirs)
     frame = submission_frame(predictions, image_ids, lookup)
-    path = write_submission(frame, name, args.out_dir, lookup=lookup, meta=meta)
-    print(f"wrote {path} ({len(frame)} rows)")
+    return write_submission(frame, name, out_dir, lookup=lookup, meta={"runs": [str(r) for r in run_dirs], **meta})
+
+
+def run(args):
+    if args.model == "mean":
+        data_dir = find_data_dir(args.data_dir)
+        lookup = load_lookup(data_dir)
+        image_ids, predictions, meta = mean_predictions(data_dir)
+        frame = submission_frame(predictions, image_ids, lookup)
+        path = write_submission(frame, args.name or "mean", args.out_dir, lookup=lookup,
+                                meta={"runs": [], "model": "mean", **meta})
+    else:
+        path = write_run_submission(args.data_dir, args.runs, args.name, args.out_dir, device=args.device)
+    print(f"wrote {path} ({sum(1 for _ in open(path)) - 1} rows)")
     if args.out:
         with atomic_path(args.out) as tmp:
             shutil.copyfile(path, tmp)

@@ -92,3 +92,29 @@ def test_cuda_without_a_gpu_is_one_clear_error(monkeypatch):
     with pytest.raises(FkdError, match="device 'cuda' asked for, but torch sees no CUDA GPU"):
         pick_device("cuda")
     assert pick_device("auto").type == "cpu"
+
+
+def test_the_config_reference_is_current_and_covers_every_key():
+    from fkd.config import DEFAULTS, REFERENCE, reference_markdown
+
+    assert list(REFERENCE) == list(DEFAULTS)
+    assert all(allowed and doc for _, allowed, doc in REFERENCE.values())
+    docs = Path(__file__).resolve().parents[1] / "docs" / "configs.md"
+    assert docs.read_text() == reference_markdown(), "docs/configs.md is stale: fkd config --markdown > docs/configs.md"
+    for key in DEFAULTS:
+        assert f"| `{key}` |" in docs.read_text()
+
+
+def test_help_is_written_for_users():
+    import subprocess
+    import sys
+
+    repo = Path(__file__).resolve().parents[1]
+    help_text = subprocess.run([sys.executable, "-m", "fkd", "--help"], cwd=repo, capture_output=True, text=True).stdout
+    assert "Facial keypoints" in help_text and "the loop:" in help_text and "sub-command per module" not in help_text
+    push = subprocess.run([sys.executable, "-m", "fkd", "kaggle", "push", "--help"], cwd=repo, capture_output=True,
+                          text=True).stdout
+    assert "kaggle kernels push -p DIR" in push.split("options:")[0]
+    resolved = subprocess.run([sys.executable, "-m", "fkd", "config", str(repo / "configs" / "demo.yaml")], cwd=repo,
+                              capture_output=True, text=True)
+    assert resolved.returncode == 0 and yaml.safe_load(resolved.stdout)["keep"] == "last"
