@@ -16,6 +16,7 @@ PROXY   ?= ../shared/data/proxy
 KERNEL  ?= build/kernel
 SPLIT   ?= 0
 MACHINE ?=
+FULL    ?=
 FILE    ?=
 MSG     ?=
 PHOTOS  ?=
@@ -50,8 +51,8 @@ demo: install  ## the whole loop on a synthetic folder: cv -> submit -> check ->
 data: install  ## download the competition into data/ (needs a Kaggle token)
 	$(FKD) kaggle download --out $(or $(DATA),data)
 
-bench: install  ## parse speed, training throughput and CV figures on the proxy folder
-	$(FKD) bench --data-dir $(PROXY)
+bench: install  ## quick figures on the proxy folder (parse, throughput, a short CV; < 5 min); FULL=1: every recipe
+	$(FKD) bench --data-dir $(PROXY) $(if $(FULL),,--quick)
 
 eda: install  ## plots of the data -> reports/eda/
 	$(FKD) eda $(DATA_ARG) --out reports/eda

@@ -15,6 +15,8 @@ from fkd.errors import FkdError
 
 SECTIONS = ("parse", "throughput", "cv")
 KAGGLE_TRAINING_ROWS = 7049
+FULL_CV_CONFIGS = ["configs/seed.yaml@1", "configs/seedcnn.yaml@1", "configs/lenet.yaml@1", "configs/cpu.yaml"]
+QUICK_CV_CONFIGS = ["configs/demo.yaml@1"]  # fold 0 of the demo recipe: about a minute on the proxy
 
 
 def add_arguments(parser):
@@ -23,11 +25,21 @@ def add_arguments(parser):
     parser.add_argument("--runs-dir", default="runs/bench", help="where the cv section's runs go")
     parser.add_argument("--rows", type=int, default=KAGGLE_TRAINING_ROWS,
                         help="rows of the csv the parse section times (Kaggle's training.csv has 7,049)")
-    parser.add_argument("--cv-configs", nargs="+",
-                        default=["configs/seed.yaml@1", "configs/seedcnn.yaml@1", "configs/lenet.yaml@1",
-                                 "configs/cpu.yaml"],
+    parser.add_argument("--quick", action="store_true",
+                        help=f"the short figures (under 5 minutes on 2 cores): the cv section runs only "
+                             f"{' '.join(QUICK_CV_CONFIGS)} (make bench; make bench FULL=1 runs everything)")
+    parser.add_argument("--cv-configs", nargs="+", default=FULL_CV_CONFIGS,
                         help="configs the cv section cross-validates after the mean shape; CONFIG@N trains "
                              "only its first N folds (the baselines, to keep the benchmark short)")
+
+
+def argparse_namespace(argv):
+    """The parsed options of `fkd bench ARGV` (for callers that are not the command line)."""
+    import argparse
+
+    parser = argparse.ArgumentParser(prog="fkd bench")
+    add_arguments(parser)
+    return parser.parse_args(argv)
 
 
 def best_of(function, repeats: int = 3) -> float:
@@ -89,5 +101,6 @@ def run(args):
         bench_throughput(data_dir)
     if "cv" in sections:
         from fkd.bench_train import bench_cv
-        bench_cv(data_dir, args.cv_configs, args.runs_dir)
+        quick = args.quick and args.cv_configs == FULL_CV_CONFIGS
+        bench_cv(data_dir, QUICK_CV_CONFIGS if quick else args.cv_configs, args.runs_dir)
     return 0

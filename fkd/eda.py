@@ -438,5 +438,6 @@ def run(args):
     summary = run_eda(images, keypoints, args.out, sigma=args.sigma, seed=args.seed,
                       samples=args.samples, top=args.top)
     print(f"{summary['rows']:,} rows ({summary['complete_rows']:,} complete), "
-          f"{summary['duplicate_groups']} duplicate groups -> {args.out}/summary.md")
+          f"{summary['duplicate_groups']} groups of identical images, {summary['near_duplicate_pairs']} "
+          f"near-identical pairs (the same photo re-cropped) -> {args.out}/summary.md")
     return 0

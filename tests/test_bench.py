@@ -11,3 +11,15 @@ def test_parse_bench_prints_both_figures(competition):
     assert result.returncode == 0, result.stderr
     line = [l for l in result.stdout.splitlines() if l.startswith("parse")][0]
     assert "300 rows" in line and "fkd" in line and "notebook way" in line and "reload from .npy cache" in line
+
+
+def test_quick_bench_cv_runs_only_the_short_recipe(competition, monkeypatch, tmp_path):
+    from fkd import bench, bench_train
+
+    seen = []
+    monkeypatch.setattr(bench_train, "bench_cv", lambda data_dir, specs, runs_dir: seen.append(list(specs)))
+    args = bench.argparse_namespace(["--data-dir", str(competition), "--only", "cv", "--quick"])
+    bench.run(args)
+    args = bench.argparse_namespace(["--data-dir", str(competition), "--only", "cv"])
+    bench.run(args)
+    assert seen == [bench.QUICK_CV_CONFIGS, bench.FULL_CV_CONFIGS]

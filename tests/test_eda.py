@@ -1,4 +1,6 @@
 """fkd eda: the numbers (duplicates, label outliers, pairwise correlation, heatmaps) and the command."""
+import re
+
 import numpy as np
 import pandas as pd
 import pytest
@@ -114,4 +116,10 @@ def test_eda_command_on_a_competition_folder(competition, tmp_path, capsys):
     out = tmp_path / "eda"
     assert main(["eda", "--data-dir", str(competition), "--out", str(out), "--sigma", "3"]) == 0
     assert all((out / name).is_file() for name in FIGURES)
-    assert "240 rows" in capsys.readouterr().out
+    printed = capsys.readouterr().out
+    assert "240 rows" in printed
+    match = re.search(r"(\d+) groups of identical images, (\d+) near-identical pairs", printed)
+    assert match, printed
+    summary = (out / "summary.md").read_text()
+    assert f"- {match.group(1)} groups of identical images" in summary       # both counts, as the summary says
+    assert f"- {match.group(2)} near-identical pairs" in summary

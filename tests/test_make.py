@@ -56,3 +56,8 @@ def test_bench_refuses_an_unknown_section():
                             capture_output=True, text=True)
     assert result.returncode == 2
     assert "unknown section 'nonsense'; the sections are parse, throughput, cv" in result.stderr
+
+
+def test_bench_is_quick_unless_full():
+    assert "--quick" in make_n("bench").stdout
+    assert "--quick" not in make_n("bench", "FULL=1").stdout
