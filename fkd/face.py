@@ -61,10 +61,27 @@ FRAMING = {
 REFINE_LIMITS = (0.6, 1.7, 40.0)  # refinement kept only if it rescales by 0.6..1.7 and turns < 40 deg
 
 HAAR_FILE = "haarcascade_frontalface_default.xml"
+EYE_FILE = "haarcascade_eye.xml"
 DETECT_MAX_SIDE = 1024  # photos are shrunk to this for detection only (speed); boxes scaled back
+TURNS = (20, -20, 35, -35, 50, -50, 65, -65)  # degrees: turned copies searched when the upright photo shows no face
+PHOTO_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff")
 
 
 # ---------------------------------------------------------------- reading
+
+def photo_paths(paths) -> list:
+    """The photos named, a folder standing for the photos inside it (sorted by name)."""
+    found = []
+    for path in map(Path, paths):
+        if path.is_dir():
+            inside = sorted(p for p in path.iterdir() if p.suffix.lower() in PHOTO_SUFFIXES and p.is_file())
+            if not inside:
+                raise FkdError(f"holds no photos ({', '.join(PHOTO_SUFFIXES)})", path=path)
+            found += inside
+        else:
+            found.append(path)
+    return found
+
 
 def read_photo(path) -> np.ndarray:
     """A photo as BGR uint8 (colour, grayscale, 16-bit or alpha all become 3 x 8 bits)."""
@@ -101,6 +118,22 @@ def _haar_path() -> Path:
 
 def available_detectors() -> list:
     return (["haar"] if haar_available() else []) + ["lbp"]
+
+
+def eyes_available() -> bool:
+    return hasattr(cv2, "CascadeClassifier") and _haar_path().with_name(EYE_FILE).is_file()
+
+
+def shows_two_eyes(gray, box) -> bool:
+    """OpenCV's eye cascade finds two eyes or more in the top of the box (photos of faces: always;
+    the textures that fool a face cascade on turned copies, in our tries: never)."""
+    x, y, w, h = (int(round(v)) for v in box)
+    top = cv2.equalizeHist(gray)[max(0, y):max(0, y) + h * 5 // 8, max(0, x):max(0, x) + w]  # as the face cascade saw it
+    if top.size == 0:
+        return False
+    side = max(8, w // 10)
+    cascade = cv2.CascadeClassifier(str(_haar_path().with_name(EYE_FILE)))
+    return len(cascade.detectMultiScale(top, scaleFactor=1.1, minNeighbors=3, minSize=(side, side))) >= 2
 
 
 def _detect_haar(gray, min_size):
@@ -234,11 +267,47 @@ def refined_matrix(matrix, keypoints):
     return refined if low <= ratio <= high and abs(angle) <= max_angle else None
 
 
+def compose(outer, inner) -> np.ndarray:
+    """The 2x3 affine that applies `inner`, then `outer`."""
+    outer, inner = np.asarray(outer, np.float64), np.asarray(inner, np.float64)
+    return np.hstack([outer[:, :2] @ inner[:, :2], (outer[:, :2] @ inner[:, 2] + outer[:, 2])[:, None]])
+
+
+def turned(gray, angle: float):
+    """(the photo turned by `angle` degrees counter-clockwise on a canvas that holds all of it,
+    the 2x3 matrix photo -> turned photo)."""
+    height, width = gray.shape[:2]
+    rotation = cv2.getRotationMatrix2D(((width - 1) / 2, (height - 1) / 2), angle, 1.0)
+    cos, sin = abs(rotation[0, 0]), abs(rotation[0, 1])
+    size = (int(np.ceil(width * cos + height * sin)), int(np.ceil(width * sin + height * cos)))
+    rotation[:, 2] += ((size[0] - width) / 2, (size[1] - height) / 2)
+    return cv2.warpAffine(gray, rotation, size, flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE), rotation
+
+
 def find_faces(photo_bgr, detector="auto", min_size=24):
-    """(boxes [K,4], matrices [K,2,3] photo -> crop, crops uint8 [K,96,96], detector name)."""
+    """(boxes [K,4], matrices [K,2,3] photo -> crop, crops uint8 [K,96,96], detector name).
+
+    When the upright photo shows no face, copies turned by each of TURNS are searched in turn (the
+    detectors miss heads tilted much past 20 degrees): a box found on a turned copy, and confirmed by
+    two eyes, gives a crop that stands the head up; its box is drawn where its centre falls on the photo."""
     gray = to_gray(photo_bgr)
     boxes, name = detect_faces(gray, detector, min_size)
-    matrices = np.array([crop_matrix(box, FRAMING[name]) for box in boxes]).reshape(-1, 2, 3)
+    matrices = [crop_matrix(box, FRAMING[name]) for box in boxes]
+    if not len(boxes) and eyes_available():
+        for angle in TURNS:
+            copy, rotation = turned(gray, angle)
+            found, _ = detect_faces(copy, name, min_size)
+            # a turned copy's texture fools a face cascade now and then: two eyes must confirm each face
+            found = np.array([box for box in found if shows_two_eyes(copy, box)]).reshape(-1, 4)
+            if len(found):
+                back = invert(rotation)
+                centres = apply(back, [[x + (w - 1) / 2, y + (h - 1) / 2] for x, y, w, h in found])
+                boxes = np.array([[cx - (w - 1) / 2, cy - (h - 1) / 2, w, h]
+                                  for (cx, cy), (_, _, w, h) in zip(centres, found)])
+                matrices = [compose(crop_matrix(box, FRAMING[name]), rotation) for box in found]
+                name = f"{name}, on the photo turned {angle:+g} degrees"
+                break
+    matrices = np.array(matrices).reshape(-1, 2, 3)
     crops = np.array([crop(gray, m) for m in matrices], dtype=np.uint8).reshape(-1, SIZE, SIZE)
     return boxes, matrices, crops, name
 
@@ -271,15 +340,21 @@ def draw_on_photo(photo_bgr, faces_points, boxes, matrices=()) -> np.ndarray:
             centre = (int(round(px * 16)), int(round(py * 16)))  # 4 fractional bits: sub-pixel accurate
             cv2.circle(canvas, centre, radius * 16, (255, 255, 255), -1, cv2.LINE_AA, shift=4)
             cv2.circle(canvas, centre, max(1, radius - 1) * 16, BGR[s], -1, cv2.LINE_AA, shift=4)
+    return np.vstack([canvas, legend_strip(width, height)])
+
+
+def legend_strip(width: int, height: int) -> np.ndarray:
+    """The colour key as a black band to go below the photo: it never covers a face."""
     legend = [("subject's left", BGR["left"]), ("subject's right", BGR["right"]), ("midline", BGR["centre"])]
-    scale = max(0.5, max(height, width) / 1000)
+    scale = max(0.4, min(max(height, width) / 1000, width / 560))
     weight = max(1, int(round(scale * 1.5)))
-    line = int(round(24 * scale))
-    cv2.rectangle(canvas, (0, 0), (int(175 * scale), line * len(legend) + int(10 * scale)), (0, 0, 0), -1)
-    for i, (text, colour) in enumerate(legend):
-        cv2.putText(canvas, text, (int(6 * scale), line * (i + 1)), cv2.FONT_HERSHEY_SIMPLEX, 0.6 * scale,
-                    colour, weight, cv2.LINE_AA)
-    return canvas
+    strip = np.zeros((int(round(34 * scale)), width, 3), np.uint8)
+    x = int(6 * scale)
+    for text, colour in legend:
+        cv2.putText(strip, text, (x, int(round(24 * scale))), cv2.FONT_HERSHEY_SIMPLEX, 0.6 * scale, colour,
+                    weight, cv2.LINE_AA)
+        x += cv2.getTextSize(text, cv2.FONT_HERSHEY_SIMPLEX, 0.6 * scale, weight)[0][0] + int(20 * scale)
+    return strip
 
 
 def write_png(path, image) -> Path:
@@ -333,6 +408,7 @@ def process_photos(paths, run_dirs, out_dir, detector="auto", min_size=24, flip_
     `predict` (uint8 [N,96,96] -> [N,30] px) defaults to fkd.predict.predict_runs over run_dirs."""
     out = Path(out_dir)
     predict = predict or _predictor(run_dirs, flip_tta, device)
+    paths = photo_paths(paths)
     photos = [read_photo(p) for p in paths]  # every file is checked before any work
     found = [find_faces(photo, detector, min_size) for photo in photos]
     boxes = [b for f in found for b in f[0]]
@@ -385,7 +461,7 @@ def _crop_with_points(face, keypoints, zoom=4):
 
 
 def add_arguments(parser):
-    parser.add_argument("photos", nargs="+", metavar="PHOTO", help="JPEG or PNG files")
+    parser.add_argument("photos", nargs="+", metavar="PHOTO", help="JPEG or PNG files, or folders of them")
     parser.add_argument("--runs", nargs="+", required=True, metavar="RUN_DIR",
                         help="run folder(s) whose fold models predict (their ensemble), each with its own "
                              "test-time views; always the complete-row output: all 15 points of every face")

@@ -95,7 +95,8 @@ def fake_predict_module(monkeypatch, calls):
     mean = np.array([66, 37, 30, 37, 59, 38, 73, 38, 37, 38, 23, 38, 57, 29, 80, 30, 39, 29, 16, 30,
                      48, 62, 63, 76, 33, 76, 48, 72, 48, 80], np.float32)
 
-    def predict_runs(run_dirs, images, flip_tta=True):
+    def predict_runs(run_dirs, images, subsets=None, flip_tta=None, device=None):
+        assert subsets is None  # a photo's face always gets the complete rows' output: all 15 points
         calls.append((list(run_dirs), images.shape, images.dtype, flip_tta))
         return np.tile(mean, (len(images), 1))
 
@@ -134,9 +135,9 @@ def test_end_to_end_two_faces(tmp_path, monkeypatch):
     assert len(record["faces"]) == 2
     assert (out / "two people_keypoints.png").is_file()
     drawn = cv2.imread(str(out / "two people_keypoints.png"))
-    assert drawn.shape == (512, 1024, 3)
-    # predicted twice (first crop, then the refined one), 2 faces at a time, with flip TTA
-    assert [c[1:] for c in calls] == [((2, 96, 96), np.uint8, True)] * 2
+    assert drawn.shape[1:] == (1024, 3) and 512 < drawn.shape[0] < 600   # the photo, then the legend below
+    # predicted twice (first crop, then the refined one), 2 faces at a time, with the runs' own flip TTA
+    assert [c[1:] for c in calls] == [((2, 96, 96), np.uint8, None)] * 2
     assert calls[0][0] == [str(run_dir)]
     for item, (left, right) in zip(record["faces"], [(0, 512), (512, 1024)]):
         x, y, w, h = item["box"]
@@ -148,3 +149,51 @@ def test_end_to_end_two_faces(tmp_path, monkeypatch):
         assert (x < eyes[:, 0]).all() and (eyes[:, 0] < x + w).all()
         assert eyes[0, 0] < eyes[1, 0]          # subject's right eye is on the image left
         assert set(item["keypoints"]) == set(face.KEYPOINTS)
+
+
+@pytest.mark.parametrize("tilt", [-50, 35, 60])
+def test_a_tilted_head_is_found_on_a_turned_copy(tilt):
+    import matplotlib.cbook
+
+    hopper = cv2.imread(matplotlib.cbook.get_sample_data("grace_hopper.jpg", asfileobj=False), cv2.IMREAD_GRAYSCALE)
+    photo, rotation = face.turned(hopper, tilt)
+    assert len(face.detect_faces(photo)[0]) == 0 or tilt < 40  # the upright search misses the steep tilts
+    boxes, matrices, crops, name = face.find_faces(cv2.cvtColor(photo, cv2.COLOR_GRAY2BGR))
+    assert len(boxes) >= 1
+    # her face centre (about (250, 210) in the upright photo) lies inside the box found
+    cx, cy = face.apply(rotation, [[250.0, 210.0]])[0]
+    x, y, w, h = boxes[0]
+    assert x < cx < x + w and y < cy < y + h, (boxes, cx, cy, name)
+    if "turned" in name:
+        # the crop stands the head up: its matrix undoes the tilt (to the detector's tolerance)
+        angle = np.degrees(np.arctan2(matrices[0][1, 0], matrices[0][0, 0]))
+        assert abs(angle - tilt) < 25, (angle, tilt)
+
+
+@pytest.mark.parametrize("image", ["coffee", "chelsea", "rocket"])
+def test_turned_copies_of_photos_without_faces_find_nothing(image):
+    gray = cv2.cvtColor(getattr(data, image)(), cv2.COLOR_RGB2GRAY)
+    boxes, _, _, _ = face.find_faces(cv2.cvtColor(gray, cv2.COLOR_GRAY2BGR))
+    assert len(boxes) == 0
+
+
+def test_a_folder_stands_for_its_photos_and_the_legend_covers_no_face(tmp_path, monkeypatch):
+    calls = []
+    fake_predict_module(monkeypatch, calls)
+    folder = tmp_path / "photos"
+    folder.mkdir()
+    astronaut = cv2.cvtColor(data.astronaut(), cv2.COLOR_RGB2BGR)
+    corner = np.ascontiguousarray(astronaut[80:400, 120:440])   # her face near the top-left corner
+    cv2.imwrite(str(folder / "b.png"), corner)
+    cv2.imwrite(str(folder / "a.jpg"), astronaut)
+    (folder / "notes.txt").write_text("not a photo")
+    out = tmp_path / "out"
+    assert main(["face", str(folder), "--runs", str(tmp_path), "--out", str(out)]) == 0
+    assert {p.name for p in out.glob("*_keypoints.json")} == {"a_keypoints.json", "b_keypoints.json"}
+    drawn = cv2.imread(str(out / "b_keypoints.png"))
+    assert drawn.shape[0] > corner.shape[0] and drawn.shape[1] == corner.shape[1]
+    # the photo's top-left corner is the photo, not a legend box over it
+    assert np.array_equal(drawn[:8, :8], corner[:8, :8])
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    assert main(["face", str(empty), "--runs", str(tmp_path)]) == 2
