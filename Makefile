@@ -17,6 +17,7 @@ KERNEL  ?= build/kernel
 SPLIT   ?= 0
 MACHINE ?=
 FULL    ?=
+SET     ?=
 FILE    ?=
 MSG     ?=
 PHOTOS  ?=
@@ -57,9 +58,9 @@ bench: install  ## quick figures on the proxy folder (parse, throughput, a short
 eda: install  ## plots of the data -> reports/eda/
 	$(FKD) eda $(DATA_ARG) --out reports/eda
 
-cv: install  ## K-fold cross-validation: make cv CONFIG=configs/x.yaml [FOLDS=5] [NAME=...] [DEVICE=cpu]
+cv: install  ## K-fold cross-validation: make cv CONFIG=configs/x.yaml [FOLDS=5] [NAME=...] [DEVICE=cpu] [SET="seed=4 epochs=64"]
 	$(FKD) cv $(DATA_ARG) --config $(CONFIG) $(if $(FOLDS),--folds $(FOLDS)) $(if $(NAME),--name $(NAME)) \
-		$(if $(DEVICE),--device $(DEVICE))
+		$(if $(DEVICE),--device $(DEVICE)) $(foreach s,$(SET),--set $(s))
 
 submit: install  ## blend runs into a checked submission: make submit RUNS="runs/a runs/b"
 	$(if $(RUNS),,$(error RUNS is not set: make submit RUNS="runs/a runs/b" (finished runs here: $(or $(FINISHED_RUNS),none))))
@@ -70,7 +71,7 @@ report: install  ## plots of finished runs: make report RUNS=runs/a
 	$(FKD) report $(RUNS) $(DATA_ARG)
 
 kernel: install  ## build the single-file Kaggle GPU kernel -> build/kernel/ (CONFIG default: configs/gpu.yaml)
-	$(FKD) kernel --config $(KERNEL_CONFIG) --out $(KERNEL) $(if $(filter 1,$(SPLIT)),--split) $(if $(MACHINE),--machine-shape $(MACHINE))
+	$(FKD) kernel --config $(KERNEL_CONFIG) --out $(KERNEL) $(foreach s,$(SET),--set $(s)) $(if $(filter 1,$(SPLIT)),--split) $(if $(MACHINE),--machine-shape $(MACHINE))
 
 push: kernel  ## push the kernel to Kaggle: make push [SPLIT=1] [MACHINE=NvidiaTeslaT4]
 	$(FKD) kaggle push --kernel-dir $(KERNEL)

@@ -47,8 +47,9 @@ DEFAULTS = {
 }  # what each key means, and the values it takes: REFERENCE below (`fkd config` prints it)
 
 
-# keys that change nothing a fold trains: passes of one run (and resume states) may differ in them
-RUN_INDEPENDENT_KEYS = ("only_folds", "description", "device", "eval_batch_size")
+# keys that change nothing a fold trains: passes of one run (and resume states) may differ in them;
+# fkd_commit is not a config key: config.json records it beside the config
+RUN_INDEPENDENT_KEYS = ("only_folds", "description", "device", "eval_batch_size", "fkd_commit")
 
 DEFAULT_AUGMENT = {  # what `augment: {}` keys mean: fkd.augment applies them
     "flip": 0.5,        # probability of a left-right flip (labels swapped)
@@ -268,16 +269,78 @@ def read_config_file(path) -> dict:
     return values
 
 
-def load_config(path=None, **overrides) -> dict:
-    """DEFAULTS <- file <- overrides (None values in overrides are ignored)."""
+def read_with_bases(path, _seen=()) -> dict:
+    """A config file's values with its `base:` chain merged under them. `base: cpu-long-clip` names
+    configs/cpu-long-clip.yaml beside it (a path, or a stem of a .yaml/.json file there); a base may
+    have a base of its own; a cycle is an error."""
+    path = Path(path)
+    values = read_config_file(path)
+    base = values.pop("base", None)
+    if base is None:
+        return values
+    if not isinstance(base, str) or not base:
+        raise FkdError(f"key 'base': {base!r} is not a config file name", path=path)
+    candidates = [path.parent / base] + [path.parent / f"{base}{suffix}" for suffix in (".yaml", ".yml", ".json")]
+    base_path = next((c for c in candidates if c.is_file()), None)
+    if base_path is None:
+        raise FkdError(f"key 'base': no config {base!r} beside it ({path.parent / (base + '.yaml')})", path=path)
+    chain = (*_seen, path.resolve())
+    if base_path.resolve() in chain:
+        raise FkdError(f"key 'base': {base!r} leads back to itself ({' -> '.join(p.name for p in chain)} -> "
+                       f"{base_path.name})", path=path)
+    inherited = read_with_bases(base_path, chain)
+    inherited.pop("description", None)  # a recipe says what it is itself
+    return _merge_values(inherited, values)
+
+
+def _merge_values(base: dict, override: dict) -> dict:
+    """A delta's keys replace its base's; a mapping (augment, model_options) is replaced whole, since a
+    model's options belong to that model (--set augment.rotate=5 changes one nested key)."""
+    return {**copy.deepcopy(base), **copy.deepcopy(override)}
+
+
+def parse_sets(sets) -> dict:
+    """["seed=4", "augment.rotate=5", "tta_scales=[1.0]"] -> nested overrides; values read as YAML."""
+    overrides = {}
+    for item in sets or ():
+        key, sep, text = item.partition("=")
+        if not sep or not key.strip():
+            raise FkdError(f"--set {item!r}: expected key=value (e.g. --set seed=4 --set augment.rotate=5)")
+        try:
+            value = yaml.safe_load(text) if text.strip() else ""
+        except yaml.YAMLError:
+            value = text
+        *parents, leaf = key.strip().split(".")
+        target = overrides
+        for parent in parents:
+            target = target.setdefault(parent, {})
+        target[leaf] = value
+    return overrides
+
+
+def add_set_argument(parser) -> None:
+    parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                        help="override a config key, value read as YAML (repeatable): --set seed=4 "
+                             "--set augment.rotate=5; checked like the file's own keys")
+
+
+def load_config(path=None, sets=(), **overrides) -> dict:
+    """DEFAULTS <- the file (with its base chain) <- --set values <- overrides (None values ignored);
+    every value then checked."""
     config = copy.deepcopy(DEFAULTS)
     if path is not None:
-        config = _merge(config, read_config_file(path), path)
+        config = _merge(config, read_with_bases(path), path)
         config["name"] = config["name"] or Path(path).stem
+    config = _merge(config, parse_sets(sets), "--set")
     config = _merge(config, {k: v for k, v in overrides.items() if v is not None}, "overrides")
     if config["name"] is None and isinstance(config["model"], str):
         config["name"] = config["model"].replace(":", "-")
     return validate_config(config, path)
+
+
+def dump_config(config: dict) -> str:
+    """A resolved config as YAML that load_config reads back to the same dict."""
+    return yaml.safe_dump(config, sort_keys=False, width=100)
 
 
 # ---------------------------------------------------------------- `fkd config`
@@ -285,11 +348,12 @@ def load_config(path=None, **overrides) -> dict:
 def add_arguments(parser):
     parser.add_argument("config", nargs="?", help="a config file: print it resolved over the defaults (YAML)")
     parser.add_argument("--markdown", action="store_true", help="the key reference as docs/configs.md holds it")
+    add_set_argument(parser)
 
 
 def run(args):
     if args.config:
-        print(yaml.safe_dump(load_config(args.config), sort_keys=False, width=100).rstrip())
+        print(dump_config(load_config(args.config, sets=args.set)).rstrip())
     elif args.markdown:
         print(reference_markdown(), end="")
     else:

@@ -11,7 +11,8 @@ from pathlib import Path
 import numpy as np
 
 from fkd import rundir
-from fkd.config import RUN_INDEPENDENT_KEYS, load_config
+from fkd.config import RUN_INDEPENDENT_KEYS, add_set_argument, load_config
+from fkd.provenance import source_commit
 from fkd.data import find_data_dir, load_lookup, load_test, load_training, lookup_kinds
 from fkd.errors import FkdError
 from fkd.folds import load_folds
@@ -28,6 +29,7 @@ def add_arguments(parser):
     parser.add_argument("--device", help="auto | cpu | cuda | cuda:1")
     parser.add_argument("--name", help="run name (default: the config's name or file stem)")
     parser.add_argument("--runs-dir", default="runs", help="where run folders go")
+    add_set_argument(parser)
 
 
 def log(message: str) -> None:
@@ -56,7 +58,7 @@ def run_cv(data_dir, config: dict, runs_dir="runs") -> Path:
     run_dir = Path(runs_dir) / config["name"]
     _check_same_run(run_dir, config)
     run_dir.mkdir(parents=True, exist_ok=True)
-    rundir.write_json(run_dir / "config.json", config)
+    rundir.write_json(run_dir / "config.json", {**config, "fkd_commit": source_commit()})
 
     images, truth = load_training(data_dir)
     image_ids, test_images = load_test(data_dir)
@@ -136,8 +138,8 @@ def run_cv(data_dir, config: dict, runs_dir="runs") -> Path:
 
 
 def run(args):
-    config = load_config(args.config, folds=args.folds, epochs=args.epochs, device=args.device, name=args.name,
-                         only_folds=args.only_fold)
+    config = load_config(args.config, sets=args.set, folds=args.folds, epochs=args.epochs, device=args.device,
+                         name=args.name, only_folds=args.only_fold)
     run_cv(args.data_dir, config, args.runs_dir)
     return 0
 

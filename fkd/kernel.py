@@ -35,8 +35,9 @@ import zipfile
 from pathlib import Path
 
 from fkd.atomic import atomic_path, write_text
-from fkd.config import RUN_INDEPENDENT_KEYS, load_config
+from fkd.config import RUN_INDEPENDENT_KEYS, add_set_argument, dump_config, load_config
 from fkd.errors import FkdError
+from fkd.provenance import source_commit
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 PACKAGE_DIR = Path(__file__).resolve().parent
@@ -241,6 +242,7 @@ import tempfile
 import zipfile
 
 PLAN = @PLAN@
+COMMIT = "@COMMIT@"
 CONFIG_NAME = @CONFIG_NAME@
 CONFIG_TEXT = @CONFIG_TEXT@
 PACKAGE_ZIP = """
@@ -259,6 +261,8 @@ def unpack():
 
 
 BUNDLE_ROOT = unpack()
+import os  # noqa: E402
+os.environ.setdefault("FKD_COMMIT", COMMIT)  # what each run's config.json records
 from fkd.kernel import kernel_main  # noqa: E402  (from the unpacked copy)
 
 _status = kernel_main(PLAN, CONFIG_NAME, CONFIG_TEXT, BUNDLE_ROOT)
@@ -283,25 +287,12 @@ def package_zip(package_dir=PACKAGE_DIR) -> bytes:
     return buffer.getvalue()
 
 
-def _git_commit() -> str:
-    try:
-        result = subprocess.run(["git", "-C", str(REPO_ROOT), "rev-parse", "--short", "HEAD"],
-                                capture_output=True, text=True, timeout=10)
-        dirty = subprocess.run(["git", "-C", str(REPO_ROOT), "status", "--porcelain", "--", "fkd"],
-                               capture_output=True, text=True, timeout=10)
-    except (OSError, subprocess.SubprocessError):
-        return "unknown"
-    if result.returncode != 0:
-        return "unknown"
-    return result.stdout.strip() + ("+local-changes" if dirty.stdout.strip() else "")
-
-
 def render_script(plan: dict, config_name: str, config_text: str, description: str) -> str:
     from fkd import __version__
     payload = base64.b64encode(package_zip()).decode()
     payload = "\n".join(payload[i:i + 100] for i in range(0, len(payload), 100))
     replacements = {
-        "@DESCRIPTION@": description, "@VERSION@": __version__, "@COMMIT@": _git_commit(),
+        "@DESCRIPTION@": description, "@VERSION@": __version__, "@COMMIT@": source_commit(),
         "@PLAN@": repr(plan), "@CONFIG_NAME@": repr(config_name), "@CONFIG_TEXT@": repr(config_text),
         "@PAYLOAD@": payload,
     }
@@ -341,7 +332,8 @@ def _write_kernel(folder: Path, meta: dict, script: str, template_path) -> None:
 
 
 def build(config, out, folds=None, split=False, name=None, template=DEFAULT_TEMPLATE, username=None,
-          slug=None, title=None, datasets=(), mean_shape=False, internet=None, machine_shape=None) -> dict:
+          slug=None, title=None, datasets=(), mean_shape=False, internet=None, machine_shape=None,
+          sets=()) -> dict:
     """Write the bundle(s) to `out`; returns the manifest (also written to out/kernels.json)."""
     out = Path(out)
     if config is None and not mean_shape:
@@ -351,9 +343,11 @@ def build(config, out, folds=None, split=False, name=None, template=DEFAULT_TEMP
         config = Path(config)
         if not config.is_file():
             raise FkdError("no such config file", path=config)
-        config_name, config_text = config.name, config.read_text()
-        settings = load_config(config, folds=folds, name=name)  # a typo fails here, not an hour into Kaggle
+        settings = load_config(config, folds=folds, name=name, sets=sets)  # a typo fails here, not on Kaggle
         folds, name = settings["folds"], settings["name"]
+        # the resolved config, so the kernel depends on no base file and carries the --set values
+        config_name = config.name
+        config_text = f"# {config} resolved by fkd kernel (base files and --set merged in)\n" + dump_config(settings)
     name = name or "mean"
     folds = 5 if folds is None else folds
     if folds < 2:
@@ -623,6 +617,7 @@ def add_arguments(parser):
     parser.add_argument("--dataset", action="append", default=[], metavar="OWNER/SLUG",
                         help="attach a dataset, e.g. timm weights (repeatable)")
     parser.add_argument("--internet", action="store_true", help="enable internet in the kernel")
+    add_set_argument(parser)
     parser.add_argument("--machine-shape", help="the accelerator to ask for (default: the template's, "
                         f"{GPU_MACHINE_SHAPES[0]}; accepted: {', '.join(GPU_MACHINE_SHAPES + TPU_MACHINE_SHAPES)})")
     parser.add_argument("--mean-shape", action="store_true",
@@ -633,7 +628,7 @@ def run(args):
     manifest = build(args.config, args.out, folds=args.folds, split=args.split, name=args.name,
                      template=args.template, username=args.username, slug=args.slug, title=args.title,
                      datasets=args.dataset, mean_shape=args.mean_shape, internet=True if args.internet else None,
-                     machine_shape=args.machine_shape)
+                     machine_shape=args.machine_shape, sets=args.set)
     out = Path(args.out)
     for entry in manifest["kernels"]:
         folder = out / entry["dir"]

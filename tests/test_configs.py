@@ -118,3 +118,54 @@ def test_help_is_written_for_users():
     resolved = subprocess.run([sys.executable, "-m", "fkd", "config", str(repo / "configs" / "demo.yaml")], cwd=repo,
                               capture_output=True, text=True)
     assert resolved.returncode == 0 and yaml.safe_load(resolved.stdout)["keep"] == "last"
+
+
+def test_a_base_chain_merges_and_a_cycle_is_refused(tmp_path):
+    from fkd.errors import FkdError
+
+    (tmp_path / "root.yaml").write_text("description: the root\nmodel: lenet\nepochs: 9\naugment: {flip: 0.5, rotate: 5}\n")
+    (tmp_path / "middle.yaml").write_text("base: root\nseed: 3\n")
+    (tmp_path / "leaf.yaml").write_text("base: middle.yaml\nepochs: 4\naugment: {shift: 0.02}\n")
+    leaf = load_config(tmp_path / "leaf.yaml")
+    assert (leaf["model"], leaf["seed"], leaf["epochs"], leaf["name"]) == ("lenet", 3, 4, "leaf")
+    assert leaf["augment"] == {"shift": 0.02}          # a mapping in a delta replaces the base's whole
+    assert leaf["description"] == ""                   # a recipe describes itself
+    (tmp_path / "a.yaml").write_text("base: b\n")
+    (tmp_path / "b.yaml").write_text("base: a\n")
+    with pytest.raises(FkdError, match=r"'a' leads back to itself \(a.yaml -> b.yaml -> a.yaml\)"):
+        load_config(tmp_path / "a.yaml")
+    (tmp_path / "lost.yaml").write_text("base: nowhere\n")
+    with pytest.raises(FkdError, match=r"lost.yaml: key 'base': no config 'nowhere' beside it"):
+        load_config(tmp_path / "lost.yaml")
+
+
+def test_the_repository_configs_are_deltas():
+    from fkd.config import read_config_file
+
+    based = {path.stem: read_config_file(path).get("base") for path in CONFIGS}
+    assert based["cpu-long-clip-seed4"] == "cpu-long-clip"
+    assert set(read_config_file(Path(CONFIGS[0]).parent / "cpu-long-clip-seed4.yaml")) == {"description", "base", "seed"}
+    assert sum(b is not None for b in based.values()) >= 10
+
+
+def test_set_overrides_with_type_checks():
+    from fkd.errors import FkdError
+
+    path = Path(CONFIGS[0]).parent / "cpu.yaml"
+    config = load_config(path, sets=["seed=4", "epochs=64", "augment.rotate=5", "tta_scales=[1.0]", "grad_clip=null"])
+    assert (config["seed"], config["epochs"], config["augment"]["rotate"], config["tta_scales"]) == (4, 64, 5, [1.0])
+    assert config["augment"]["flip"] == 0.5            # one nested key changed, the others kept
+    with pytest.raises(FkdError, match=r"--set: unknown key 'sed' \(did you mean 'seed'\?"):
+        load_config(path, sets=["sed=4"])
+    with pytest.raises(FkdError, match=r"key 'epochs': 'four' is not a whole number"):
+        load_config(path, sets=["epochs=four"])
+    with pytest.raises(FkdError, match=r"expected key=value"):
+        load_config(path, sets=["seed"])
+
+
+def test_make_cv_passes_set():
+    import subprocess
+
+    dry = subprocess.run(["make", "-n", "cv", "SET=seed=4 epochs=64"], cwd=Path(CONFIGS[0]).parents[1],
+                         capture_output=True, text=True).stdout
+    assert "--set seed=4 --set epochs=64" in dry

@@ -446,3 +446,23 @@ def test_folds_are_the_same_under_kaggles_scikit_learn(competition, kaggle_pytho
     assert version == "1.6.1" and sklearn.__version__ != "1.6.1"
     images, keypoints = load_training(competition)
     assert json.loads(folds) == make_folds(images, keypoints, 5, 3).tolist()
+
+
+def test_the_bundle_carries_the_resolved_config_not_its_base(tmp_path):
+    """A delta config and a --set: the kernel holds the merged values, so no base file is needed there."""
+    from fkd.config import load_config
+
+    folder = tmp_path / "recipes"
+    folder.mkdir()
+    (folder / "root.yaml").write_text("model: lenet\nepochs: 3\nbatch_size: 32\n")
+    (folder / "leaf.yaml").write_text("base: root\nseed: 7\n")
+    kernel.build(folder / "leaf.yaml", tmp_path / "k", username="alice", sets=["epochs=2"])
+    script = (tmp_path / "k" / "fkd_kernel.py").read_text()
+    text = eval(script.split("CONFIG_TEXT = ", 1)[1].split("\n", 1)[0])
+    shipped = tmp_path / "elsewhere" / "leaf.yaml"
+    shipped.parent.mkdir()
+    shipped.write_text(text)
+    config = load_config(shipped)
+    assert (config["model"], config["seed"], config["epochs"], config["name"]) == ("lenet", 7, 2, "leaf")
+    assert config == load_config(folder / "leaf.yaml", sets=["epochs=2"])
+    assert 'COMMIT = "' in script

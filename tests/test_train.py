@@ -556,3 +556,17 @@ def test_the_log_says_how_long_is_left(competition, tmp_path):
     epoch_lines = [m for m in messages if " epoch 1/2:" in m]
     assert epoch_lines and all(re.search(r"lr \d\.\d\de-\d\d .*; \d+ s left in the fold\)$", m) for m in epoch_lines)
     assert any(re.search(r"fold 0: .* about \d+ s left for 1 more fold$", m) for m in messages)
+
+
+def test_cv_set_overrides_and_the_run_records_its_commit(competition, tmp_path):
+    result = subprocess.run([sys.executable, "-m", "fkd", "cv", "--data-dir", str(competition), "--config",
+                             str(REPO / "configs" / "tiny.yaml"), "--set", "epochs=1", "--set", "seed=5",
+                             "--runs-dir", str(tmp_path)], cwd=REPO, capture_output=True, text=True)
+    assert result.returncode == 0, result.stderr
+    saved = json.loads((tmp_path / "tiny" / "config.json").read_text())
+    assert saved["epochs"] == 1 and saved["seed"] == 5
+    assert re.fullmatch(r"[0-9a-f]{7,}(\+local-changes)?|unknown", saved["fkd_commit"])
+    bad = subprocess.run([sys.executable, "-m", "fkd", "cv", "--data-dir", str(competition), "--config",
+                          str(REPO / "configs" / "tiny.yaml"), "--set", "epoch=1", "--runs-dir", str(tmp_path)],
+                         cwd=REPO, capture_output=True, text=True)
+    assert bad.returncode == 2 and "did you mean 'epochs'" in bad.stderr
