@@ -98,7 +98,7 @@ face: install  ## keypoints on photos: make face PHOTOS="a.jpg b.png" RUNS=runs/
 	$(FKD) face $(PHOTOS) --runs $(RUNS) --out reports/faces $(if $(DEVICE),--device $(DEVICE))
 
 kaggle-env: install  ## build (once) a virtual environment with Kaggle's versions (requirements-kaggle.txt)
-	$(PY) -m fkd.kaggle_env
+	$(PY) -m fkd.kaggle.env
 
 gpu-check: install  ## on a CUDA machine: 5-fold CV of configs/gpu.yaml + submission, with GPU, precision, times
 	bash kernels/gpu_check.sh $(or $(DATA),$(PROXY))

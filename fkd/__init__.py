@@ -1,2 +1,4 @@
 """fkd: a toolkit for Kaggle's Facial Keypoints Detection competition."""
+
+
 __version__ = "0.1.0"

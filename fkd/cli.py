@@ -2,27 +2,28 @@
 add_arguments(parser) and run(args). Modules are imported only when their command runs, so
 `fkd synth` never pays for importing torch.
 """
+
 import argparse
 import importlib
 import os
 import sys
 
-from fkd.errors import FkdError
+from fkd.core.errors import FkdError
 
 # command -> (module, one-line help)
 COMMANDS = {
-    "synth": ("fkd.synth", "write a synthetic competition folder in Kaggle's format"),
-    "config": ("fkd.config", "every config key with its default, values and meaning; or a config file resolved"),
-    "cv": ("fkd.cv", "K-fold cross-validation of a config -> runs/<name>/"),
-    "submit": ("fkd.submit", "predict the test set (mean shape or an ensemble of runs) -> submissions/"),
-    "check-submission": ("fkd.check", "validate a submission file against IdLookupTable.csv"),
+    "synth": ("fkd.data.synth", "write a synthetic competition folder in Kaggle's format"),
+    "config": ("fkd.core.config", "every config key with its default, values and meaning; or a config file resolved"),
+    "cv": ("fkd.train.cv", "K-fold cross-validation of a config -> runs/<name>/"),
+    "submit": ("fkd.submit.command", "predict the test set (mean shape or an ensemble of runs) -> submissions/"),
+    "check-submission": ("fkd.submit.check", "validate a submission file against IdLookupTable.csv"),
     "bench": ("fkd.bench", "print speed and accuracy figures"),
-    "eda": ("fkd.eda", "plots of a competition's data -> reports/eda/"),
-    "report": ("fkd.report", "plots of a finished run: curves, per-keypoint RMSE, worst predictions"),
-    "face": ("fkd.face", "find faces in photos and draw the predicted keypoints on them"),
-    "kernel": ("fkd.kernel", "build the single-file Kaggle kernel bundle"),
-    "kaggle": ("fkd.kaggle", "push/status/output a kernel, submit to the leaderboard, sync scores"),
-    "ledger": ("fkd.ledger", "table (and plot) of leaderboard scores against CV scores"),
+    "eda": ("fkd.show.eda", "plots of a competition's data -> reports/eda/"),
+    "report": ("fkd.show.report", "plots of a finished run: curves, per-keypoint RMSE, worst predictions"),
+    "face": ("fkd.show.face", "find faces in photos and draw the predicted keypoints on them"),
+    "kernel": ("fkd.kaggle.bundle", "build the single-file Kaggle kernel bundle"),
+    "kaggle": ("fkd.kaggle.command", "push/status/output a kernel, submit to the leaderboard, sync scores"),
+    "ledger": ("fkd.kaggle.ledger", "table (and plot) of leaderboard scores against CV scores"),
 }
 
 
@@ -44,6 +45,16 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def follow_up(argv) -> None:
+    """A command that follows another (the report after cv): its failure is told, never fatal."""
+    try:
+        status = main(argv)
+    except Exception as error:  # noqa: BLE001 - the plots are a convenience: never lose a finished run to them
+        status = f"{type(error).__name__}: {error}"
+    if status:
+        print(f"fkd {argv[0]} skipped ({status}); run `fkd {' '.join(argv)}` to retry", file=sys.stderr)
+
+
 def main(argv=None) -> int:
     argv = sys.argv[1:] if argv is None else list(argv)
     parser = build_parser()
@@ -57,7 +68,10 @@ def main(argv=None) -> int:
     module.add_arguments(command_parser)
     args = command_parser.parse_args(argv[1:])
     try:
-        return module.run(args) or 0
+        status = module.run(args) or 0
+        if status == 0 and getattr(args, "then", None):  # `fkd cv` of a finished run: its report follows
+            follow_up(args.then)
+        return status
     except FkdError as error:
         print(f"fkd {name}: error: {error}", file=sys.stderr)
         return 2

@@ -12,7 +12,7 @@ os.environ.setdefault("MPLBACKEND", "Agg")
 @pytest.fixture(scope="session")
 def competition(tmp_path_factory) -> Path:
     """A small synthetic competition folder (training/test csv, lookup, sample submission)."""
-    from fkd.synth import write_competition
+    from fkd.data.synth import write_competition
 
     return write_competition(tmp_path_factory.mktemp("competition"), n_train=240, n_test=24, seed=0)
 

@@ -2,10 +2,13 @@
 import numpy as np
 import pytest
 import torch
+from augment_reference import KeypointAugmenter
 
-from fkd.augment import DEFAULT_AUGMENT, KeypointAugmenter, augment_batch, parse_config
-from fkd.errors import FkdError
-from fkd.keypoints import KEYPOINTS, flip_keypoints
+from fkd.core.config import DEFAULT_AUGMENT
+from fkd.core.config import augment_settings as parse_config
+from fkd.core.errors import FkdError
+from fkd.core.keypoints import KEYPOINTS, flip_keypoints
+from fkd.model.augment import augment_batch
 
 AFFINE = {"rotate": 25, "scale": 0.15, "shift": 0.05}
 YY, XX = np.mgrid[0:96, 0:96].astype(np.float64)
@@ -280,8 +283,8 @@ def test_torch_photometric_keeps_keypoints_and_range():
 
 
 def test_flip_axis_follows_the_labels_convention():
-    from fkd.augment import augment_batch
-    from fkd.keypoints import COLUMNS
+    from fkd.core.keypoints import COLUMNS
+    from fkd.model.augment import augment_batch
 
     images = torch.rand(2, 1, 96, 96)
     keypoints = torch.full((2, 30), 40.0)

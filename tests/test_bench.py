@@ -14,10 +14,10 @@ def test_parse_bench_prints_both_figures(competition):
 
 
 def test_quick_bench_cv_runs_only_the_short_recipe(competition, monkeypatch, tmp_path):
-    from fkd import bench, bench_train
+    from fkd import bench
 
     seen = []
-    monkeypatch.setattr(bench_train, "bench_cv", lambda data_dir, specs, runs_dir: seen.append(list(specs)))
+    monkeypatch.setattr(bench, "bench_cv", lambda data_dir, specs, runs_dir: seen.append(list(specs)))
     args = bench.argparse_namespace(["--data-dir", str(competition), "--only", "cv", "--quick"])
     bench.run(args)
     args = bench.argparse_namespace(["--data-dir", str(competition), "--only", "cv"])

@@ -5,9 +5,9 @@ import pytest
 import torch
 import yaml
 
-from fkd.config import load_config
-from fkd.models import build_model
-from fkd.train import forward
+from fkd.core.config import load_config
+from fkd.model.inputs import forward
+from fkd.model.nets import build_model
 
 CONFIGS = sorted((Path(__file__).resolve().parents[1] / "configs").glob("*.yaml"))
 
@@ -47,7 +47,7 @@ def test_config_builds_a_working_model(path):
     ({"drop_label_outliers": 0.7}, r"key 'drop_label_outliers'"),
 ])
 def test_every_bad_value_is_refused_when_the_config_loads(setting, message, tmp_path):
-    from fkd.errors import FkdError
+    from fkd.core.errors import FkdError
 
     with pytest.raises(FkdError, match=message):
         load_config(None, **setting)
@@ -59,7 +59,7 @@ def test_every_bad_value_is_refused_when_the_config_loads(setting, message, tmp_
 
 
 def test_a_misspelt_key_gets_a_suggestion(tmp_path):
-    from fkd.errors import FkdError
+    from fkd.core.errors import FkdError
 
     path = tmp_path / "typo.yaml"
     path.write_text("epoch: 4\n")
@@ -85,8 +85,8 @@ def test_bad_values_stop_cv_and_kernel_before_anything_is_written(competition, t
 
 
 def test_cuda_without_a_gpu_is_one_clear_error(monkeypatch):
-    from fkd.errors import FkdError
-    from fkd.train import pick_device
+    from fkd.core.errors import FkdError
+    from fkd.model.inputs import pick_device
 
     monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
     with pytest.raises(FkdError, match="device 'cuda' asked for, but torch sees no CUDA GPU"):
@@ -95,7 +95,7 @@ def test_cuda_without_a_gpu_is_one_clear_error(monkeypatch):
 
 
 def test_the_config_reference_is_current_and_covers_every_key():
-    from fkd.config import DEFAULTS, REFERENCE, reference_markdown
+    from fkd.core.config import DEFAULTS, REFERENCE, reference_markdown
 
     assert list(REFERENCE) == list(DEFAULTS)
     assert all(allowed and doc for _, allowed, doc in REFERENCE.values())
@@ -121,7 +121,7 @@ def test_help_is_written_for_users():
 
 
 def test_a_base_chain_merges_and_a_cycle_is_refused(tmp_path):
-    from fkd.errors import FkdError
+    from fkd.core.errors import FkdError
 
     (tmp_path / "root.yaml").write_text("description: the root\nmodel: lenet\nepochs: 9\naugment: {flip: 0.5, rotate: 5}\n")
     (tmp_path / "middle.yaml").write_text("base: root\nseed: 3\n")
@@ -140,7 +140,7 @@ def test_a_base_chain_merges_and_a_cycle_is_refused(tmp_path):
 
 
 def test_the_repository_configs_are_deltas():
-    from fkd.config import read_config_file
+    from fkd.core.config import read_config_file
 
     based = {path.stem: read_config_file(path).get("base") for path in CONFIGS}
     assert based["cpu-long-clip-seed4"] == "cpu-long-clip"
@@ -149,7 +149,7 @@ def test_the_repository_configs_are_deltas():
 
 
 def test_set_overrides_with_type_checks():
-    from fkd.errors import FkdError
+    from fkd.core.errors import FkdError
 
     path = Path(CONFIGS[0]).parent / "cpu.yaml"
     config = load_config(path, sets=["seed=4", "epochs=64", "augment.rotate=5", "tta_scales=[1.0]", "grad_clip=null"])

@@ -9,9 +9,9 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from fkd import data
-from fkd.errors import FkdError
-from fkd.keypoints import COLUMNS
+from fkd.core.errors import FkdError
+from fkd.core.keypoints import COLUMNS
+from fkd.data import competition as data
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -160,7 +160,7 @@ def test_a_broken_numba_falls_back_to_numpy_with_one_warning_line(competition, t
     folder = tmp_path / "data"
     shutil.copytree(competition, folder, ignore=shutil.ignore_patterns(".fkd-cache"))
     env = dict(os.environ, PYTHONPATH=os.pathsep.join([str(fake.parent), str(REPO)]))
-    result = subprocess.run([sys.executable, "-c", "import sys; from fkd import data; "
+    result = subprocess.run([sys.executable, "-c", "import sys; from fkd.data import competition as data; "
                              "images, _ = data.load_training(sys.argv[1]); print(images.shape, images.sum())",
                              str(folder)], env=env, capture_output=True, text=True, cwd=tmp_path)
     assert result.returncode == 0, result.stderr
@@ -215,7 +215,7 @@ def test_folder_without_write_bits_is_left_untouched_even_for_root(competition, 
 
 def _kaggle_like_training():
     """Complete rows and rows with only Kaggle's 4 core points, as Kaggle's training.csv has."""
-    from fkd.keypoints import CORE_COLUMN_INDEX
+    from fkd.core.keypoints import CORE_COLUMN_INDEX
 
     keypoints = np.full((10, 30), 40.0, np.float32)
     keypoints[4:] = np.nan

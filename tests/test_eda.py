@@ -5,10 +5,11 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from fkd import duplicates, eda
 from fkd.cli import main
-from fkd.keypoints import CORE_COLUMN_INDEX, KEYPOINTS, as_points
-from fkd.synth import draw_faces
+from fkd.core.keypoints import CORE_COLUMN_INDEX, KEYPOINTS, as_points
+from fkd.data import duplicates
+from fkd.data.synth import draw_faces
+from fkd.show import eda
 
 FIGURES = ["missing.png", "correlation.png", "samples.png", "heatmaps.png", "keypoint_clouds.png",
            "duplicates.png", "label_outliers.png"]

@@ -8,11 +8,11 @@ import numpy as np
 import pytest
 from skimage import data
 
-from fkd import face
 from fkd.cli import main
-from fkd.errors import FkdError
-from fkd.keypoints import as_points
-from fkd.synth import draw_faces
+from fkd.core.errors import FkdError
+from fkd.core.keypoints import as_points
+from fkd.data.synth import draw_faces
+from fkd.show import face
 
 
 def paste_matrix(scale, angle_deg, tx, ty):

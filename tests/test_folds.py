@@ -1,8 +1,8 @@
 import numpy as np
 
-from fkd.data import load_training
-from fkd.duplicates import duplicate_groups
-from fkd.folds import assign_folds, label_subset, load_folds, make_folds
+from fkd.data.competition import load_training
+from fkd.data.duplicates import duplicate_groups
+from fkd.data.folds import assign_folds, label_subset, load_folds, make_folds
 
 
 def test_folds_keep_duplicates_together_and_mix_subsets(competition):
@@ -62,8 +62,8 @@ def test_a_fixed_input_gives_the_committed_assignment():
 def test_the_method_version_is_in_the_saved_fingerprint(competition, monkeypatch):
     import json
 
-    from fkd import folds as folds_module
-    from fkd.data import cache_dir
+    from fkd.data import folds as folds_module
+    from fkd.data.competition import cache_dir
 
     load_folds(competition, k=3, seed=5)
     path = cache_dir(competition) / "folds-k3-seed5.json"
@@ -78,7 +78,7 @@ def test_the_method_version_is_in_the_saved_fingerprint(competition, monkeypatch
 def test_too_few_distinct_images_for_k_folds_is_one_clear_error():
     import pytest
 
-    from fkd.errors import FkdError
+    from fkd.core.errors import FkdError
 
     with pytest.raises(FkdError, match="2 distinct images cannot fill 3 folds"):
         assign_folds([1, 1, 0], [0, 0, 1], 3, seed=0)

@@ -13,9 +13,8 @@ from pathlib import Path
 
 import pytest
 
-from fkd import kaggle as fk
-from fkd import kernel, ledger
 from fkd.cli import main
+from fkd.kaggle import bundle, kernels, leaderboard, ledger, program
 
 TOKEN = "s3cr3t-kaggle-key-9f8e7d"
 
@@ -92,7 +91,7 @@ def fkd(*argv):
 def split_kernel(tmp_path) -> Path:
     config = tmp_path / "tiny.yaml"
     config.write_text("epochs: 1\n")
-    kernel.build(config, tmp_path / "build" / "kernel", folds=2, split=True, username="alice")
+    bundle.build(config, tmp_path / "build" / "kernel", folds=2, split=True, username="alice")
     return tmp_path / "build" / "kernel"
 
 
@@ -100,7 +99,7 @@ def split_kernel(tmp_path) -> Path:
 def single_kernel(tmp_path) -> Path:
     config = tmp_path / "tiny.yaml"
     config.write_text("epochs: 1\n")
-    kernel.build(config, tmp_path / "build" / "single", folds=2, username="alice")
+    bundle.build(config, tmp_path / "build" / "single", folds=2, username="alice")
     return tmp_path / "build" / "single"
 
 
@@ -110,7 +109,7 @@ def test_missing_program_one_line(fake, monkeypatch, tmp_path, capsys):
     empty = tmp_path / "empty-bin"
     empty.mkdir()
     monkeypatch.setenv("PATH", str(empty))
-    monkeypatch.setattr(fk, "VENV_BIN", empty)
+    monkeypatch.setattr(program, "VENV_BIN", empty)
     assert fkd("sync") == 2
     err = capsys.readouterr().err.strip()
     assert len(err.splitlines()) == 1 and "pip install kaggle" in err and TOKEN not in err
@@ -136,7 +135,7 @@ def test_token_places_of_kaggle_2_2_5(fake, monkeypatch, tmp_path, setup):
     monkeypatch.delenv("KAGGLE_KEY")
     monkeypatch.delenv("KAGGLE_USERNAME")
     home = tmp_path / "home"
-    assert fk.token_source() is None
+    assert program.token_source() is None
     if setup == "env-token":
         monkeypatch.setenv("KAGGLE_API_TOKEN", TOKEN)
     elif setup == "env-token-file":
@@ -163,7 +162,7 @@ def test_token_places_of_kaggle_2_2_5(fake, monkeypatch, tmp_path, setup):
     elif setup == "oauth":
         (home / ".kaggle").mkdir(parents=True)
         (home / ".kaggle" / "credentials.json").write_text(json.dumps({"refresh_token": TOKEN}))
-    source = fk.token_source()
+    source = program.token_source()
     assert source is not None and TOKEN not in source
 
 
@@ -171,7 +170,7 @@ def test_half_a_kaggle_json_is_no_token(fake, monkeypatch, tmp_path):
     monkeypatch.delenv("KAGGLE_KEY")
     (tmp_path / "home" / ".kaggle").mkdir(parents=True)
     (tmp_path / "home" / ".kaggle" / "kaggle.json").write_text('{"username": "alice"}')
-    assert fk.token_source() is None
+    assert program.token_source() is None
 
 
 def test_token_never_printed(fake, capsys, tmp_path):
@@ -206,7 +205,7 @@ def test_refused_token_says_where_it_goes(fake, capsys):
     ('alice/fkd-x has status "KernelWorkerStatus.SOMETHING_NEW"\n', "unknown"),
 ])
 def test_status_matching(text, state):
-    assert fk.parse_status(text)[0] == state
+    assert kernels.parse_status(text)[0] == state
 
 
 def test_status_command(fake, single_kernel, capsys):
@@ -280,7 +279,7 @@ def test_push_refuses_placeholder_id(fake, tmp_path, monkeypatch, capsys):
     monkeypatch.setenv("KAGGLE_API_TOKEN", TOKEN)
     config = tmp_path / "c.yaml"
     config.write_text("epochs: 1\n")
-    kernel.build(config, tmp_path / "k")
+    bundle.build(config, tmp_path / "k")
     assert fkd("push", "--kernel-dir", tmp_path / "k") == 2
     assert "username" in capsys.readouterr().err and fake.calls == []
 
@@ -448,6 +447,6 @@ def test_parse_submissions_skips_preamble():
     text = ("Warning: Looks like you're using an outdated API Version\n"
             "ref,fileName,date,description,status,publicScore,privateScore\n"
             "7,a.csv,2024-03-01 10:00:00.123000,hello,SubmissionStatus.PENDING,,\n")
-    [row] = fk.parse_submissions(text)
+    [row] = leaderboard.parse_submissions(text)
     assert row["ref"] == "7" and row["status"] == "pending" and row["publicScore"] == ""
     assert row["date"].year == 2024 and row["date"].tzinfo is not None

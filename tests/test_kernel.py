@@ -9,9 +9,11 @@ import zipfile
 from pathlib import Path
 
 import pytest
+import yaml
 
-from fkd import kernel
-from fkd.errors import FkdError
+from fkd.core.config import load_config
+from fkd.core.errors import FkdError
+from fkd.kaggle import bundle, metadata, runner
 
 REPO = Path(__file__).resolve().parents[1]
 TINY_CONFIG = REPO / "configs" / "tiny.yaml"
@@ -51,13 +53,13 @@ DROP = object()
 # ---------------------------------------------------------------- metadata
 
 def test_repository_template_is_valid_and_explicit():
-    meta = kernel.resolve_template(kernel.DEFAULT_TEMPLATE, "alice")
+    meta = metadata.resolve_template(bundle.DEFAULT_TEMPLATE, "alice")
     assert meta["id"] == "alice/fkd-facial-keypoints"
     assert meta["language"] == "python" and meta["kernel_type"] == "script"
     assert meta["is_private"] is True and meta["enable_gpu"] is True and meta["enable_internet"] is False
     assert meta["competition_sources"] == ["facial-keypoints-detection"]
     assert meta["dataset_sources"] == [] and meta["kernel_sources"] == []
-    raw = json.loads(kernel.DEFAULT_TEMPLATE.read_text())
+    raw = json.loads(bundle.DEFAULT_TEMPLATE.read_text())
     assert "{username}" in raw["id"] and "enable_internet" in raw  # written out, not left to a default
     assert meta["machine_shape"] == "NvidiaTeslaT4"  # enable_gpu alone may give a retired P100
 
@@ -92,25 +94,25 @@ def test_repository_template_is_valid_and_explicit():
 def test_metadata_rules_name_file_and_key(changes, key, tmp_path):
     path = tmp_path / "kernel-metadata.json"
     with pytest.raises(FkdError) as error:
-        kernel.validate_metadata(good_meta(**changes), path)
+        metadata.validate_metadata(good_meta(**changes), path)
     message = str(error.value)
     assert str(path) in message and repr(key) in message and "\n" not in message
 
 
 def test_machine_shape_errors_list_the_accepted_values(tmp_path):
     with pytest.raises(FkdError, match=r"key 'machine_shape': \"T4\" is not one of NvidiaTeslaT4, TpuV5E8"):
-        kernel.validate_metadata(good_meta(machine_shape="T4"), "m.json")
+        metadata.validate_metadata(good_meta(machine_shape="T4"), "m.json")
     with pytest.raises(FkdError, match=r"'NvidiaTeslaP100' is retired.*accepted: NvidiaTeslaT4"):
-        kernel.validate_metadata(good_meta(machine_shape="NvidiaTeslaP100"), "m.json")
-    kernel.validate_metadata(good_meta(enable_gpu=False, machine_shape=DROP), "m.json")  # a CPU kernel
-    kernel.validate_metadata(good_meta(enable_gpu=False, enable_tpu=True, machine_shape="TpuV5E8"), "m.json")
+        metadata.validate_metadata(good_meta(machine_shape="NvidiaTeslaP100"), "m.json")
+    metadata.validate_metadata(good_meta(enable_gpu=False, machine_shape=DROP), "m.json")  # a CPU kernel
+    metadata.validate_metadata(good_meta(enable_gpu=False, enable_tpu=True, machine_shape="TpuV5E8"), "m.json")
 
 
 def test_build_passes_another_machine_shape_and_refuses_a_bad_one(config, tmp_path):
-    kernel.build(config, tmp_path / "k", username="alice", machine_shape="NvidiaTeslaT4")
+    bundle.build(config, tmp_path / "k", username="alice", machine_shape="NvidiaTeslaT4")
     assert json.loads((tmp_path / "k" / "kernel-metadata.json").read_text())["machine_shape"] == "NvidiaTeslaT4"
     with pytest.raises(FkdError, match="machine_shape"):
-        kernel.build(config, tmp_path / "bad", username="alice", machine_shape="NvidiaTeslaP100")
+        bundle.build(config, tmp_path / "bad", username="alice", machine_shape="NvidiaTeslaP100")
     assert not (tmp_path / "bad").exists()
 
 
@@ -123,20 +125,20 @@ def test_make_push_passes_the_machine_shape():
 
 
 def test_metadata_good_and_code_file_must_exist(tmp_path):
-    kernel.validate_metadata(good_meta(), "m.json")
-    kernel.validate_metadata(good_meta(dataset_sources=["alice/timm-weights"], keywords=["gpu"]), "m.json")
+    metadata.validate_metadata(good_meta(), "m.json")
+    metadata.validate_metadata(good_meta(dataset_sources=["alice/timm-weights"], keywords=["gpu"]), "m.json")
     with pytest.raises(FkdError, match="code_file"):
-        kernel.validate_metadata(good_meta(), "m.json", folder=tmp_path)
+        metadata.validate_metadata(good_meta(), "m.json", folder=tmp_path)
     (tmp_path / "fkd_kernel.py").write_text("print(1)\n")
-    kernel.validate_metadata(good_meta(), "m.json", folder=tmp_path)
+    metadata.validate_metadata(good_meta(), "m.json", folder=tmp_path)
 
 
 def test_unknown_key_in_template_stops_the_build(config, tmp_path):
     template = tmp_path / "kernel-metadata.json"
     template.write_text(json.dumps(good_meta(enable_internett=False)))
     with pytest.raises(FkdError, match=r"kernel-metadata.json: key 'enable_internett'.*enable_internet"):
-        kernel.build(config, tmp_path / "out", template=template)
-    assert not (tmp_path / "out" / kernel.SCRIPT_NAME).exists()
+        bundle.build(config, tmp_path / "out", template=template)
+    assert not (tmp_path / "out" / bundle.SCRIPT_NAME).exists()
 
 
 # ---------------------------------------------------------------- layout
@@ -144,35 +146,36 @@ def test_unknown_key_in_template_stops_the_build(config, tmp_path):
 def test_single_bundle_layout(config, tmp_path, monkeypatch):
     monkeypatch.setenv("KAGGLE_USERNAME", "alice")
     out = tmp_path / "kernel"
-    manifest = kernel.build(config, out, folds=3)
+    manifest = bundle.build(config, out, folds=3)
     meta = json.loads((out / "kernel-metadata.json").read_text())
     assert meta["id"] == "alice/fkd-facial-keypoints" and meta["code_file"] == "fkd_kernel.py"
     assert meta["enable_internet"] is False and meta["enable_gpu"] is True and meta["is_private"] is True
     assert manifest["kernels"] == [{"role": "single", "dir": ".", "id": "alice/fkd-facial-keypoints"}]
     script = (out / "fkd_kernel.py").read_text()
-    assert config.read_text() in eval(script.split("CONFIG_TEXT = ", 1)[1].split("\n", 1)[0])
+    shipped = yaml.safe_load(eval(script.split("CONFIG_TEXT = ", 1)[1].split("\n", 1)[0]))
+    assert shipped == load_config(config, folds=3)  # the config travels inside, resolved
     # the same sources give the same bytes (nothing time-dependent inside)
     first = (out / "fkd_kernel.py").read_bytes()
-    kernel.build(config, out, folds=3)
+    bundle.build(config, out, folds=3)
     assert (out / "fkd_kernel.py").read_bytes() == first
-    [entry] = kernel.read_manifest(out)
+    [entry] = bundle.read_manifest(out)
     assert entry["id"] == "alice/fkd-facial-keypoints" and entry["dir"] == out
 
 
 def test_bundle_carries_the_whole_package(config, tmp_path):
     out = tmp_path / "kernel"
-    kernel.build(config, out)
-    names = zipfile.ZipFile(__import__("io").BytesIO(kernel.package_zip())).namelist()
+    bundle.build(config, out)
+    names = zipfile.ZipFile(__import__("io").BytesIO(bundle.package_zip())).namelist()
     expected = sorted("fkd/" + p.relative_to(REPO / "fkd").as_posix() for p in (REPO / "fkd").rglob("*.py")
                       if "__pycache__" not in p.parts)
-    assert names == expected and "fkd/cli.py" in names and "fkd/kernel.py" in names
+    assert names == expected and "fkd/cli.py" in names and "fkd/kaggle/runner.py" in names
 
 
 def test_placeholder_without_username(config, tmp_path, capsys):
     from fkd.cli import main
     assert main(["kernel", "--config", str(config), "--out", str(tmp_path / "k")]) == 0
     meta = json.loads((tmp_path / "k" / "kernel-metadata.json").read_text())
-    assert meta["id"] == f"{kernel.USERNAME_PLACEHOLDER}/fkd-facial-keypoints"
+    assert meta["id"] == f"{metadata.USERNAME_PLACEHOLDER}/fkd-facial-keypoints"
     assert "placeholder" in capsys.readouterr().out
 
 
@@ -180,16 +183,16 @@ def test_username_from_kaggle_json_never_the_key(config, tmp_path, monkeypatch):
     monkeypatch.setenv("KAGGLE_CONFIG_DIR", str(tmp_path / "conf"))
     (tmp_path / "conf").mkdir()
     (tmp_path / "conf" / "kaggle.json").write_text('{"username": "bob", "key": "0123456789abcdef"}')
-    manifest = kernel.build(config, tmp_path / "k")
+    manifest = bundle.build(config, tmp_path / "k")
     assert manifest["kernels"][0]["id"] == "bob/fkd-facial-keypoints"
     assert "0123456789abcdef" not in (tmp_path / "k" / "kernel-metadata.json").read_text()
 
 
 def test_split_layout_and_rebuild_clears_the_old_one(config, tmp_path):
     out = tmp_path / "kernel"
-    kernel.build(config, out, folds=3, username="alice", datasets=["alice/timm-weights"])
+    bundle.build(config, out, folds=3, username="alice", datasets=["alice/timm-weights"])
     assert (out / "fkd_kernel.py").is_file()
-    manifest = kernel.build(config, out, folds=3, split=True, username="alice")
+    manifest = bundle.build(config, out, folds=3, split=True, username="alice")
     assert not (out / "fkd_kernel.py").exists() and not (out / "kernel-metadata.json").exists()
     assert [e["dir"] for e in manifest["kernels"]] == ["fold0", "fold1", "fold2", "ensemble"]
     fold_ids = [f"alice/fkd-facial-keypoints-fold{k}" for k in range(3)]
@@ -203,27 +206,27 @@ def test_split_layout_and_rebuild_clears_the_old_one(config, tmp_path):
     assert ens["id"] == "alice/fkd-facial-keypoints-ensemble"
     assert ens["kernel_sources"] == fold_ids
     assert ens["competition_sources"] == ["facial-keypoints-detection"]
-    assert [k["role"] for k in kernel.read_manifest(out)] == ["fold", "fold", "fold", "ensemble"]
+    assert [k["role"] for k in bundle.read_manifest(out)] == ["fold", "fold", "fold", "ensemble"]
 
 
 def test_slug_option_and_missing_config(config, tmp_path):
-    manifest = kernel.build(config, tmp_path / "k", username="alice", slug="fkd-resnet-run")
+    manifest = bundle.build(config, tmp_path / "k", username="alice", slug="fkd-resnet-run")
     meta = json.loads((tmp_path / "k" / "kernel-metadata.json").read_text())
     assert manifest["kernels"][0]["id"] == meta["id"] == "alice/fkd-resnet-run"
     assert meta["title"] == "fkd resnet run"
     with pytest.raises(FkdError, match="no such config"):
-        kernel.build(tmp_path / "absent.yaml", tmp_path / "k2")
+        bundle.build(tmp_path / "absent.yaml", tmp_path / "k2")
 
 
 def test_config_is_checked_at_build_time_and_gives_folds_and_name(tmp_path):
     bad = tmp_path / "bad.yaml"
     bad.write_text("epochs: 1\nepochz: 2\n")
     with pytest.raises(FkdError, match="epochz"):
-        kernel.build(bad, tmp_path / "k")
+        bundle.build(bad, tmp_path / "k")
     assert not (tmp_path / "k" / "fkd_kernel.py").exists()
     good = tmp_path / "good.yaml"
     good.write_text("name: resnet-a\nfolds: 3\nepochs: 1\n")
-    manifest = kernel.build(good, tmp_path / "k", split=True, username="alice")
+    manifest = bundle.build(good, tmp_path / "k", split=True, username="alice")
     assert manifest["folds"] == 3 and manifest["name"] == "resnet-a"
     assert [e["dir"] for e in manifest["kernels"]] == ["fold0", "fold1", "fold2", "ensemble"]
 
@@ -240,11 +243,11 @@ def test_ensemble_gathers_fold_checkpoints(tmp_path):
     for k in range(2):
         fold_output(inputs, f"fkd-facial-keypoints-fold{k}", k, {"name": "tiny", "epochs": 1})
     run_dir = tmp_path / "working" / "runs" / "tiny"
-    paths = kernel.gather_fold_checkpoints(inputs, "tiny", 2, run_dir)
+    paths = runner.gather_fold_checkpoints(inputs, "tiny", 2, run_dir)
     assert paths == [run_dir / "fold0.pt", run_dir / "fold1.pt"]
     assert (run_dir / "fold1.pt").read_bytes() == b"weights 1" and (run_dir / "config.json").is_file()
     with pytest.raises(RuntimeError, match=r"folds \[2\]"):
-        kernel.gather_fold_checkpoints(inputs, "tiny", 3, tmp_path / "other", sources=["a/b"])
+        runner.gather_fold_checkpoints(inputs, "tiny", 3, tmp_path / "other", sources=["a/b"])
 
 
 def test_ensemble_refuses_folds_of_different_configs(tmp_path):
@@ -252,7 +255,7 @@ def test_ensemble_refuses_folds_of_different_configs(tmp_path):
     fold_output(inputs, "fkd-facial-keypoints-fold0", 0, {"name": "tiny", "epochs": 1})
     fold_output(inputs, "fkd-facial-keypoints-fold1", 1, {"name": "tiny", "epochs": 2})
     with pytest.raises(RuntimeError, match="different configs"):
-        kernel.gather_fold_checkpoints(inputs, "tiny", 2, tmp_path / "run")
+        runner.gather_fold_checkpoints(inputs, "tiny", 2, tmp_path / "run")
 
 
 # ---------------------------------------------------------------- the runner's GPU logic
@@ -269,7 +272,7 @@ def test_folds_run_concurrently_one_process_per_gpu(tmp_path):
             barrier.wait()
         return 0
 
-    kernel.train_folds_parallel(["cv", "--name", "x"], [0, 1, 2, 3], 2, tmp_path / "bundle", launch=launch)
+    runner.train_folds_parallel(["cv", "--name", "x"], [0, 1, 2, 3], 2, tmp_path / "bundle", launch=launch)
     assert sorted(int(c[0][-1]) for c in calls) == [0, 1, 2, 3]
     assert all(c[0][:-2] == ["cv", "--name", "x"] and c[0][-2] == "--only-fold" for c in calls)
     assert {c[1] for c in calls} == {"0", "1"}
@@ -281,7 +284,7 @@ def test_failed_fold_process_stops_the_kernel(tmp_path):
         return 1 if argv[-1] == "1" else 0
 
     with pytest.raises(RuntimeError, match="fold 1"):
-        kernel.train_folds_parallel(["cv"], [0, 1], 2, tmp_path, launch=launch)
+        runner.train_folds_parallel(["cv"], [0, 1], 2, tmp_path, launch=launch)
 
 
 def test_runner_uses_all_gpus_then_gathers(tmp_path, monkeypatch, competition):
@@ -289,23 +292,23 @@ def test_runner_uses_all_gpus_then_gathers(tmp_path, monkeypatch, competition):
     monkeypatch.setenv("FKD_KAGGLE_INPUT", str(competition.parent))
     monkeypatch.setenv("FKD_KAGGLE_WORKING", str(tmp_path / "working"))
     monkeypatch.chdir(tmp_path)
-    monkeypatch.setattr(kernel, "cuda_device_count", lambda: 2)
+    monkeypatch.setattr(runner, "cuda_device_count", lambda: 2)
     parallel, commands = [], []
-    monkeypatch.setattr(kernel, "train_folds_parallel",
+    monkeypatch.setattr(runner, "train_folds_parallel",
                         lambda argv, folds, n, root: parallel.append((list(argv), folds, n)))
 
-    def command(argv):
+    def command(argv, bundle_root=None):
         commands.append([str(a) for a in argv])
         if argv[0] == "submit":
             out = Path(argv[argv.index("--out-dir") + 1])
             out.mkdir(parents=True, exist_ok=True)
             (out / "20240101T000000Z-tiny.csv").write_text("RowId,Location\n")
 
-    monkeypatch.setattr(kernel, "fkd_command", command)
+    monkeypatch.setattr(runner, "fkd_command", command)
     plan = {"mode": "single", "name": "tiny", "folds": 3, "config": "tiny.yaml", "internet": False}
     bundle = tmp_path / "bundle"
     bundle.mkdir()
-    assert kernel.kernel_main(plan, "tiny.yaml", "epochs: 1\n", bundle) == 0
+    assert runner.kernel_main(plan, "tiny.yaml", "epochs: 1\n", bundle) == 0
     [(argv, folds, n)] = parallel
     assert folds == [0, 1, 2] and n == 2 and "--only-fold" not in argv
     assert [c[0] for c in commands] == ["cv", "submit", "check-submission"]
@@ -318,7 +321,7 @@ def test_runner_uses_all_gpus_then_gathers(tmp_path, monkeypatch, competition):
 
 @pytest.fixture(scope="module")
 def small_competition(tmp_path_factory) -> Path:
-    from fkd.synth import write_competition
+    from fkd.data.synth import write_competition
     # 128 rows: 2 folds of 64 give 2 steps an epoch at batch 32 (OneCycle needs more than 1 step)
     return write_competition(tmp_path_factory.mktemp("small-competition"), n_train=128, n_test=8, seed=1)
 
@@ -338,7 +341,7 @@ def kaggle_input(competition: Path, root: Path) -> Path:
 @pytest.fixture(scope="session")
 def kaggle_python() -> Path:
     """The python of a virtual environment with Kaggle's versions (requirements-kaggle.txt), built once."""
-    from fkd import kaggle_env
+    from fkd.kaggle import env as kaggle_env
 
     return kaggle_env.ensure()
 
@@ -370,7 +373,7 @@ def check_submission_cli(submission: Path, lookup: Path):
 
 
 def test_mean_shape_bundle_builds(tmp_path):
-    kernel.build(None, tmp_path / "kernel", mean_shape=True, username="alice")
+    bundle.build(None, tmp_path / "kernel", mean_shape=True, username="alice")
     plan = eval((tmp_path / "kernel" / "fkd_kernel.py").read_text().split("PLAN = ", 1)[1].split("\n", 1)[0])
     assert plan["mean_shape"] is True and plan["mode"] == "single"
 
@@ -378,7 +381,7 @@ def test_mean_shape_bundle_builds(tmp_path):
 def test_bundle_trains_and_submits_outside_the_repository(small_competition, config, tmp_path, bundle_python):
     """The built script alone: 2-fold cv (two fold processes as on a 2-GPU machine), blend, checked file."""
     input_root = kaggle_input(small_competition, tmp_path / "input")
-    kernel.build(config, tmp_path / "kernel", folds=2, username="alice")
+    bundle.build(config, tmp_path / "kernel", folds=2, username="alice")
     working = tmp_path / "working"
     log = run_bundle(tmp_path / "kernel" / "fkd_kernel.py", input_root, working, tmp_path / "elsewhere",
                      python=bundle_python, FKD_KERNEL_GPUS="2")
@@ -393,7 +396,7 @@ def test_split_kernels_train_folds_and_the_ensemble_blends_them(small_competitio
                                                                bundle_python):
     """Fold kernels one after the other, their outputs mounted as Kaggle does, then the ensemble kernel."""
     input_root = kaggle_input(small_competition, tmp_path / "input")
-    manifest = kernel.build(config, tmp_path / "kernel", folds=2, split=True, username="alice")
+    manifest = bundle.build(config, tmp_path / "kernel", folds=2, split=True, username="alice")
     for entry in manifest["kernels"][:2]:
         working = tmp_path / f"working-{entry['dir']}"
         run_bundle(tmp_path / "kernel" / entry["dir"] / "fkd_kernel.py", input_root, working, tmp_path / "cwd",
@@ -411,7 +414,7 @@ def test_split_kernels_train_folds_and_the_ensemble_blends_them(small_competitio
 
 def test_the_kaggle_environment_has_kaggles_versions(kaggle_python):
     """Every pinned package but torch/torchvision resolves to its pinned version inside the environment."""
-    from fkd import kaggle_env
+    from fkd.kaggle import env as kaggle_env
 
     probe = ("import importlib, importlib.metadata as m, json, sys; "
              "names = json.loads(sys.argv[1]); "
@@ -432,10 +435,10 @@ def test_folds_are_the_same_under_kaggles_scikit_learn(competition, kaggle_pytho
     """Runs trained on Kaggle and here are blended on one set of folds, whatever scikit-learn each has."""
     import sklearn
 
-    from fkd.data import load_training
-    from fkd.folds import make_folds
+    from fkd.data.competition import load_training
+    from fkd.data.folds import make_folds
 
-    script = ("import json, sys, sklearn; from fkd.data import load_training; from fkd.folds import make_folds; "
+    script = ("import json, sys, sklearn; from fkd.data.competition import load_training; from fkd.data.folds import make_folds; "
               "images, keypoints = load_training(sys.argv[1]); "
               "print(sklearn.__version__, json.dumps(make_folds(images, keypoints, 5, 3).tolist()))")
     env = dict(os.environ, PYTHONPATH=str(REPO), FKD_CACHE_DIR=str(competition / "kaggle-cache"))
@@ -450,13 +453,13 @@ def test_folds_are_the_same_under_kaggles_scikit_learn(competition, kaggle_pytho
 
 def test_the_bundle_carries_the_resolved_config_not_its_base(tmp_path):
     """A delta config and a --set: the kernel holds the merged values, so no base file is needed there."""
-    from fkd.config import load_config
+    from fkd.core.config import load_config
 
     folder = tmp_path / "recipes"
     folder.mkdir()
     (folder / "root.yaml").write_text("model: lenet\nepochs: 3\nbatch_size: 32\n")
     (folder / "leaf.yaml").write_text("base: root\nseed: 7\n")
-    kernel.build(folder / "leaf.yaml", tmp_path / "k", username="alice", sets=["epochs=2"])
+    bundle.build(folder / "leaf.yaml", tmp_path / "k", username="alice", sets=["epochs=2"])
     script = (tmp_path / "k" / "fkd_kernel.py").read_text()
     text = eval(script.split("CONFIG_TEXT = ", 1)[1].split("\n", 1)[0])
     shipped = tmp_path / "elsewhere" / "leaf.yaml"

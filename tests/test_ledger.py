@@ -1,9 +1,9 @@
 """The leaderboard ledger: atomic rows, the table, the LB-vs-CV plot."""
 import pytest
 
-from fkd import ledger
 from fkd.cli import main
-from fkd.errors import FkdError
+from fkd.core.errors import FkdError
+from fkd.kaggle import ledger
 
 
 def row(i, cv="", public="", private="", message="m"):

@@ -5,9 +5,15 @@ import timm
 import torch
 import torch.nn as nn
 
-from fkd.errors import FkdError
-from fkd.models import (
-    HeatmapModel, SeedCNN, build_model, count_parameters, soft_argmax, to_normalised, to_pixels,
+from fkd.core.errors import FkdError
+from fkd.model.nets import (
+    HeatmapModel,
+    SeedCNN,
+    build_model,
+    count_parameters,
+    soft_argmax,
+    to_normalised,
+    to_pixels,
 )
 
 FAMILIES = [

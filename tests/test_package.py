@@ -1,8 +1,9 @@
 """fkd as a package: `pip install -e .` gives the `fkd` command, and README's Python lines run."""
 import re
 import shutil
-import tomllib
 from pathlib import Path
+
+import tomllib
 
 REPO = Path(__file__).resolve().parents[1]
 

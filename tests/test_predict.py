@@ -4,9 +4,9 @@ import pytest
 import torch
 import torch.nn as nn
 
-from fkd.config import DEFAULTS
-from fkd.models import to_normalised
-from fkd.predict import predict_images, transform, tta_views
+from fkd.core.config import DEFAULTS
+from fkd.model.nets import to_normalised
+from fkd.train.predict import predict_images, transform, tta_views
 
 
 class Centroid(nn.Module):
@@ -56,11 +56,11 @@ def test_views_are_scales_times_shifts():
 def test_re_prediction_takes_each_images_kind_and_the_runs_own_views(competition, tmp_path):
     """`fkd submit` re-predicts a run without stored test predictions exactly as cv predicted them:
     each test image with its kind's output (SubsetOffset) and the run's own flip and zoom settings."""
-    from fkd.config import load_config
-    from fkd.cv import run_cv
-    from fkd.data import load_lookup, load_test, load_training, lookup_kinds
-    from fkd.predict import predict_runs
-    from fkd.rundir import read_test_predictions
+    from fkd.core.config import load_config
+    from fkd.data.competition import load_lookup, load_test, load_training, lookup_kinds
+    from fkd.train.cv import run_cv
+    from fkd.train.predict import predict_runs
+    from fkd.train.rundir import read_test_predictions
 
     config = load_config(None, model="lenet", subset_heads=True, epochs=2, batch_size=32, folds=2,
                          flip_tta=False, tta_scales=[0.9, 1.0], name="kinds")
@@ -79,7 +79,7 @@ def test_re_prediction_takes_each_images_kind_and_the_runs_own_views(competition
     flipped = predict_runs([run_dir], test_images, subsets=kinds, flip_tta=True, device="cpu")
     np.testing.assert_allclose(flipped, stored, atol=1e-4)  # True keeps the run's own setting (no flip)
     # the submit path itself, once the stored predictions are gone
-    from fkd.submit import run_predictions
+    from fkd.submit.command import run_predictions
 
     (run_dir / "test_pred.csv").unlink()
     _, blended, _ = run_predictions(competition, [run_dir])
@@ -87,7 +87,7 @@ def test_re_prediction_takes_each_images_kind_and_the_runs_own_views(competition
 
 
 def test_prediction_shows_a_progress_bar_over_its_batches(monkeypatch):
-    import fkd.predict as predict_module
+    import fkd.train.predict as predict_module
 
     bars = []
 

@@ -1,15 +1,15 @@
 import numpy as np
 import pytest
 
-from fkd.config import load_config
-from fkd.cv import run_cv
-from fkd.data import load_training
-from fkd.errors import FkdError
-from fkd.folds import load_folds
-from fkd.keypoints import complete_rows
-from fkd.predict import load_fold_model, predict_images
-from fkd.pseudo import fill_missing
-from fkd.rundir import read_json, read_oof
+from fkd.core.config import load_config
+from fkd.core.errors import FkdError
+from fkd.core.keypoints import complete_rows
+from fkd.data.competition import load_training
+from fkd.data.folds import load_folds
+from fkd.train.cv import run_cv
+from fkd.train.predict import load_fold_model, predict_images
+from fkd.train.pseudo import fill_missing
+from fkd.train.rundir import read_json, read_oof
 
 REPO = __import__("pathlib").Path(__file__).resolve().parents[1]
 

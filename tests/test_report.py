@@ -5,12 +5,12 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from fkd import report
 from fkd.cli import main
-from fkd.errors import FkdError
-from fkd.keypoints import COLUMNS
-from fkd.metrics import rmse_report
-from fkd.synth import draw_faces
+from fkd.core.errors import FkdError
+from fkd.core.keypoints import COLUMNS
+from fkd.core.metrics import rmse_report
+from fkd.data.synth import draw_faces
+from fkd.show import report
 
 BAD_ROW = 7
 
@@ -99,7 +99,7 @@ def test_bad_run_folders_are_one_line_errors(training, tmp_path):
 
 
 def test_report_command_reads_the_competition_folder(competition, tmp_path, capsys):
-    from fkd.data import load_test, load_training
+    from fkd.data.competition import load_test, load_training
 
     images, keypoints = load_training(competition)
     test_ids, _ = load_test(competition)
@@ -114,9 +114,9 @@ def test_report_command_reads_the_competition_folder(competition, tmp_path, caps
 
 def test_report_refuses_another_competitions_faces(competition, tmp_path, capsys):
     """Same row count, other faces: the run's stamp says so, and nothing of the run is redrawn."""
-    from fkd.config import load_config
-    from fkd.cv import run_cv
-    from fkd.synth import write_competition
+    from fkd.core.config import load_config
+    from fkd.data.synth import write_competition
+    from fkd.train.cv import run_cv
 
     run_dir = run_cv(competition, load_config(None, model="lenet", epochs=1, folds=2, name="stamped"), tmp_path)
     other = write_competition(tmp_path / "other", n_train=240, n_test=24, seed=7)
@@ -131,7 +131,7 @@ def test_report_refuses_another_competitions_faces(competition, tmp_path, capsys
 
 
 def test_curves_show_the_learning_rate_of_each_epoch():
-    from fkd.report import plot_curves
+    from fkd.show.report import plot_curves
 
     history = pd.DataFrame([{"fold": 0, "epoch": e + 1, "train_loss": 0.1, "val_loss": 0.1, "val_rmse": 2.0,
                              "lr": 1e-3 * (e + 1)} for e in range(4)])

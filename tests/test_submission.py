@@ -5,10 +5,15 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from fkd.data import load_lookup
-from fkd.errors import FkdError
-from fkd.keypoints import COLUMNS
-from fkd.submission import check_submission, sidecar_path, submission_frame, write_submission
+from fkd.core.errors import FkdError
+from fkd.core.keypoints import COLUMNS
+from fkd.data.competition import load_lookup
+from fkd.submit.submission import (
+    check_submission,
+    sidecar_path,
+    submission_frame,
+    write_submission,
+)
 
 
 def _frame_for(lookup, seed=0):

@@ -8,8 +8,9 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from fkd import cli, synth
-from fkd.keypoints import COLUMNS, CORE_COLUMNS, KEYPOINTS
+from fkd import cli
+from fkd.core.keypoints import COLUMNS, CORE_COLUMNS, KEYPOINTS
+from fkd.data import synth
 
 N_TRAIN, N_TEST, SEED = 200, 20, 3
 FILES = {"training.csv", "test.csv", "IdLookupTable.csv", "SampleSubmission.csv"}

@@ -9,16 +9,23 @@ import numpy as np
 import pytest
 import torch
 
-from fkd.config import DEFAULTS, load_config
-from fkd.cv import run_cv
-from fkd.data import load_training
-from fkd.errors import FkdError
-from fkd.keypoints import complete_rows, flip_keypoints
-from fkd.predict import predict_images
-from fkd.rundir import read_json, read_oof, read_test_predictions
-from fkd.synth import draw_faces
-from fkd.train import (load_checkpoint, make_ema, make_model, make_optimizer, make_schedule, masked_loss,
-                       train_epoch, training_labels)
+from fkd.core.config import DEFAULTS, load_config
+from fkd.core.errors import FkdError
+from fkd.core.keypoints import complete_rows, flip_keypoints
+from fkd.data.competition import load_training
+from fkd.data.synth import draw_faces
+from fkd.model.inputs import make_model
+from fkd.train.cv import run_cv
+from fkd.train.labels import training_labels
+from fkd.train.loop import (
+    make_ema,
+    make_optimizer,
+    make_schedule,
+    masked_loss,
+    train_epoch,
+)
+from fkd.train.predict import predict_images
+from fkd.train.rundir import load_checkpoint, read_json, read_oof, read_test_predictions
 
 REPO = __import__("pathlib").Path(__file__).resolve().parents[1]
 
@@ -111,7 +118,7 @@ def _quick_config(**overrides):
 
 @pytest.fixture(scope="module")
 def larger_competition(tmp_path_factory):
-    from fkd.synth import write_competition
+    from fkd.data.synth import write_competition
 
     return write_competition(tmp_path_factory.mktemp("larger"), n_train=600, n_test=24, seed=1)
 
@@ -169,7 +176,7 @@ def test_a_truncated_checkpoint_is_named_and_its_fold_trained_again(competition,
     with pytest.raises(FkdError, match=r"fold0.pt: damaged checkpoint .*rerun `fkd cv`"):
         load_checkpoint(path)
     messages = []
-    from fkd import cv
+    from fkd.train import cv
 
     original_log = cv.log
     cv.log = messages.append
@@ -237,8 +244,8 @@ def test_submit_blends_runs_by_oof(competition, tmp_path):
 
 
 def test_subset_offsets_learn_each_subsets_definition_and_stay_mirror_symmetric():
-    from fkd.keypoints import COLUMNS, FLIP_COLUMN_PERMUTATION
-    from fkd.models import SubsetOffset, to_pixels
+    from fkd.core.keypoints import COLUMNS, FLIP_COLUMN_PERMUTATION
+    from fkd.model.nets import SubsetOffset, to_pixels
 
     class Zero(torch.nn.Module):
         def forward(self, x):
@@ -271,8 +278,8 @@ def test_subset_offsets_learn_each_subsets_definition_and_stay_mirror_symmetric(
 
 def test_a_subsets_output_for_a_point_it_never_labels_is_the_complete_rows_output():
     """The partial rows label no bottom lip: their output of it follows the complete rows, not a stuck offset."""
-    from fkd.keypoints import COLUMNS
-    from fkd.models import SubsetOffset, to_pixels
+    from fkd.core.keypoints import COLUMNS
+    from fkd.model.nets import SubsetOffset, to_pixels
 
     class Zero(torch.nn.Module):
         def forward(self, x):
@@ -305,9 +312,10 @@ def test_a_subsets_output_for_a_point_it_never_labels_is_the_complete_rows_outpu
 
 
 def test_training_sets_the_partial_rows_columns_from_the_data(competition):
-    from fkd.folds import load_folds
-    from fkd.keypoints import partial_columns
-    from fkd.train import train_fold, training_labels
+    from fkd.core.keypoints import partial_columns
+    from fkd.data.folds import load_folds
+    from fkd.train.labels import training_labels
+    from fkd.train.loop import train_fold
 
     images, truth = load_training(competition)
     config = load_config(None, model="lenet", subset_heads=True, epochs=1, batch_size=64)
@@ -320,7 +328,8 @@ def test_training_sets_the_partial_rows_columns_from_the_data(competition):
 
 def test_lookup_kinds_follow_what_the_lookup_asks(competition):
     import pandas as pd
-    from fkd.data import load_lookup, lookup_kinds
+
+    from fkd.data.competition import load_lookup, lookup_kinds
 
     lookup = load_lookup(competition)
     _, truth = load_training(competition)
@@ -381,7 +390,7 @@ def test_grad_clip_caps_each_step_and_the_epoch_reports_gradient_norms():
     ((9, 0), "fp32", None),
 ])
 def test_precision_follows_the_compute_capability(capability, precision, expected, monkeypatch):
-    from fkd.train import describe_device, pick_precision
+    from fkd.model.inputs import describe_device, pick_precision
 
     monkeypatch.setattr(torch.cuda, "get_device_capability", lambda device=None: capability)
     monkeypatch.setattr(torch.cuda, "is_bf16_supported", lambda *a, **k: True)  # what a T4 answers
@@ -395,7 +404,7 @@ def test_precision_follows_the_compute_capability(capability, precision, expecte
 
 
 def test_unknown_precision_is_refused():
-    from fkd.train import pick_precision
+    from fkd.model.inputs import pick_precision
 
     with pytest.raises(FkdError, match="precision 'fp8' is not one of auto, bf16, fp16, fp32"):
         pick_precision("fp8", torch.device("cpu"))
@@ -403,7 +412,7 @@ def test_unknown_precision_is_refused():
 
 def test_fp16_trains_with_a_grad_scaler(monkeypatch):
     """The T4 path on CPU: float16 autocast (torch runs it on CPU too) and a GradScaler that scales the loss."""
-    from fkd import train as train_module
+    from fkd.train import loop as train_module
 
     scalers = []
     real_scaler = torch.amp.GradScaler
@@ -431,7 +440,7 @@ def test_fp16_trains_with_a_grad_scaler(monkeypatch):
 @pytest.mark.parametrize("epochs, warmup", [(1, 1), (1, 0), (2, 1), (3, 5), (2, 0.5)])
 def test_every_schedule_runs_on_one_step_per_epoch(schedule, epochs, warmup):
     """Small data with a big batch: one step per epoch (OneCycleLR once divided by zero here)."""
-    from fkd.train import make_optimizer, make_schedule
+    from fkd.train.loop import make_optimizer, make_schedule
 
     config = load_config(None, model="lenet", schedule=schedule, epochs=epochs, warmup_epochs=warmup)
     model = torch.nn.Linear(2, 2)
@@ -447,8 +456,9 @@ def test_every_schedule_runs_on_one_step_per_epoch(schedule, epochs, warmup):
 
 def test_a_fold_of_one_step_per_epoch_trains(competition):
     """batch_size above the row count and one epoch: the loop, the schedule and the checkpoint still work."""
-    from fkd.folds import load_folds
-    from fkd.train import train_fold, training_labels
+    from fkd.data.folds import load_folds
+    from fkd.train.labels import training_labels
+    from fkd.train.loop import train_fold
 
     images, truth = load_training(competition)
     folds = load_folds(competition, 2, 0)
@@ -458,7 +468,7 @@ def test_a_fold_of_one_step_per_epoch_trains(competition):
 
 
 def test_keep_last_keeps_the_last_epoch_and_keep_best_reports_the_last_beside_it(competition, tmp_path, capsys):
-    from fkd.report import oof_summary
+    from fkd.show.report import oof_summary
 
     base = dict(model="lenet", epochs=3, batch_size=32, folds=2, lr=3e-3)
     last_dir = run_cv(competition, load_config(None, name="last", **base), tmp_path)
@@ -487,7 +497,7 @@ def test_keep_last_keeps_the_last_epoch_and_keep_best_reports_the_last_beside_it
 def test_an_interrupted_fold_resumes_bit_for_bit(competition, tmp_path):
     """Interrupted after epoch 2 of 4, the rerun goes on from there and ends exactly where an
     uninterrupted run ends (dropout, augmentation, EMA, schedule and optimizer all restored)."""
-    from fkd import cv
+    from fkd.train import cv
 
     config = _quick_config(name="whole", epochs=4, model_options={"dropout": 0.3}, ema=0.9, grad_clip=1.0,
                            augment={"flip": 0.5, "rotate": 5, "noise": 0.02}, only_folds=[0])
@@ -544,7 +554,7 @@ def test_the_interrupt_message_says_a_rerun_resumes(competition, tmp_path):
 
 
 def test_the_log_says_how_long_is_left(competition, tmp_path):
-    from fkd import cv
+    from fkd.train import cv
 
     messages = []
     original_log = cv.log

@@ -1,0 +1,1 @@
+"""The competition folder: files found, parsed and cached; duplicates, folds, shapes, synthetic faces."""

@@ -1,0 +1,383 @@
+"""Competition files in: training/test as .csv or Kaggle's .zip, validated strictly, cached as .npy.
+
+Pixels are parsed by one compiled pass over the file's bytes (numba); the keypoint columns by pandas. The cache is rebuilt
+whenever the source file's size or modification time changes. Where numba cannot be imported (a numba built for
+another numpy stops at import, as on one Kaggle image in 2026), a numpy parser with the same checks takes over,
+after a one-line warning.
+"""
+
+import hashlib
+import io
+import json
+import os
+import sys
+import zipfile
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from fkd.core.atomic import atomic_path, write_text
+from fkd.core.errors import FkdError, row_label
+from fkd.core.keypoints import COLUMNS, SIZE, partial_columns
+
+try:
+    import numba
+except Exception as error:  # noqa: BLE001 - a mismatched numba raises ImportError, AttributeError or SystemError
+    numba = None
+    sys.stderr.write(f"fkd: numba unavailable ({type(error).__name__}: {str(error).splitlines()[0] if str(error) else ''}); "
+                     "pixels are parsed with numpy instead (slower)\n")
+
+
+N_PIXELS = SIZE * SIZE
+TRAINING_HEADER = COLUMNS + ["Image"]
+TEST_HEADER = ["ImageId", "Image"]
+LOOKUP_HEADER = ["RowId", "ImageId", "FeatureName", "Location"]
+DEFAULT_SEARCH_ROOT = "/kaggle/input"
+
+
+# ---------------------------------------------------------------- finding the competition folder
+
+def _has_training(folder: Path) -> bool:
+    return (folder / "training.csv").is_file() or (folder / "training.zip").is_file()
+
+
+def find_data_dir(data_dir=None, search_root=None) -> Path:
+    """`data_dir` if given, else ./data, else the first folder under the search root holding training data.
+
+    The search root is `search_root`, else $FKD_KAGGLE_INPUT, else /kaggle/input: Kaggle has mounted
+    competitions at /kaggle/input/<slug>/ and /kaggle/input/competitions/<slug>/ over the years.
+    """
+    if data_dir is not None:
+        folder = Path(data_dir)
+        if not folder.is_dir():
+            raise FkdError("no such folder", path=folder)
+        if not _has_training(folder):
+            raise FkdError("holds neither training.csv nor training.zip", path=folder)
+        return folder
+    if _has_training(Path("data")):
+        return Path("data")
+    root = Path(search_root or os.environ.get("FKD_KAGGLE_INPUT") or DEFAULT_SEARCH_ROOT)
+    if root.is_dir():
+        found = sorted(p.parent for p in root.rglob("training.*") if p.name in ("training.csv", "training.zip"))
+        if found:
+            return found[0]
+    raise FkdError(
+        f"no competition data: pass --data-dir, run `make data`, or put training.csv/.zip under {root}"
+    )
+
+
+def source_file(data_dir: Path, stem: str) -> Path:
+    for suffix in (".csv", ".zip"):
+        path = Path(data_dir) / f"{stem}{suffix}"
+        if path.is_file():
+            return path
+    raise FkdError(f"missing {stem}.csv or {stem}.zip", path=data_dir)
+
+
+def read_bytes(path: Path) -> bytes:
+    """The bytes of a .csv, or of the single .csv inside a Kaggle .zip."""
+    path = Path(path)
+    if path.suffix != ".zip":
+        return path.read_bytes()
+    try:
+        with zipfile.ZipFile(path) as archive:
+            members = [m for m in archive.namelist() if m.endswith(".csv") and not m.startswith("__MACOSX")]
+            if len(members) != 1:
+                raise FkdError(f"expected one .csv inside, found {members or 'none'}", path=path)
+            return archive.read(members[0])
+    except zipfile.BadZipFile as error:
+        raise FkdError(f"not a readable zip ({error})", path=path) from None
+
+
+# ---------------------------------------------------------------- parsing
+
+def _check_header(found, expected, path):
+    if found == expected:
+        return
+    missing = [c for c in expected if c not in found]
+    unexpected = [c for c in found if c not in expected]
+    if missing or unexpected:
+        parts = []
+        if missing:
+            parts.append(f"missing {', '.join(missing)}")
+        if unexpected:
+            parts.append(f"unexpected {', '.join(unexpected)}")
+        raise FkdError("bad header: " + "; ".join(parts), path=path, row="header")
+    raise FkdError(f"columns out of order: expected {', '.join(expected)}", path=path, row="header")
+
+
+# problems _scan_pixels reports, by code
+_PIXEL_PROBLEMS = {
+    1: "a character that is not a digit or a space",
+    2: "an empty value (two spaces in a row, or a leading/trailing space)",
+    3: "a value above 255",
+    4: "fewer than 9216 values",
+    5: "more than 9216 values",
+}
+
+
+prange = numba.prange if numba is not None else range
+
+
+def _scan_rows(buffer, starts, ends, out, problems):
+    # Hand-written because no library parses 65M small space-separated integers fast enough:
+    # pandas, pyarrow split+cast and np.fromstring all take 3-10x longer (see `make bench`).
+    n_values = out.shape[1]
+    for row in prange(starts.shape[0]):
+        count = 0
+        value = 0
+        digits = 0
+        for position in range(starts[row], ends[row] + 1):
+            char = buffer[position] if position < ends[row] else 32
+            if 48 <= char <= 57:
+                value = value * 10 + (char - 48)
+                digits += 1
+                if value > 255:
+                    problems[row, 0] = 3
+                    problems[row, 1] = count
+                    break
+            elif char == 32:
+                if digits == 0:
+                    problems[row, 0] = 2
+                    problems[row, 1] = count
+                    break
+                if count == n_values:
+                    problems[row, 0] = 5
+                    problems[row, 1] = count
+                    break
+                out[row, count] = value
+                count += 1
+                value = 0
+                digits = 0
+            else:
+                problems[row, 0] = 1
+                problems[row, 1] = count
+                break
+        if problems[row, 0] == 0 and count != n_values:
+            problems[row, 0] = 4
+            problems[row, 1] = count
+
+
+def _scan_one_row(line, out, problems):
+    # int64 characters: uint8 ones would wrap around in plain Python arithmetic (256 -> 0)
+    _scan_rows(line.astype(np.int64), np.zeros(1, np.int64), np.array([len(line)]), out, problems)
+
+
+def _scan_pixels_numpy(buffer, starts, ends, out, problems):
+    """What _scan_rows does, without numba: rows of at most 3-digit values in numpy, any other row
+    (the rare bad one) through _scan_rows itself, so both give the same values and the same problems."""
+    n_values = out.shape[1]
+    for row in range(len(starts)):
+        line = buffer[starts[row]:ends[row]]
+        if len(line) == 0:
+            _scan_one_row(line, out[row:row + 1], problems[row:row + 1])
+            continue
+        space = line == 32
+        token = np.cumsum(space)
+        digit_at = np.flatnonzero(~space)
+        lengths = np.bincount(token[digit_at], minlength=n_values) if len(digit_at) else np.zeros(0, np.int64)
+        if (len(lengths) != n_values or token[-1] != n_values - 1 or lengths.min() < 1 or lengths.max() > 3
+                or ((line[digit_at] < 48) | (line[digit_at] > 57)).any()):
+            _scan_one_row(line, out[row:row + 1], problems[row:row + 1])
+            continue
+        token_end = np.flatnonzero(np.append(space, True))  # the space (or line end) after each value
+        power = token_end[token[digit_at]] - digit_at - 1
+        values = np.bincount(token[digit_at], weights=(line[digit_at] - 48) * 10.0 ** power, minlength=n_values)
+        if values.max() > 255:
+            _scan_one_row(line, out[row:row + 1], problems[row:row + 1])
+            continue
+        out[row] = values
+
+
+_scan_pixels = (numba.njit(parallel=True, nogil=True, cache=True)(_scan_rows) if numba is not None
+                else _scan_pixels_numpy)
+
+
+def _parse_images(buffer, starts, ends, path) -> np.ndarray:
+    """Each line's [start, end) holds 9,216 space-separated integers 0..255 (optionally quoted)."""
+    quoted = (buffer[starts] == ord('"')) & (buffer[np.maximum(ends - 1, starts)] == ord('"')) & (ends - starts >= 2)
+    starts = starts + quoted
+    ends = ends - quoted
+    images = np.empty((len(starts), N_PIXELS), dtype=np.uint8)
+    problems = np.zeros((len(starts), 2), dtype=np.int64)
+    _scan_pixels(buffer, starts, ends, images, problems)
+    bad_rows = np.flatnonzero(problems[:, 0])
+    if len(bad_rows):
+        row = int(bad_rows[0])
+        code, pixel = problems[row]
+        where = f"pixel {pixel}: " if code in (1, 2, 3) else f"{pixel} values read: "
+        raise FkdError(where + _PIXEL_PROBLEMS[int(code)] + " (pixels are 9216 integers 0..255)",
+                       path=path, row=row_label(row), column="Image")
+    return images.reshape(-1, SIZE, SIZE)
+
+
+def _split_lines(raw: bytes):
+    """Header fields, and for each data line: its start, the start of its last field, its end and
+    its number of fields.
+
+    bytes.find/rfind (C memchr) locate the line ends and last commas without scanning every byte in Python.
+    """
+    header_end = raw.find(b"\n")
+    if header_end < 0:
+        header_end = len(raw)
+    header = raw[:header_end].decode("utf-8-sig", errors="replace").rstrip("\r").split(",")
+    header = [name.strip().strip('"') for name in header]
+    starts, last_fields, ends, n_fields = [], [], [], []
+    position = header_end + 1
+    while position < len(raw):
+        end = raw.find(b"\n", position)
+        if end < 0:
+            end = len(raw)
+        stop = end - 1 if end > position and raw[end - 1] == 13 else end  # \r\n
+        if stop > position:  # skip blank lines
+            comma = raw.rfind(b",", position, stop)
+            n_fields.append(raw.count(b",", position, comma + 1) + 1 if comma >= 0 else 1)
+            starts.append(position)
+            last_fields.append(comma + 1)
+            ends.append(stop)
+        position = end + 1
+    as_array = lambda values: np.array(values, dtype=np.int64)
+    return header, as_array(starts), as_array(last_fields), as_array(ends), as_array(n_fields)
+
+
+def _parse_numbers(raw, starts, ends, columns, path, dtype, allow_empty):
+    """The leading comma-separated numeric fields of each line, via pandas on just those bytes."""
+    text = b"\n".join(raw[s:e] for s, e in zip(starts, ends))
+    table = pd.read_csv(io.BytesIO(text), header=None, names=columns, dtype=str,
+                        keep_default_na=False, na_filter=False)
+    values = np.empty((len(table), len(columns)), dtype=np.float64)
+    for j, column in enumerate(columns):
+        cells = table[column].str.strip()
+        numbers = pd.to_numeric(cells.where(cells != ""), errors="coerce")
+        bad = (cells != "") & (numbers.isna() | ~np.isfinite(numbers.fillna(0.0)))
+        if not allow_empty:
+            bad |= cells == ""
+        if bad.any():
+            row = int(np.flatnonzero(bad.to_numpy())[0])
+            shown = cells.iloc[row]
+            why = "empty" if shown == "" else f"{shown!r} is not a finite number"
+            raise FkdError(why, path=path, row=row_label(row), column=column)
+        values[:, j] = numbers.to_numpy(dtype=np.float64, na_value=np.nan)
+    return values.astype(dtype)
+
+
+def _parse_table(raw: bytes, header_expected, path):
+    header, starts, last_fields, ends, n_fields = _split_lines(raw)
+    _check_header(header, header_expected, path)
+    if len(starts) == 0:
+        raise FkdError("no data rows", path=path)
+    wrong = np.flatnonzero(n_fields != len(header_expected))
+    if len(wrong):
+        row = int(wrong[0])
+        raise FkdError(f"{n_fields[row]} fields, expected {len(header_expected)}", path=path, row=row_label(row))
+    buffer = np.frombuffer(raw, dtype=np.uint8)
+    images = _parse_images(buffer, last_fields, ends, path)
+    return starts, last_fields, images
+
+
+def parse_training(raw: bytes, path="training.csv"):
+    """(images uint8 [N,96,96], keypoints float32 [N,30] with NaN for missing) from training.csv bytes."""
+    starts, last_fields, images = _parse_table(raw, TRAINING_HEADER, path)
+    keypoints = _parse_numbers(raw, starts, last_fields - 1, COLUMNS, path, np.float32, allow_empty=True)
+    return images, keypoints
+
+
+def parse_test(raw: bytes, path="test.csv"):
+    """(image_ids int64 [M], images uint8 [M,96,96]) from test.csv bytes."""
+    starts, last_fields, images = _parse_table(raw, TEST_HEADER, path)
+    ids = _parse_numbers(raw, starts, last_fields - 1, ["ImageId"], path, np.float64, allow_empty=False)[:, 0]
+    if (ids != np.round(ids)).any():
+        row = int(np.flatnonzero(ids != np.round(ids))[0])
+        raise FkdError(f"{ids[row]} is not an integer id", path=path, row=row_label(row), column="ImageId")
+    return ids.astype(np.int64), images
+
+
+# ---------------------------------------------------------------- cache
+
+def cache_dir(data_dir) -> Path:
+    """<data_dir>/.fkd-cache where writable, else ~/.cache/fkd/<hash of the folder> (read-only inputs)."""
+    data_dir = Path(data_dir).resolve()
+    # root passes os.access on a folder without write bits: respect the bits too
+    if os.access(data_dir, os.W_OK) and data_dir.stat().st_mode & 0o200:
+        folder = data_dir / ".fkd-cache"
+    else:
+        digest = hashlib.sha1(str(data_dir).encode()).hexdigest()[:12]
+        base = Path(os.environ.get("FKD_CACHE_DIR") or Path.home() / ".cache" / "fkd")
+        folder = base / f"{data_dir.name}-{digest}"
+    folder.mkdir(parents=True, exist_ok=True)
+    return folder
+
+
+def _stamp(path: Path) -> dict:
+    stat = path.stat()
+    return {"source": str(path.resolve()), "size": stat.st_size, "mtime_ns": stat.st_mtime_ns}
+
+
+def _cached(data_dir, stem: str, parse, names):
+    """Arrays parsed from <stem>.csv/.zip, reloaded from .npy while the source is unchanged."""
+    source = source_file(data_dir, stem)
+    folder = cache_dir(data_dir)
+    stamp_path = folder / f"{stem}.json"
+    files = [folder / f"{stem}.{name}.npy" for name in names]
+    stamp = _stamp(source)
+    if stamp_path.is_file() and all(f.is_file() for f in files):
+        if json.loads(stamp_path.read_text()) == stamp:
+            return tuple(np.load(f) for f in files)
+    arrays = parse(read_bytes(source), source)
+    for array, file in zip(arrays, files):
+        with atomic_path(file) as tmp:
+            with open(tmp, "wb") as handle:
+                np.save(handle, array)
+    write_text(stamp_path, json.dumps(stamp))  # last: the cache counts only once this exists
+    return arrays
+
+
+def load_training(data_dir):
+    """(images uint8 [N,96,96], keypoints float32 [N,30], NaN = missing)."""
+    return _cached(data_dir, "training", parse_training, ("images", "keypoints"))
+
+
+def load_test(data_dir):
+    """(image_ids int64 [M], images uint8 [M,96,96])."""
+    return _cached(data_dir, "test", parse_test, ("ids", "images"))
+
+
+def load_lookup(source) -> pd.DataFrame:
+    """IdLookupTable as RowId, ImageId, FeatureName; `source` is the csv or the folder holding it."""
+    path = Path(source)
+    if path.is_dir():
+        path = path / "IdLookupTable.csv"
+    if not path.is_file():
+        raise FkdError("no such file", path=path)
+    table = pd.read_csv(path, dtype={"FeatureName": str})
+    _check_header(list(table.columns), LOOKUP_HEADER, path)
+    for column in ("RowId", "ImageId"):
+        numbers = pd.to_numeric(table[column], errors="coerce")
+        if numbers.isna().any():
+            row = int(np.flatnonzero(numbers.isna().to_numpy())[0])
+            raise FkdError(f"{table[column].iloc[row]!r} is not an integer", path=path,
+                           row=row_label(row), column=column)
+        table[column] = numbers.astype(np.int64)
+    unknown = ~table["FeatureName"].isin(COLUMNS)
+    if unknown.any():
+        row = int(np.flatnonzero(unknown.to_numpy())[0])
+        raise FkdError(f"unknown feature {table['FeatureName'].iloc[row]!r}", path=path,
+                       row=row_label(row), column="FeatureName")
+    return table[["RowId", "ImageId", "FeatureName"]]
+
+
+def lookup_kinds(lookup: pd.DataFrame, image_ids, training_keypoints) -> np.ndarray:
+    """Per test image: 0 (the partial kind) when the lookup asks only values the partial training rows
+    label, else 1 (the complete kind: it asks a point only the complete rows teach). An image the
+    lookup does not mention is of the complete kind. Each kind is predicted with its own rows' output."""
+    labelled = set(np.asarray(COLUMNS)[partial_columns(training_keypoints)])
+    outside = ~lookup["FeatureName"].isin(labelled)
+    asks_more = outside.groupby(lookup["ImageId"]).any()
+    return asks_more.reindex(image_ids).fillna(True).to_numpy().astype(np.int64)
+
+
+def training_fingerprint(images, keypoints) -> str:
+    """A short hash of the training data (pixels and labels): the same folder gives the same digest."""
+    return hashlib.blake2b(np.ascontiguousarray(images).tobytes()
+                           + np.nan_to_num(keypoints, nan=-1).astype(np.float32).tobytes(), digest_size=8).hexdigest()

@@ -1,0 +1,1 @@
+"""Kaggle: the kaggle program and token, kernel metadata, the bundle and its runner, leaderboard."""

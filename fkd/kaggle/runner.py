@@ -1,0 +1,192 @@
+"""What the kernel bundle runs on Kaggle: find the data, train (folds in parallel on several GPUs, or
+gather fold kernels' checkpoints), blend, write and check submission.csv. Every step is a
+`python -m fkd ...` process, as on the command line."""
+import json
+import os
+import queue
+import shutil
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+from fkd.core.atomic import atomic_path
+from fkd.core.config import RUN_INDEPENDENT_KEYS
+from fkd.data.competition import find_data_dir
+
+_START = time.time()
+
+
+def log(message: str) -> None:
+    elapsed = int(time.time() - _START)
+    print(f"[fkd-kernel {elapsed // 3600:d}:{elapsed // 60 % 60:02d}:{elapsed % 60:02d}] {message}", flush=True)
+
+
+def cuda_device_count() -> int:
+    """GPUs torch sees (0 without torch or CUDA); $FKD_KERNEL_GPUS overrides (dry runs, tests)."""
+    if os.environ.get("FKD_KERNEL_GPUS"):
+        return int(os.environ["FKD_KERNEL_GPUS"])
+    try:
+        import torch
+        return int(torch.cuda.device_count())
+    except Exception:  # noqa: BLE001 - no torch, or a broken driver: train on what cv finds
+        return 0
+
+
+def fkd_command(argv, bundle_root) -> None:
+    """`python -m fkd ARGV` as a child process of the bundle's own fkd, its output relayed; raises on failure."""
+    log("fkd " + " ".join(str(a) for a in argv))
+    path = os.pathsep.join(p for p in (str(bundle_root), os.environ.get("PYTHONPATH", "")) if p)
+    status = run_fold_process(argv, dict(os.environ, PYTHONPATH=path, PYTHONUNBUFFERED="1"), "")
+    if status:
+        raise RuntimeError(f"`fkd {argv[0]}` failed with exit status {status} (see the lines above)")
+
+
+def _stream(process, prefix):
+    for line in process.stdout:
+        print(prefix + line.rstrip("\n"), flush=True)
+    return process.wait()
+
+
+def run_fold_process(argv, env, prefix) -> int:
+    """One `python -m fkd ...` child; its output printed line by line with `prefix`."""
+    process = subprocess.Popen([sys.executable, "-u", "-m", "fkd", *map(str, argv)], env=env,
+                               stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, bufsize=1)
+    return _stream(process, prefix)
+
+
+def train_folds_parallel(cv_argv, folds, n_gpus, bundle_root, launch=run_fold_process) -> None:
+    """Train each fold in its own process, one process per GPU at a time (CUDA_VISIBLE_DEVICES=g).
+
+    GPUs take the next waiting fold as they come free. `launch(argv, env, prefix) -> exit status`.
+    """
+    waiting = queue.Queue()
+    for k in folds:
+        waiting.put(k)
+    failures = []
+    path = os.pathsep.join(p for p in (str(bundle_root), os.environ.get("PYTHONPATH", "")) if p)
+
+    def worker(gpu):
+        while not failures:
+            try:
+                k = waiting.get_nowait()
+            except queue.Empty:
+                return
+            env = dict(os.environ, CUDA_VISIBLE_DEVICES=str(gpu), PYTHONPATH=path, PYTHONUNBUFFERED="1")
+            argv = list(cv_argv) + ["--only-fold", str(k)]
+            log(f"gpu {gpu}: fold {k}: fkd " + " ".join(map(str, argv)))
+            status = launch(argv, env, f"[gpu{gpu} fold{k}] ")
+            log(f"gpu {gpu}: fold {k} finished with exit status {status}")
+            if status:
+                failures.append((k, status))
+
+    threads = [threading.Thread(target=worker, args=(g,), daemon=True) for g in range(n_gpus)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    if failures:
+        raise RuntimeError("fold training failed: " + ", ".join(f"fold {k} (exit {s})" for k, s in failures))
+
+
+def gather_fold_checkpoints(input_root, name, folds, run_dir, sources=()) -> list:
+    """Copy runs/<name>/fold<k>.pt of every fold kernel (their outputs, under the input root) into run_dir.
+
+    `fkd cv` over run_dir then trains nothing (every checkpoint exists) and only assembles the run:
+    oof.csv, test_pred.csv, metrics.json - exactly as if one machine had trained all folds.
+    """
+    input_root, run_dir = Path(input_root), Path(run_dir)
+    found = {}
+    for k in range(folds):
+        hits = sorted(p for p in input_root.rglob(f"fold{k}.pt")
+                      if p.parent.name == name and p.parent.parent.name == "runs")
+        if hits:
+            found[k] = hits[0]
+    missing = [k for k in range(folds) if k not in found]
+    if missing:
+        raise RuntimeError(f"no runs/{name}/fold<k>.pt under {input_root} for folds {missing}: are the fold "
+                           f"kernels {', '.join(sources) or '(none listed)'} complete and attached?")
+    # every fold must come from the same config: cv then checks it against this kernel's own
+    settings = {}
+    for k, path in found.items():
+        saved = path.parent / "config.json"
+        if saved.is_file():
+            settings[k] = {key: value for key, value in json.loads(saved.read_text()).items()
+                           if key not in RUN_INDEPENDENT_KEYS}
+    differing = [k for k in settings if settings[k] != next(iter(settings.values()))]
+    if differing:
+        raise RuntimeError(f"the fold kernels trained different configs (folds {differing} differ from fold "
+                           f"{next(iter(settings))}): rebuild and push them together")
+    run_dir.mkdir(parents=True, exist_ok=True)
+    if settings:
+        first = found[next(iter(settings))].parent / "config.json"
+        with atomic_path(run_dir / "config.json") as tmp:
+            shutil.copyfile(first, tmp)
+    for k, path in found.items():
+        log(f"fold {k}: {path}")
+        with atomic_path(run_dir / path.name) as tmp:
+            shutil.copyfile(path, tmp)
+    return [run_dir / found[k].name for k in range(folds)]
+
+
+def kernel_main(plan, config_name, config_text, bundle_root) -> int:
+    """What the bundle runs: find the data, train (or gather fold runs), blend, write submission.csv."""
+    try:
+        sys.stdout.reconfigure(line_buffering=True)
+    except (AttributeError, ValueError):
+        pass
+    import fkd
+    input_root = Path(os.environ.get("FKD_KAGGLE_INPUT") or "/kaggle/input").resolve()
+    working = Path(os.environ.get("FKD_KAGGLE_WORKING") or "/kaggle/working").resolve()
+    working.mkdir(parents=True, exist_ok=True)
+    os.chdir(working)
+    os.environ.setdefault("PYTHONUNBUFFERED", "1")
+    if not plan.get("internet"):
+        os.environ.setdefault("HF_HUB_OFFLINE", "1")  # no network on Kaggle: fail fast, never hang
+    mode, name, folds = plan["mode"], plan["name"], int(plan["folds"])
+    log(f"fkd {fkd.__version__} from {Path(fkd.__file__).parent}; python {sys.version.split()[0]}; "
+        f"mode {mode}; run {name}; input {input_root}; working {working}")
+    config_path = Path(bundle_root) / config_name
+    config_path.write_text(config_text)
+
+    data_dir = find_data_dir(search_root=input_root).resolve()
+    log(f"competition data: {data_dir} ({', '.join(sorted(p.name for p in data_dir.iterdir()))})")
+    runs_dir = working / "runs"
+    cv_argv = ["cv", "--data-dir", data_dir, "--config", config_path, "--folds", folds,
+               "--runs-dir", runs_dir]
+    n_gpus = 0 if plan.get("mean_shape") else cuda_device_count()
+    log(f"GPUs: {n_gpus}")
+
+    if mode == "fold":
+        k = int(plan["fold"])
+        fkd_command(cv_argv + ["--name", name, "--only-fold", k], bundle_root)
+        log(f"fold {k} done: {runs_dir / name / f'fold{k}.pt'} (the ensemble kernel gathers the folds)")
+        return 0
+    if mode == "single" and plan.get("mean_shape"):
+        submit_argv = ["submit", "--data-dir", data_dir, "--model", "mean"]
+    elif mode == "single":
+        argv = cv_argv + ["--name", name]
+        if n_gpus > 1:
+            log(f"{n_gpus} GPUs: folds trained concurrently, one process per GPU")
+            train_folds_parallel(argv, list(range(folds)), n_gpus, bundle_root)
+        fkd_command(argv, bundle_root)  # after parallel training: every fold is done, this gathers OOF and metrics
+        submit_argv = ["submit", "--data-dir", data_dir, "--runs", runs_dir / name]
+    elif mode == "ensemble":
+        gather_fold_checkpoints(input_root, name, folds, runs_dir / name, plan.get("sources", ()))
+        fkd_command(cv_argv + ["--name", name], bundle_root)  # nothing left to train: assembles OOF, test predictions
+        submit_argv = ["submit", "--data-dir", data_dir, "--runs", runs_dir / name]
+    else:
+        raise RuntimeError(f"unknown plan mode {mode!r}")
+
+    out_dir = working / "submissions"
+    before = set(out_dir.glob("*.csv")) if out_dir.is_dir() else set()
+    fkd_command(submit_argv + ["--name", name, "--out-dir", out_dir], bundle_root)
+    made = sorted(set(out_dir.glob("*.csv")) - before, key=lambda p: p.stat().st_mtime)
+    if not made:
+        raise RuntimeError(f"`fkd submit` wrote no new .csv into {out_dir}")
+    final = working / "submission.csv"
+    shutil.copyfile(made[-1], final)
+    fkd_command(["check-submission", final, "--lookup", data_dir / "IdLookupTable.csv"], bundle_root)
+    log(f"done: {final} (from {made[-1].name})")
+    return 0

@@ -1,0 +1,1 @@
+"""The networks, their input path (device, precision, scaling, flip axis, forward) and augmentation."""

@@ -1,0 +1,1 @@
+"""Pictures: plots, EDA, run reports, keypoints on photos."""

@@ -1,0 +1,475 @@
+"""`fkd face PHOTO... --runs runs/A [--out DIR]`: find faces in any photo, predict their keypoints.
+
+Per photo: faces are found offline with a cascade detector (OpenCV's Haar frontal-face cascade when
+the installed OpenCV ships it, else scikit-image's LBP frontal-face cascade, which scikit-image
+ships); each box becomes a square crop framed like Kaggle's faces, resampled to 96x96 grayscale by
+one explicit 2x3 affine matrix M (photo -> crop); the runs predict the keypoints; M's inverse takes
+them back to photo pixels exactly. Then one refinement: the predicted eye centres, nose tip and
+bottom lip define a similarity (scale, rotation, shift) that puts them where Kaggle's faces have
+them, the face is cropped again with it (this also levels a tilted head) and predicted again.
+Writes `<stem>_keypoints.png` (photo, detector box in white, final crop square in yellow, points)
+and `<stem>_keypoints.json` (per face: box, matrices, the 15 named points in photo pixels).
+
+Framing. On Kaggle's training set the eye centres sit near x=66 (subject's left) and x=30
+(subject's right) at y=37, the nose tip near (48, 62) and the bottom lip near (48, 80). The crop is
+the detector's box moved and scaled:
+    crop side = SIDE * box width, crop centre = box centre + (DX, DY) * box width.
+How SIDE, DX, DY were chosen (eye centres and bottom lip vs the positions above):
+- scikit-image's astronaut (eyes at about (202.5, 101) and (245.5, 102), bottom lip (222, 154)):
+  SIDE 1.25 (Haar box 93 px), 1.23 (LBP box 94 px); Grace Hopper, matplotlib's sample photo (eyes
+  (222, 195), (307, 193), bottom lip (268, 290)): 0.95 (Haar, 230 px), 1.13 (LBP, 195 px).
+- 300 Kaggle-framed real faces of the proxy training set (300-W HELEN labels), enlarged 2x into a
+  larger canvas and detected: SIDE 1.03 for both detectors, spread of the eyes about 1.5 px. The
+  crop's own border may pull the box there, so this one counts as a hint only.
+- DX is 0 and DY +0.01 in every case (within 0.02).
+So one face's box alone misses Kaggle's scale by up to ~20 %: the refinement pass fixes the rest.
+
+Coordinates are pixel indices (pixel centre = integer) in both the photo and the crop, the
+convention cv2.warpAffine uses, so crop = M @ [x, y, 1] and photo = M^-1 @ [u, v, 1] exactly.
+"""
+
+import json
+import re
+from dataclasses import dataclass
+from pathlib import Path
+
+import cv2
+import numpy as np
+
+from fkd.core.atomic import atomic_path, write_text
+from fkd.core.errors import FkdError
+from fkd.core.keypoints import KEYPOINTS, SIZE, as_points
+from fkd.data.shapes import similarity_matrix
+
+# where Kaggle's training faces have their 4 core points (96 px crop): the refinement's target
+KAGGLE_CORE = {"left_eye_center": (66.0, 37.0), "right_eye_center": (30.0, 37.0),
+               "nose_tip": (48.0, 62.0), "mouth_center_bottom_lip": (48.0, 80.0)}
+CORE_INDEX = np.array([KEYPOINTS.index(name) for name in KAGGLE_CORE])
+CORE_TARGET = np.array(list(KAGGLE_CORE.values()), dtype=np.float64)
+
+
+@dataclass(frozen=True)
+class Framing:
+    side: float  # crop side / box width
+    dx: float    # crop centre - box centre, x, in box widths
+    dy: float    # crop centre - box centre, y, in box widths
+
+
+# chosen from the measurements in the module docstring
+FRAMING = {
+    "haar": Framing(side=1.05, dx=0.0, dy=0.01),
+    "lbp": Framing(side=1.10, dx=0.0, dy=0.01),
+}
+REFINE_LIMITS = (0.6, 1.7, 40.0)  # refinement kept only if it rescales by 0.6..1.7 and turns < 40 deg
+
+HAAR_FILE = "haarcascade_frontalface_default.xml"
+EYE_FILE = "haarcascade_eye.xml"
+DETECT_MAX_SIDE = 1024  # photos are shrunk to this for detection only (speed); boxes scaled back
+TURNS = (20, -20, 35, -35, 50, -50, 65, -65)  # degrees: turned copies searched when the upright photo shows no face
+PHOTO_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff")
+
+
+# ---------------------------------------------------------------- reading
+
+def photo_paths(paths) -> list:
+    """The photos named, a folder standing for the photos inside it (sorted by name)."""
+    found = []
+    for path in map(Path, paths):
+        if path.is_dir():
+            inside = sorted(p for p in path.iterdir() if p.suffix.lower() in PHOTO_SUFFIXES and p.is_file())
+            if not inside:
+                raise FkdError(f"holds no photos ({', '.join(PHOTO_SUFFIXES)})", path=path)
+            found += inside
+        else:
+            found.append(path)
+    return found
+
+
+def read_photo(path) -> np.ndarray:
+    """A photo as BGR uint8 (colour, grayscale, 16-bit or alpha all become 3 x 8 bits)."""
+    path = Path(path)
+    if not path.is_file():
+        raise FkdError("no such file", path=path)
+    try:
+        raw = np.fromfile(path, dtype=np.uint8)
+        image = cv2.imdecode(raw, cv2.IMREAD_COLOR) if raw.size else None
+    except (OSError, cv2.error) as error:
+        raise FkdError(f"cannot read the image: {error}", path=path) from None
+    if image is None or image.size == 0:
+        raise FkdError("cannot read the image: not a JPEG/PNG OpenCV can decode, or corrupt", path=path)
+    return image
+
+
+def to_gray(image) -> np.ndarray:
+    image = np.asarray(image)
+    if image.ndim == 2:
+        return image
+    return cv2.cvtColor(image, cv2.COLOR_BGR2GRAY)
+
+
+# ---------------------------------------------------------------- detection
+
+def haar_available() -> bool:
+    return hasattr(cv2, "CascadeClassifier") and _haar_path().is_file()
+
+
+def _haar_path() -> Path:
+    folder = getattr(getattr(cv2, "data", None), "haarcascades", "") or ""
+    return Path(folder) / HAAR_FILE
+
+
+def available_detectors() -> list:
+    return (["haar"] if haar_available() else []) + ["lbp"]
+
+
+def eyes_available() -> bool:
+    return hasattr(cv2, "CascadeClassifier") and _haar_path().with_name(EYE_FILE).is_file()
+
+
+def shows_two_eyes(gray, box) -> bool:
+    """OpenCV's eye cascade finds two eyes or more in the top of the box (photos of faces: always;
+    the textures that fool a face cascade on turned copies, in our tries: never)."""
+    x, y, w, h = (int(round(v)) for v in box)
+    top = cv2.equalizeHist(gray)[max(0, y):max(0, y) + h * 5 // 8, max(0, x):max(0, x) + w]  # as the face cascade saw it
+    if top.size == 0:
+        return False
+    side = max(8, w // 10)
+    cascade = cv2.CascadeClassifier(str(_haar_path().with_name(EYE_FILE)))
+    return len(cascade.detectMultiScale(top, scaleFactor=1.1, minNeighbors=3, minSize=(side, side))) >= 2
+
+
+def _detect_haar(gray, min_size):
+    cascade = cv2.CascadeClassifier(str(_haar_path()))
+    boxes = cascade.detectMultiScale(cv2.equalizeHist(gray), scaleFactor=1.1, minNeighbors=5,
+                                     minSize=(min_size, min_size))
+    return np.asarray(boxes, dtype=np.float64).reshape(-1, 4)
+
+
+def _detect_lbp(gray, min_size):
+    from skimage.data import lbp_frontal_face_cascade_filename
+    from skimage.feature import Cascade
+
+    cascade = Cascade(lbp_frontal_face_cascade_filename())
+    # step_ratio 1.5 with 6 neighbours: 4x faster than the exhaustive search, and on the photos we
+    # tried (astronaut, Grace Hopper, cameraman, coffee, cat) it found each face once and nothing else
+    found = cascade.detect_multi_scale(img=gray, scale_factor=1.1, step_ratio=1.5,
+                                       min_size=(min_size, min_size), max_size=gray.shape[:2],
+                                       min_neighbor_number=6)
+    return np.array([[d["c"], d["r"], d["width"], d["height"]] for d in found], dtype=np.float64).reshape(-1, 4)
+
+
+def _drop_nested(boxes, overlap=0.5):
+    """Keep the larger of two boxes when more than `overlap` of the smaller lies inside it."""
+    order = np.argsort(-boxes[:, 2] * boxes[:, 3])
+    kept = []
+    for i in order:
+        x, y, w, h = boxes[i]
+        inside = False
+        for j in kept:
+            X, Y, W, H = boxes[j]
+            iw = max(0.0, min(x + w, X + W) - max(x, X))
+            ih = max(0.0, min(y + h, Y + H) - max(y, Y))
+            if iw * ih > overlap * w * h:
+                inside = True
+                break
+        if not inside:
+            kept.append(i)
+    kept = boxes[sorted(kept, key=lambda k: (boxes[k, 0], boxes[k, 1]))]
+    return kept
+
+
+def detect_faces(gray, detector: str = "auto", min_size: int = 24):
+    """Faces in a grayscale uint8 photo: (boxes float [K,4] as x, y, w, h in photo pixels, sorted left
+    to right, detector name). detector: 'auto' (Haar if OpenCV has it, else LBP), 'haar' or 'lbp'."""
+    gray = to_gray(gray)
+    name = detector if detector != "auto" else available_detectors()[0]
+    if name == "haar" and not haar_available():
+        raise FkdError(f"this OpenCV ({cv2.__version__}) has no Haar cascade; use --detector lbp")
+    if name not in FRAMING:
+        raise FkdError(f"unknown detector {name!r}: choose from {', '.join(available_detectors())}")
+    factor = min(1.0, DETECT_MAX_SIDE / max(gray.shape))
+    small = gray if factor == 1.0 else cv2.resize(gray, None, fx=factor, fy=factor, interpolation=cv2.INTER_AREA)
+    min_small = max(12, int(round(min_size * factor)))
+    boxes = (_detect_haar if name == "haar" else _detect_lbp)(small, min_small)
+    if factor != 1.0:
+        boxes = boxes / factor
+    return _drop_nested(boxes) if len(boxes) else boxes, name
+
+
+# ---------------------------------------------------------------- the crop as an explicit affine
+
+def crop_matrix(box, framing: Framing) -> np.ndarray:
+    """2x3 float64 matrix taking photo pixel coordinates to 96x96 crop coordinates for a box
+    (x, y, w, h): the square of side framing.side * w centred framing.(dx, dy) * w off the box
+    centre, scaled to SIZE pixels."""
+    x, y, w, h = (float(v) for v in box)
+    side = framing.side * w
+    cx = x + (w - 1) / 2 + framing.dx * w
+    cy = y + (h - 1) / 2 + framing.dy * w
+    s = SIZE / side
+    c = (SIZE - 1) / 2
+    return np.array([[s, 0.0, c - s * cx], [0.0, s, c - s * cy]], dtype=np.float64)
+
+
+def invert(matrix) -> np.ndarray:
+    return cv2.invertAffineTransform(np.asarray(matrix, dtype=np.float64))
+
+
+def apply(matrix, points) -> np.ndarray:
+    """Points (..., 2) through a 2x3 matrix (NaN stays NaN)."""
+    matrix = np.asarray(matrix, dtype=np.float64)
+    points = np.asarray(points, dtype=np.float64)
+    return points @ matrix[:, :2].T + matrix[:, 2]
+
+
+def crop(gray, matrix, size: int = SIZE) -> np.ndarray:
+    """The size x size uint8 crop M(photo), anti-aliased when it shrinks (Gaussian blur of sigma
+    (1/scale - 1)/2 first, scikit-image's rule); outside the photo the border pixels repeat."""
+    gray = to_gray(gray)
+    scale = float(np.sqrt(abs(np.linalg.det(np.asarray(matrix)[:, :2]))))
+    if scale < 1.0:
+        sigma = (1.0 / scale - 1.0) / 2.0
+        gray = cv2.GaussianBlur(gray, (0, 0), sigmaX=sigma, sigmaY=sigma, borderType=cv2.BORDER_REPLICATE)
+    return cv2.warpAffine(gray, np.asarray(matrix, dtype=np.float64), (size, size), flags=cv2.INTER_LINEAR,
+                          borderMode=cv2.BORDER_REPLICATE)
+
+
+def keypoints_to_photo(keypoints, matrix) -> np.ndarray:
+    """Crop keypoints (..., 30) -> photo coordinates (..., 15, 2) through the inverse of `matrix`."""
+    return apply(invert(matrix), as_points(np.asarray(keypoints, dtype=np.float64)))
+
+
+def refined_matrix(matrix, keypoints):
+    """The photo -> crop matrix that puts this face's predicted core points (crop coordinates under
+    `matrix`) where Kaggle's faces have them; None when the fit is implausible."""
+    points = as_points(np.asarray(keypoints, dtype=np.float64))[CORE_INDEX]
+    if np.isnan(points).any():
+        return None
+    refined = similarity_matrix(apply(invert(matrix), points), CORE_TARGET)
+    if refined is None:
+        return None
+    ratio = np.sqrt(abs(np.linalg.det(refined[:, :2])) / abs(np.linalg.det(np.asarray(matrix)[:, :2])))
+    angle = np.degrees(np.arctan2(refined[1, 0], refined[0, 0]))
+    low, high, max_angle = REFINE_LIMITS
+    return refined if low <= ratio <= high and abs(angle) <= max_angle else None
+
+
+def compose(outer, inner) -> np.ndarray:
+    """The 2x3 affine that applies `inner`, then `outer`."""
+    outer, inner = np.asarray(outer, np.float64), np.asarray(inner, np.float64)
+    return np.hstack([outer[:, :2] @ inner[:, :2], (outer[:, :2] @ inner[:, 2] + outer[:, 2])[:, None]])
+
+
+def turned(gray, angle: float):
+    """(the photo turned by `angle` degrees counter-clockwise on a canvas that holds all of it,
+    the 2x3 matrix photo -> turned photo)."""
+    height, width = gray.shape[:2]
+    rotation = cv2.getRotationMatrix2D(((width - 1) / 2, (height - 1) / 2), angle, 1.0)
+    cos, sin = abs(rotation[0, 0]), abs(rotation[0, 1])
+    size = (int(np.ceil(width * cos + height * sin)), int(np.ceil(width * sin + height * cos)))
+    rotation[:, 2] += ((size[0] - width) / 2, (size[1] - height) / 2)
+    return cv2.warpAffine(gray, rotation, size, flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE), rotation
+
+
+def find_faces(photo_bgr, detector="auto", min_size=24):
+    """(boxes [K,4], matrices [K,2,3] photo -> crop, crops uint8 [K,96,96], detector name).
+
+    When the upright photo shows no face, copies turned by each of TURNS are searched in turn (the
+    detectors miss heads tilted much past 20 degrees): a box found on a turned copy, and confirmed by
+    two eyes, gives a crop that stands the head up; its box is drawn where its centre falls on the photo."""
+    gray = to_gray(photo_bgr)
+    boxes, name = detect_faces(gray, detector, min_size)
+    matrices = [crop_matrix(box, FRAMING[name]) for box in boxes]
+    if not len(boxes) and eyes_available():
+        for angle in TURNS:
+            copy, rotation = turned(gray, angle)
+            found, _ = detect_faces(copy, name, min_size)
+            # a turned copy's texture fools a face cascade now and then: two eyes must confirm each face
+            found = np.array([box for box in found if shows_two_eyes(copy, box)]).reshape(-1, 4)
+            if len(found):
+                back = invert(rotation)
+                centres = apply(back, [[x + (w - 1) / 2, y + (h - 1) / 2] for x, y, w, h in found])
+                boxes = np.array([[cx - (w - 1) / 2, cy - (h - 1) / 2, w, h]
+                                  for (cx, cy), (_, _, w, h) in zip(centres, found)])
+                matrices = [compose(crop_matrix(box, FRAMING[name]), rotation) for box in found]
+                name = f"{name}, on the photo turned {angle:+g} degrees"
+                break
+    matrices = np.array(matrices).reshape(-1, 2, 3)
+    crops = np.array([crop(gray, m) for m in matrices], dtype=np.uint8).reshape(-1, SIZE, SIZE)
+    return boxes, matrices, crops, name
+
+
+BGR = {"left": (180, 119, 31), "right": (14, 127, 255), "centre": (44, 160, 44)}
+
+
+def draw_on_photo(photo_bgr, faces_points, boxes, matrices=()) -> np.ndarray:
+    """A copy of the photo with each detector box (white, numbered), crop square (yellow, from the
+    photo -> crop matrix) and 15 points coloured by side."""
+    from fkd.show.plots import SIDES
+
+    canvas = np.array(photo_bgr, copy=True)
+    height, width = canvas.shape[:2]
+    thick = max(1, round(max(height, width) / 500))
+    for k, (box, points) in enumerate(zip(boxes, faces_points)):
+        x, y, w, h = (int(round(v)) for v in box)
+        cv2.rectangle(canvas, (x, y), (x + w, y + h), (255, 255, 255), thick, cv2.LINE_AA)
+        if k < len(matrices):
+            corners = apply(invert(matrices[k]), [[-0.5, -0.5], [SIZE - 0.5, -0.5], [SIZE - 0.5, SIZE - 0.5],
+                                                   [-0.5, SIZE - 0.5]])
+            cv2.polylines(canvas, [np.round(corners * 16).astype(np.int32)], True, (0, 220, 255), thick,
+                          cv2.LINE_AA, shift=4)
+        cv2.putText(canvas, str(k), (x + 2 * thick, y + 12 * thick), cv2.FONT_HERSHEY_SIMPLEX, 0.45 * thick,
+                    (255, 255, 255), thick, cv2.LINE_AA)
+        radius = max(2, int(round(w / 45)))
+        for (px, py), s in zip(points, SIDES):
+            if np.isnan(px) or np.isnan(py):
+                continue
+            centre = (int(round(px * 16)), int(round(py * 16)))  # 4 fractional bits: sub-pixel accurate
+            cv2.circle(canvas, centre, radius * 16, (255, 255, 255), -1, cv2.LINE_AA, shift=4)
+            cv2.circle(canvas, centre, max(1, radius - 1) * 16, BGR[s], -1, cv2.LINE_AA, shift=4)
+    return np.vstack([canvas, legend_strip(width, height)])
+
+
+def legend_strip(width: int, height: int) -> np.ndarray:
+    """The colour key as a black band to go below the photo: it never covers a face."""
+    legend = [("subject's left", BGR["left"]), ("subject's right", BGR["right"]), ("midline", BGR["centre"])]
+    scale = max(0.4, min(max(height, width) / 1000, width / 560))
+    weight = max(1, int(round(scale * 1.5)))
+    strip = np.zeros((int(round(34 * scale)), width, 3), np.uint8)
+    x = int(6 * scale)
+    for text, colour in legend:
+        cv2.putText(strip, text, (x, int(round(24 * scale))), cv2.FONT_HERSHEY_SIMPLEX, 0.6 * scale, colour,
+                    weight, cv2.LINE_AA)
+        x += cv2.getTextSize(text, cv2.FONT_HERSHEY_SIMPLEX, 0.6 * scale, weight)[0][0] + int(20 * scale)
+    return strip
+
+
+def write_png(path, image) -> Path:
+    ok, encoded = cv2.imencode(".png", image)
+    if not ok:
+        raise FkdError("could not encode the PNG", path=path)
+    with atomic_path(path) as tmp:
+        tmp.write_bytes(encoded.tobytes())
+    return Path(path)
+
+
+def face_record(box, matrix, keypoints, refined: bool) -> dict:
+    points = keypoints_to_photo(keypoints, matrix)
+    crop_points = as_points(np.asarray(keypoints, np.float64))
+    return {"box": [round(float(v), 1) for v in box], "refined": bool(refined),
+            "photo_to_crop": np.round(matrix, 6).tolist(),
+            "crop_to_photo": np.round(invert(matrix), 6).tolist(),
+            "keypoints": {n: [round(float(x), 2), round(float(y), 2)] for n, (x, y) in zip(KEYPOINTS, points)},
+            "keypoints_crop": {n: [round(float(x), 2), round(float(y), 2)]
+                               for n, (x, y) in zip(KEYPOINTS, crop_points)}}
+
+
+def to_json(record) -> str:
+    """Indented JSON with every list of numbers on one line (points, boxes, matrix rows)."""
+    text = json.dumps(record, indent=1)
+    return re.sub(r"\[[-+0-9.eE,\s]*\]", lambda m: json.dumps(json.loads(m.group(0))), text) + "\n"
+
+
+def _stems(paths):
+    seen, stems = {}, []
+    for path in paths:
+        stem = Path(path).stem
+        seen[stem] = seen.get(stem, 0) + 1
+        stems.append(stem if seen[stem] == 1 else f"{stem}-{seen[stem]}")
+    return stems
+
+
+def _predictor(run_dirs, flip_tta, device=None):
+    def predict(images):
+        from fkd.train.predict import (
+            predict_runs,  # torch is imported only when a face needs a model
+        )
+
+        # subsets=None on purpose: a photo's face gets the complete-row output, all 15 points
+        return predict_runs([str(r) for r in run_dirs], images, subsets=None, flip_tta=None if flip_tta else False,
+                            device=device)
+    return predict
+
+
+def process_photos(paths, run_dirs, out_dir, detector="auto", min_size=24, flip_tta=True,
+                   refine=True, save_crops=False, predict=None, device=None) -> list:
+    """Detect, predict (and refine), write PNG + JSON per photo; return the JSON records.
+    `predict` (uint8 [N,96,96] -> [N,30] px) defaults to fkd.predict.predict_runs over run_dirs."""
+    out = Path(out_dir)
+    predict = predict or _predictor(run_dirs, flip_tta, device)
+    paths = photo_paths(paths)
+    photos = [read_photo(p) for p in paths]  # every file is checked before any work
+    found = [find_faces(photo, detector, min_size) for photo in photos]
+    boxes = [b for f in found for b in f[0]]
+    matrices = np.concatenate([f[1] for f in found]) if found else np.zeros((0, 2, 3))
+    crops = np.concatenate([f[2] for f in found]) if found else np.zeros((0, SIZE, SIZE), np.uint8)
+    owner = np.concatenate([np.full(len(f[0]), i) for i, f in enumerate(found)]).astype(int) if found else []
+    predictions = np.zeros((len(crops), 2 * len(KEYPOINTS)), np.float32)
+    refined = np.zeros(len(crops), bool)
+    if len(crops):
+        predictions = np.asarray(predict(crops), dtype=np.float32).reshape(len(crops), -1)
+        if refine:
+            grays = [to_gray(p) for p in photos]
+            better = [refined_matrix(m, p) for m, p in zip(matrices, predictions)]
+            redo = [k for k, m in enumerate(better) if m is not None]
+            if redo:
+                for k in redo:
+                    matrices[k] = better[k]
+                    crops[k] = crop(grays[owner[k]], better[k])
+                predictions[redo] = np.asarray(predict(crops[redo]), dtype=np.float32).reshape(len(redo), -1)
+                refined[redo] = True
+    records = []
+    for i, (path, stem, photo, (_, _, _, name)) in enumerate(zip(paths, _stems(paths), photos, found)):
+        ks = np.flatnonzero(np.asarray(owner) == i)
+        record = {"photo": str(path), "width": int(photo.shape[1]), "height": int(photo.shape[0]),
+                  "detector": name, "runs": [str(r) for r in run_dirs],
+                  "faces": [face_record(boxes[k], matrices[k], predictions[k], refined[k]) for k in ks]}
+        write_text(out / f"{stem}_keypoints.json", to_json(record))
+        if len(ks):
+            for j, k in enumerate(ks):
+                if save_crops:
+                    write_png(out / f"{stem}_face{j}.png", _crop_with_points(crops[k], predictions[k]))
+            drawn = draw_on_photo(photo, [keypoints_to_photo(predictions[k], matrices[k]) for k in ks],
+                                  [boxes[k] for k in ks], [matrices[k] for k in ks])
+            write_png(out / f"{stem}_keypoints.png", drawn)
+            print(f"{path}: {len(ks)} face{'s' if len(ks) > 1 else ''} ({name}) -> {out / (stem + '_keypoints.png')}")
+        else:
+            print(f"{path}: no face found ({name} detector); wrote {out / (stem + '_keypoints.json')} with no faces")
+        records.append(record)
+    return records
+
+
+def _crop_with_points(face, keypoints, zoom=4):
+    big = cv2.resize(cv2.cvtColor(face, cv2.COLOR_GRAY2BGR), None, fx=zoom, fy=zoom, interpolation=cv2.INTER_NEAREST)
+    from fkd.show.plots import SIDES
+
+    for (x, y), s in zip(as_points(np.asarray(keypoints, np.float64)), SIDES):
+        centre = (int(round(((x + 0.5) * zoom - 0.5) * 16)), int(round(((y + 0.5) * zoom - 0.5) * 16)))
+        cv2.circle(big, centre, 4 * 16, BGR[s], -1, cv2.LINE_AA, shift=4)
+    return big
+
+
+def add_arguments(parser):
+    parser.add_argument("photos", nargs="+", metavar="PHOTO", help="JPEG or PNG files, or folders of them")
+    parser.add_argument("--runs", nargs="+", required=True, metavar="RUN_DIR",
+                        help="run folder(s) whose fold models predict (their ensemble), each with its own "
+                             "test-time views; always the complete-row output: all 15 points of every face")
+    parser.add_argument("--out", default="reports/faces", help="output folder (default: reports/faces)")
+    parser.add_argument("--detector", default="auto", choices=["auto", "haar", "lbp"],
+                        help="face detector (auto: OpenCV's Haar cascade if installed, else scikit-image's LBP)")
+    parser.add_argument("--min-face", type=int, default=24, help="smallest face in photo pixels (default 24)")
+    parser.add_argument("--no-tta", action="store_true", help="no flip test-time augmentation (whatever the runs set)")
+    parser.add_argument("--no-refine", action="store_true",
+                        help="one pass only: no second crop aligned on the first prediction")
+    parser.add_argument("--save-crops", action="store_true", help="also write each 96x96 crop with its points")
+    parser.add_argument("--device", help="auto | cpu | cuda (default auto)")
+
+
+def run(args):
+    for run_dir in args.runs:
+        if not Path(run_dir).is_dir():
+            raise FkdError("no such run folder", path=run_dir)
+    process_photos(args.photos, args.runs, args.out, detector=args.detector, min_size=args.min_face,
+                   flip_tta=not args.no_tta, refine=not args.no_refine, save_crops=args.save_crops,
+                   device=args.device)
+    return 0

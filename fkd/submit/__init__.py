@@ -1,0 +1,1 @@
+"""From runs to a submission: blend weights, the RowId,Location file, its checks."""

@@ -1,0 +1,1 @@
+"""Training: the loop, its labels, pseudo-labels, K-fold CV, prediction, and the run folder."""

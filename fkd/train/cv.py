@@ -1,0 +1,149 @@
+"""`fkd cv`: K-fold cross-validation of a config -> runs/<name>/.
+
+A rerun skips every fold whose checkpoint exists (checkpoints are written atomically, so an
+interrupted fold leaves no checkpoint) and resumes an interrupted fold from its last finished epoch. With --only-fold, just those folds are
+trained; a later run without it assembles oof.csv, metrics.json and test_pred.csv from them.
+"""
+
+import json
+import time
+from pathlib import Path
+
+import numpy as np
+
+from fkd.core.config import RUN_INDEPENDENT_KEYS, add_set_argument, load_config
+from fkd.core.errors import FkdError
+from fkd.core.metrics import mean_shape, rmse, rmse_report
+from fkd.core.provenance import source_commit
+from fkd.data.competition import (
+    find_data_dir,
+    load_lookup,
+    load_test,
+    load_training,
+    lookup_kinds,
+)
+from fkd.data.folds import load_folds
+from fkd.train import rundir
+
+
+def add_arguments(parser):
+    parser.add_argument("--data-dir", help="competition folder (default: data/, then /kaggle/input)")
+    parser.add_argument("--config", help="YAML/JSON file of settings over fkd.config.DEFAULTS")
+    parser.add_argument("--folds", type=int, help="number of folds K")
+    parser.add_argument("--only-fold", type=int, action="append", help="train only this fold (repeatable)")
+    parser.add_argument("--epochs", type=int, help="override the config's epochs")
+    parser.add_argument("--device", help="auto | cpu | cuda | cuda:1")
+    parser.add_argument("--name", help="run name (default: the config's name or file stem)")
+    parser.add_argument("--runs-dir", default="runs", help="where run folders go")
+    add_set_argument(parser)
+
+
+def log(message: str) -> None:
+    print(message, flush=True)
+
+
+def _check_same_run(run_dir: Path, config: dict) -> None:
+    """A folder holding a finished fold of another config is refused; one with no fold yet (a failed
+    first try) is not a run, and the new config replaces its config.json."""
+    path = run_dir / "config.json"
+    if not path.is_file() or not any(run_dir.glob("fold*.pt")):
+        return
+    saved = json.loads(path.read_text())
+    changed = sorted(k for k in set(saved) | set(config)
+                     if k not in RUN_INDEPENDENT_KEYS and saved.get(k) != config.get(k))
+    if changed:
+        raise FkdError(f"holds a run of another config (differs in {', '.join(changed)}); "
+                       "pass another --name or remove the folder", path=run_dir)
+
+
+def run_cv(data_dir, config: dict, runs_dir="runs") -> Path:
+    """Train every missing fold of `config`; when all folds exist, write the run's results."""
+    from fkd.train.labels import training_labels
+    from fkd.train.loop import format_seconds, train_fold
+    from fkd.train.rundir import load_checkpoint, save_checkpoint
+
+    data_dir = find_data_dir(data_dir)
+    run_dir = Path(runs_dir) / config["name"]
+    _check_same_run(run_dir, config)
+    run_dir.mkdir(parents=True, exist_ok=True)
+    rundir.write_json(run_dir / "config.json", {**config, "fkd_commit": source_commit()})
+
+    images, truth = load_training(data_dir)
+    image_ids, test_images = load_test(data_dir)
+    folds = load_folds(data_dir, config["folds"], config["fold_seed"])
+    labels = training_labels(truth, config)
+    test_subsets = lookup_kinds(load_lookup(data_dir), image_ids, truth)
+    baseline = rmse(mean_shape(truth)[None], truth)
+    log(f"run {run_dir}: {len(images)} training rows, {len(test_images)} test images, "
+        f"{config['folds']} folds, model {config['model']} (mean-shape RMSE {baseline:.4f})")
+    unlabelled = int((np.isnan(labels).all(axis=1) & ~np.isnan(truth).all(axis=1)).sum())
+    if unlabelled:
+        log(f"{unlabelled} rows farthest from the mean shape train on no labels (drop_label_outliers)")
+
+    wanted = config["only_folds"] if config["only_folds"] is not None else range(config["folds"])
+    fold_seconds = []
+    for fold in wanted:
+        path = run_dir / f"fold{fold}.pt"
+        if path.is_file():
+            try:
+                load_checkpoint(path)
+                log(f"fold {fold}: done already ({path})")
+                continue
+            except FkdError as error:
+                damaged = path.with_name(path.name + ".damaged")
+                path.replace(damaged)
+                log(f"fold {fold}: {error}; moved to {damaged.name}, training the fold again")
+        started = time.perf_counter()
+        resume = rundir.resume_path(run_dir, fold)
+        checkpoint = train_fold(fold, images, labels, truth, folds, config, test_images, test_subsets, log=log,
+                                resume_path=resume)
+        checkpoint["seconds"] = time.perf_counter() - started
+        save_checkpoint(checkpoint, path)
+        resume.unlink(missing_ok=True)
+        fold_seconds.append(checkpoint["seconds"])
+        waiting = [k for k in wanted if not (run_dir / f"fold{k}.pt").is_file()]
+        left = (f"; about {format_seconds(np.mean(fold_seconds) * len(waiting))} left for {len(waiting)} more "
+                f"fold{'s' if len(waiting) > 1 else ''}" if waiting else "")
+        log(f"fold {fold}: val RMSE {checkpoint['val_rmse']:.4f} at epoch {checkpoint['best_epoch']} "
+            f"(keep: {config['keep']}; {checkpoint['seconds']:.0f} s) -> {path}{left}")
+
+    finished = [run_dir / f"fold{k}.pt" for k in range(config["folds"])]
+    if not all(p.is_file() for p in finished):
+        log(f"{sum(p.is_file() for p in finished)}/{config['folds']} folds finished; rerun to continue")
+        return run_dir
+
+    oof = np.full(truth.shape, np.nan, dtype=np.float32)
+    last_epoch_oof = np.full(truth.shape, np.nan, dtype=np.float32)
+    test_predictions, history, seconds = [], [], 0.0
+    for path in finished:
+        checkpoint = load_checkpoint(path)
+        oof[checkpoint["valid_index"]] = checkpoint["val_pred"]
+        last_epoch_oof[checkpoint["valid_index"]] = checkpoint.get("last_val_pred", checkpoint["val_pred"])
+        test_predictions.append(checkpoint["test_pred"])
+        history.extend(checkpoint["history"])
+        seconds += checkpoint.get("seconds", 0.0)
+    metrics = rmse_report(oof, truth)
+    metrics.update({"mean_shape_rmse": baseline, "ratio_to_mean_shape": metrics["rmse"] / baseline,
+                    "train_seconds": seconds, "folds": config["folds"], "epochs": config["epochs"],
+                    "keep": config["keep"]})
+    if config["keep"] == "best":  # the optimistic choice: the honest figure beside it
+        metrics["rmse_last_epoch"] = rmse(last_epoch_oof, truth)
+    rundir.write_data_stamp(run_dir, images, truth)
+    rundir.write_oof(run_dir, folds, oof)
+    rundir.write_test_predictions(run_dir, image_ids, np.mean(test_predictions, axis=0))
+    rundir.write_json(run_dir / "history.json", history)
+    rundir.write_json(run_dir / "metrics.json", metrics)
+    log(f"run {run_dir}: OOF RMSE {metrics['rmse']:.4f} (complete rows {metrics['rmse_complete']:.4f}, "
+        f"partial rows {metrics['rmse_partial']:.4f}; {metrics['ratio_to_mean_shape']:.3f} x mean shape)"
+        + (f"; the last epochs' OOF RMSE {metrics['rmse_last_epoch']:.4f} (keep: best picks on the scored fold)"
+           if "rmse_last_epoch" in metrics else ""))
+    return run_dir
+
+
+def run(args):
+    config = load_config(args.config, sets=args.set, folds=args.folds, epochs=args.epochs, device=args.device,
+                         name=args.name, only_folds=args.only_fold)
+    run_dir = run_cv(args.data_dir, config, args.runs_dir)
+    if (run_dir / "metrics.json").is_file():  # a finished run: the command line draws its report next
+        args.then = ["report", str(run_dir), "--data-dir", str(find_data_dir(args.data_dir))]
+    return 0

@@ -1,0 +1,24 @@
+"""The targets a fold trains on: NaN for missing values (masked), or the original project's
+forward fill; optionally without the rows farthest from the mean shape."""
+import numpy as np
+import pandas as pd
+
+from fkd.core.errors import FkdError
+from fkd.data.shapes import label_outliers
+
+
+def training_labels(keypoints: np.ndarray, config: dict) -> np.ndarray:
+    """Targets as trained on: NaN for missing (masked), or the original project's forward fill;
+    the rows `drop_label_outliers` names lose all their labels (validation still scores them)."""
+    fraction = config["drop_label_outliers"]
+    if not 0.0 <= fraction < 0.5:
+        raise FkdError(f"drop_label_outliers {fraction}: a fraction of the rows in [0, 0.5)")
+    if config["labels"] == "ffill":
+        # the original project's fill: each missing value copies the row above (then below, at the top)
+        labels = pd.DataFrame(keypoints).ffill().bfill().to_numpy(dtype=np.float32, copy=True)
+    else:
+        labels = keypoints.copy()
+    if fraction > 0:
+        dropped, _ = label_outliers(keypoints, top=int(round(fraction * len(keypoints))))
+        labels[dropped] = np.nan
+    return labels

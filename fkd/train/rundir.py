@@ -1,0 +1,142 @@
+"""The files of a run folder, runs/<name>/, and how to read them back.
+
+config.json      resolved config            fold<k>.pt      the kept checkpoint of fold k
+resume-fold<k>.pt  the state after fold k's last finished epoch, while it trains (a rerun resumes from it)
+oof.csv          row, fold, 30 columns      test_pred.csv   ImageId, 30 columns (fold mean x test-time views)
+metrics.json     RMSE overall/complete/partial/per keypoint
+data.json        the training data it was trained on (rows, fingerprint): report and submit check it
+history.json     per-epoch records {fold, epoch, train_loss, grad_norm_median, grad_norm_max, val_loss, val_rmse,
+                 lr, seconds, train_images_per_second}
+"""
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import torch
+
+from fkd.core.atomic import atomic_path, write_text
+from fkd.core.errors import FkdError
+from fkd.core.keypoints import COLUMNS
+from fkd.data.competition import training_fingerprint
+
+
+def write_json(path, value) -> None:
+    write_text(path, json.dumps(value, indent=1))
+
+
+def read_json(path):
+    path = Path(path)
+    if not path.is_file():
+        raise FkdError("missing: is this a finished run?", path=path)
+    try:
+        return json.loads(path.read_text())
+    except json.JSONDecodeError as error:
+        raise FkdError(f"not valid JSON ({error.msg}, line {error.lineno})", path=path) from None
+
+
+def _read_table(path, key) -> pd.DataFrame:
+    path = Path(path)
+    try:
+        frame = pd.read_csv(path)
+    except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError) as error:
+        raise FkdError(f"cannot read the table: {error}", path=path) from None
+    missing = [c for c in [key, *COLUMNS] if c not in frame.columns]
+    if missing:
+        raise FkdError(f"lacks column(s) {', '.join(missing[:3])}{' ...' if len(missing) > 3 else ''}",
+                       path=path)
+    return frame
+
+
+def _write_table(path, frame: pd.DataFrame) -> None:
+    with atomic_path(path) as tmp:
+        frame.to_csv(tmp, index=False, float_format="%.4f")
+
+
+def write_oof(run_dir, folds, predictions) -> None:
+    """Out-of-fold predictions for every training row (row = index into the training arrays)."""
+    frame = pd.DataFrame(np.asarray(predictions, dtype=np.float64), columns=COLUMNS)
+    frame.insert(0, "fold", np.asarray(folds))
+    frame.insert(0, "row", np.arange(len(frame)))
+    _write_table(Path(run_dir) / "oof.csv", frame)
+
+
+def read_oof_rows(run_dir):
+    """(rows int [K], folds int [K] or None, predictions float32 [K,30]) as oof.csv lists them."""
+    path = Path(run_dir) / "oof.csv"
+    if not path.is_file():
+        raise FkdError("missing: is this a finished run?", path=path)
+    frame = _read_table(path, "row")
+    folds = frame["fold"].to_numpy() if "fold" in frame.columns else None
+    return frame["row"].to_numpy(dtype=np.int64), folds, frame[COLUMNS].to_numpy(dtype=np.float32)
+
+
+def read_oof(run_dir):
+    """(folds [N], predictions float32 [N,30]) in training-row order."""
+    rows, folds, predictions = read_oof_rows(run_dir)
+    order = np.argsort(rows, kind="stable")
+    return (folds[order] if folds is not None else None), predictions[order]
+
+
+def write_test_predictions(run_dir, image_ids, predictions) -> None:
+    frame = pd.DataFrame(np.asarray(predictions, dtype=np.float64), columns=COLUMNS)
+    frame.insert(0, "ImageId", np.asarray(image_ids))
+    _write_table(Path(run_dir) / "test_pred.csv", frame)
+
+
+def read_test_predictions(run_dir):
+    """(image_ids [M], predictions float32 [M,30]), or None when the run has none."""
+    path = Path(run_dir) / "test_pred.csv"
+    if not path.is_file():
+        return None
+    frame = _read_table(path, "ImageId")
+    return frame["ImageId"].to_numpy(), frame[COLUMNS].to_numpy(dtype=np.float32)
+
+
+def write_data_stamp(run_dir, images, keypoints) -> None:
+    write_json(Path(run_dir) / "data.json", {"training_rows": len(keypoints),
+                                             "fingerprint": training_fingerprint(images, keypoints)})
+
+
+def check_same_data(run_dir, images, keypoints) -> None:
+    """FkdError unless the run was trained on this training data (data.json; older runs: oof.csv's rows)."""
+    path = Path(run_dir) / "data.json"
+    if path.is_file():
+        stamp = read_json(path)
+        if stamp["fingerprint"] == training_fingerprint(images, keypoints):
+            return
+        rows = stamp["training_rows"]
+    elif (Path(run_dir) / "oof.csv").is_file():
+        rows = len(read_oof_rows(run_dir)[0])
+        if rows == len(keypoints):
+            return
+    else:
+        return
+    raise FkdError(f"was trained on other training data ({rows:,} rows, here {len(keypoints):,}"
+                   f"{', other faces or labels' if rows == len(keypoints) else ''}): pass its competition "
+                   "folder as --data-dir", path=run_dir)
+
+
+def resume_path(run_dir, fold: int) -> Path:
+    """Fold k's resume state; not named fold<k>.pt, which means a finished fold."""
+    return Path(run_dir) / f"resume-fold{fold}.pt"
+
+
+def save_checkpoint(checkpoint: dict, path: Path) -> None:
+    with atomic_path(path) as tmp:
+        torch.save(checkpoint, tmp)
+
+
+def load_checkpoint(path: Path, device="cpu") -> dict:
+    """A fold checkpoint; a truncated or otherwise damaged file is an FkdError that names it."""
+    try:
+        checkpoint = torch.load(path, map_location=device, weights_only=False)
+    except FileNotFoundError:
+        raise FkdError("no such checkpoint", path=path) from None
+    except Exception as error:  # noqa: BLE001 - torch raises RuntimeError, EOFError, UnpicklingError, ...
+        raise FkdError(f"damaged checkpoint ({type(error).__name__}: {str(error).splitlines()[0] if str(error) else ''}); "
+                       "rerun `fkd cv` to train this fold again", path=path) from None
+    if not isinstance(checkpoint, dict) or "state_dict" not in checkpoint:
+        raise FkdError("not a fold checkpoint of fkd (no state_dict)", path=path)
+    return checkpoint
