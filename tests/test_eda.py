@@ -7,7 +7,7 @@ import pytest
 
 from fkd.cli import main
 from fkd.core.keypoints import CORE_COLUMN_INDEX, KEYPOINTS, as_points
-from fkd.data import duplicates
+from fkd.data import duplicates, shapes
 from fkd.data.synth import draw_faces
 from fkd.show import eda
 
@@ -51,10 +51,10 @@ def test_near_duplicates_find_a_reprocessed_copy(faces):
 
 def test_label_outliers_rank_the_mislabelled_row_first(faces):
     _, keypoints = faces
-    indices, residuals = eda.label_outliers(keypoints, top=5)
+    indices, residuals = shapes.label_outliers(keypoints, top=5)
     assert indices[0] == 5
     assert len(indices) == 5 and np.all(np.diff(residuals) <= 0)
-    everything, all_residuals = eda.label_outliers(keypoints, top=None)
+    everything, all_residuals = shapes.label_outliers(keypoints, top=None)
     assert sorted(everything.tolist()) == list(range(60))
     assert all_residuals[0] > 2 * np.median(all_residuals)
 
@@ -68,7 +68,7 @@ def test_residual_ignores_pose_and_skips_rows_with_too_few_points(faces):
     moved = ((points - 48) @ rotation.T + [40, 55]).reshape(-1)
     sparse = np.full(30, np.nan, np.float32)
     sparse[:4] = rows[0, :4]                                   # 2 points: cannot be judged
-    residuals = eda.shape_residuals(np.vstack([rows, moved, sparse]))
+    residuals = shapes.shape_residuals(np.vstack([rows, moved, sparse]))
     assert residuals[4] == pytest.approx(residuals[0], rel=0.05, abs=0.05)
     assert np.isnan(residuals[5])
 

@@ -100,9 +100,9 @@ def fake_predict_module(monkeypatch, calls):
         calls.append((list(run_dirs), images.shape, images.dtype, flip_tta))
         return np.tile(mean, (len(images), 1))
 
-    module = types.ModuleType("fkd.predict")
+    module = types.ModuleType("fkd.train.predict")
     module.predict_runs = predict_runs
-    monkeypatch.setitem(sys.modules, "fkd.predict", module)
+    monkeypatch.setitem(sys.modules, "fkd.train.predict", module)
 
 
 def test_photo_without_a_face_gives_an_empty_result(tmp_path, monkeypatch, capsys):

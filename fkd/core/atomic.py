@@ -1,12 +1,14 @@
-"""Atomic writes: a temporary file in the same folder, renamed over the target when complete.
-
-An interrupted write never leaves a file that looks finished.
+"""Atomic writes: a temporary file in the same folder, renamed over the target when complete, so an
+interrupted write never leaves a file that looks finished. And the one reader of JSON files.
 """
 
 import contextlib
+import json
 import os
 import tempfile
 from pathlib import Path
+
+from fkd.core.errors import FkdError
 
 
 @contextlib.contextmanager
@@ -42,3 +44,14 @@ def write_text(path, text: str, overwrite: bool = True) -> Path:
     with atomic_path(path, overwrite) as tmp:
         tmp.write_text(text)
     return Path(path)
+
+
+def read_json(path, missing: str = "no such file"):
+    """A JSON file's value; FkdError naming the file when it is absent (`missing`) or not valid JSON."""
+    path = Path(path)
+    if not path.is_file():
+        raise FkdError(missing, path=path)
+    try:
+        return json.loads(path.read_text())
+    except json.JSONDecodeError as error:
+        raise FkdError(f"not valid JSON ({error.msg}, line {error.lineno})", path=path) from None

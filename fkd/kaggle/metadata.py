@@ -5,7 +5,9 @@ import os
 import re
 from pathlib import Path
 
+from fkd.core.atomic import read_json
 from fkd.core.errors import FkdError
+from fkd.kaggle.program import kaggle_json
 
 METADATA = "kernel-metadata.json"
 USERNAME_PLACEHOLDER = "your-kaggle-username"
@@ -125,20 +127,11 @@ def validate_metadata(meta, path, folder=None) -> None:
         fail("docker_image_pinning_type", f"{pinning!r} is not one of {', '.join(PINNING_TYPES)}")
 
 
-def _read_json_file(path, missing: str):
-    path = Path(path)
-    if not path.is_file():
-        raise FkdError(missing, path=path)
-    try:
-        return json.loads(path.read_text())
-    except json.JSONDecodeError as error:
-        raise FkdError(f"not valid JSON ({error})", path=path) from None
-
 
 def load_metadata(folder):
     """kernel-metadata.json of a kernel folder, validated (code_file must exist)."""
     path = Path(folder) / METADATA
-    meta = _read_json_file(path, "no such file: build the kernel first (`make kernel`)")
+    meta = read_json(path, "no such file: build the kernel first (`make kernel`)")
     validate_metadata(meta, path, folder)
     return meta
 
@@ -149,17 +142,14 @@ def kaggle_username(explicit=None):
         return explicit
     if os.environ.get("KAGGLE_USERNAME"):
         return os.environ["KAGGLE_USERNAME"]
-    config_dir = os.environ.get("KAGGLE_CONFIG_DIR") or os.path.join(os.path.expanduser("~"), ".kaggle")
-    try:
-        return json.loads(Path(config_dir, "kaggle.json").read_text()).get("username") or None
-    except (OSError, ValueError, AttributeError):
-        return None
+    username = kaggle_json().get("username")
+    return username if isinstance(username, str) and username else None
 
 
 def resolve_template(template_path, username, slug=None, title=None):
     """The template with {username} filled in (and an optional slug/title override), validated."""
     template_path = Path(template_path)
-    meta = _read_json_file(template_path, "no such file (the kernel metadata template)")
+    meta = read_json(template_path, "no such file (the kernel metadata template)")
     if not isinstance(meta, dict):
         raise FkdError("must hold a JSON object", path=template_path)
     if isinstance(meta.get("id"), str):

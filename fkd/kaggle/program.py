@@ -57,7 +57,8 @@ def _read(path: Path) -> str:
         return ""
 
 
-def _kaggle_json() -> dict:
+def kaggle_json() -> dict:
+    """kaggle.json where kaggle 2.2.5 reads it, as a dict ({} when absent or unreadable)."""
     try:
         value = json.loads(_read(_config_dir() / "kaggle.json") or "{}")
     except ValueError:
@@ -80,7 +81,7 @@ def token_source():
     for name in ("access_token", "access_token.txt"):
         if _read(_home() / ".kaggle" / name):
             return f"~/.kaggle/{name}"
-    config = _kaggle_json()
+    config = kaggle_json()
     username = env.get("KAGGLE_USERNAME") or config.get("username")
     key = env.get("KAGGLE_KEY") or config.get("key")
     if username and key:
@@ -100,7 +101,7 @@ def token_source():
 def _secrets() -> list:
     """Token values that may exist here, to be masked in anything relayed from the kaggle program."""
     values = [os.environ.get("KAGGLE_KEY", ""), os.environ.get("KAGGLE_API_TOKEN", ""),
-              str(_kaggle_json().get("key", ""))]
+              str(kaggle_json().get("key", ""))]
     for name in ("access_token", "access_token.txt"):
         values.append(_read(_home() / ".kaggle" / name))
     token = os.environ.get("KAGGLE_API_TOKEN", "")

@@ -40,6 +40,7 @@ from fkd.core.atomic import atomic_path, write_text
 from fkd.core.errors import FkdError
 from fkd.core.keypoints import KEYPOINTS, SIZE, as_points
 from fkd.data.shapes import similarity_matrix
+from fkd.train.rundir import check_run_folders
 
 # where Kaggle's training faces have their 4 core points (96 px crop): the refinement's target
 KAGGLE_CORE = {"left_eye_center": (66.0, 37.0), "right_eye_center": (30.0, 37.0),
@@ -381,9 +382,8 @@ def _stems(paths):
 
 def _predictor(run_dirs, flip_tta, device=None):
     def predict(images):
-        from fkd.train.predict import (
-            predict_runs,  # torch is imported only when a face needs a model
-        )
+        # torch is imported only when a face needs a model
+        from fkd.train.predict import predict_runs
 
         # subsets=None on purpose: a photo's face gets the complete-row output, all 15 points
         return predict_runs([str(r) for r in run_dirs], images, subsets=None, flip_tta=None if flip_tta else False,
@@ -394,7 +394,7 @@ def _predictor(run_dirs, flip_tta, device=None):
 def process_photos(paths, run_dirs, out_dir, detector="auto", min_size=24, flip_tta=True,
                    refine=True, save_crops=False, predict=None, device=None) -> list:
     """Detect, predict (and refine), write PNG + JSON per photo; return the JSON records.
-    `predict` (uint8 [N,96,96] -> [N,30] px) defaults to fkd.predict.predict_runs over run_dirs."""
+    `predict` (uint8 [N,96,96] -> [N,30] px) defaults to fkd.train.predict.predict_runs over run_dirs."""
     out = Path(out_dir)
     predict = predict or _predictor(run_dirs, flip_tta, device)
     paths = photo_paths(paths)
@@ -466,9 +466,7 @@ def add_arguments(parser):
 
 
 def run(args):
-    for run_dir in args.runs:
-        if not Path(run_dir).is_dir():
-            raise FkdError("no such run folder", path=run_dir)
+    check_run_folders(args.runs)
     process_photos(args.photos, args.runs, args.out, detector=args.detector, min_size=args.min_face,
                    flip_tta=not args.no_tta, refine=not args.no_refine, save_crops=args.save_crops,
                    device=args.device)

@@ -21,6 +21,7 @@ from fkd.core.errors import FkdError
 from fkd.core.keypoints import KEYPOINTS
 from fkd.show import plots
 from fkd.train.rundir import (
+    check_run_folders,
     check_same_data,
     read_json,
     read_oof_rows,
@@ -262,9 +263,7 @@ def add_arguments(parser):
 def run(args):
     from fkd.data import competition as data
 
-    for run_dir in args.runs:
-        if not Path(run_dir).is_dir():
-            raise FkdError("no such run folder", path=run_dir)
+    check_run_folders(args.runs)
     images = keypoints = test = None
     try:
         data_dir = data.find_data_dir(args.data_dir)

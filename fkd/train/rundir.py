@@ -14,9 +14,9 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
-import torch
 
 from fkd.core.atomic import atomic_path, write_text
+from fkd.core.atomic import read_json as read_file_json
 from fkd.core.errors import FkdError
 from fkd.core.keypoints import COLUMNS
 from fkd.data.competition import training_fingerprint
@@ -27,13 +27,7 @@ def write_json(path, value) -> None:
 
 
 def read_json(path):
-    path = Path(path)
-    if not path.is_file():
-        raise FkdError("missing: is this a finished run?", path=path)
-    try:
-        return json.loads(path.read_text())
-    except json.JSONDecodeError as error:
-        raise FkdError(f"not valid JSON ({error.msg}, line {error.lineno})", path=path) from None
+    return read_file_json(path, missing="missing: is this a finished run?")
 
 
 def _read_table(path, key) -> pd.DataFrame:
@@ -124,12 +118,16 @@ def resume_path(run_dir, fold: int) -> Path:
 
 
 def save_checkpoint(checkpoint: dict, path: Path) -> None:
+    import torch  # here, not at the top: `fkd submit` and `fkd report` read run folders without torch
+
     with atomic_path(path) as tmp:
         torch.save(checkpoint, tmp)
 
 
 def load_checkpoint(path: Path, device="cpu") -> dict:
     """A fold checkpoint; a truncated or otherwise damaged file is an FkdError that names it."""
+    import torch  # here, not at the top: `fkd submit` and `fkd report` read run folders without torch
+
     try:
         checkpoint = torch.load(path, map_location=device, weights_only=False)
     except FileNotFoundError:
@@ -140,3 +138,10 @@ def load_checkpoint(path: Path, device="cpu") -> dict:
     if not isinstance(checkpoint, dict) or "state_dict" not in checkpoint:
         raise FkdError("not a fold checkpoint of fkd (no state_dict)", path=path)
     return checkpoint
+
+
+def check_run_folders(run_dirs) -> None:
+    """FkdError for the first path that is no folder (a run is a folder under runs/)."""
+    for run_dir in run_dirs:
+        if not Path(run_dir).is_dir():
+            raise FkdError("no such run folder", path=run_dir)

@@ -1,0 +1,102 @@
+"""The house rules, read from fkd's own source: imports run one way, down the layers, and the kernel's
+runner pulls in no plotting."""
+import ast
+import subprocess
+import sys
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+# core <- data <- model <- train <- submit/show <- kaggle <- cli (bench and __main__ sit with cli)
+LAYERS = {"core": 0, "data": 1, "model": 2, "train": 3, "submit": 4, "show": 4, "kaggle": 5,
+          "cli": 6, "bench": 6, "__main__": 6, "__init__": 0}
+
+
+def module_name(path: Path, root: Path = REPO) -> str:
+    return ".".join(path.relative_to(root).with_suffix("").parts)
+
+
+def layer(module: str) -> int:
+    parts = module.split(".")
+    return LAYERS[parts[1]] if len(parts) > 1 else 0
+
+
+def fkd_imports(path: Path):
+    """(imported module, line, inside a function?) for every import of an fkd module in the file."""
+    tree = ast.parse(path.read_text())
+    functions = {id(n) for f in ast.walk(tree) if isinstance(f, (ast.FunctionDef, ast.AsyncFunctionDef))
+                 for n in ast.walk(f)}
+    for node in ast.walk(tree):
+        if isinstance(node, ast.ImportFrom) and node.module and node.module.split(".")[0] == "fkd":
+            # `from fkd import x`: x is a module when fkd/x.py or fkd/x/ exists, else a name of fkd itself
+            targets = [node.module] if node.module != "fkd" else [
+                f"fkd.{a.name}" if a.name in LAYERS and a.name != "__init__" else "fkd" for a in node.names]
+            for target in targets:
+                yield target, node.lineno, id(node) in functions
+        elif isinstance(node, ast.Import):
+            for alias in node.names:
+                if alias.name.split(".")[0] == "fkd":
+                    yield alias.name, node.lineno, id(node) in functions
+
+
+def all_modules():
+    return sorted(p for p in (REPO / "fkd").rglob("*.py") if "__pycache__" not in p.parts)
+
+
+def test_every_module_sits_in_a_layer():
+    for path in all_modules():
+        assert module_name(path).split(".")[1] in LAYERS, f"{path}: in no layer of {sorted(LAYERS)}"
+
+
+def upward_imports(paths, root=REPO) -> list:
+    found = []
+    for path in paths:
+        me = module_name(path, root)
+        for target, line, _ in fkd_imports(path):
+            if target == "fkd":
+                continue
+            if layer(target) > layer(me) or (layer(target) == layer(me) == 4 and target.split(".")[1] != me.split(".")[1]):
+                found.append(f"{path.relative_to(root)}:{line} imports {target}")
+    return found
+
+
+def test_no_import_runs_back_up_a_layer():
+    upward = upward_imports(all_modules())
+    assert not upward, "imports that run back up:\n" + "\n".join(upward)
+
+
+def test_no_import_circle_even_through_functions():
+    graph = {}
+    for path in all_modules():
+        graph[module_name(path)] = {t for t, _, _ in fkd_imports(path) if t in {module_name(p) for p in all_modules()}}
+    seen, stack = set(), []
+
+    def visit(node):
+        if node in stack:
+            raise AssertionError("import circle: " + " -> ".join(stack[stack.index(node):] + [node]))
+        if node in seen:
+            return
+        stack.append(node)
+        for nxt in sorted(graph.get(node, ())):
+            visit(nxt)
+        stack.pop()
+        seen.add(node)
+
+    for node in sorted(graph):
+        visit(node)
+
+
+def test_the_kernel_runner_pulls_in_no_plotting_and_no_torch():
+    code = ("import sys, fkd.kaggle.runner; "
+            "print(sorted(m for m in sys.modules if m.split('.')[0] in ('matplotlib', 'skimage', 'torch') "
+            "or m.startswith('fkd.show')))")
+    result = subprocess.run([sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip() == "[]"
+
+
+def test_the_checker_catches_an_upward_import(tmp_path):
+    probe = tmp_path / "fkd" / "core" / "probe.py"
+    probe.parent.mkdir(parents=True)
+    probe.write_text("from fkd.train.loop import train_fold\n\n\ndef lazy():\n    from fkd.show import plots\n")
+    assert upward_imports([probe], tmp_path) == ["fkd/core/probe.py:1 imports fkd.train.loop",
+                                                 "fkd/core/probe.py:5 imports fkd.show"]
