@@ -243,20 +243,18 @@ def test_submit_blends_runs_by_oof(competition, tmp_path):
     assert "blend: OOF RMSE" in result.stdout
 
 
-def test_subset_offsets_learn_each_subsets_definition_and_stay_mirror_symmetric():
-    from fkd.core.keypoints import COLUMNS, FLIP_COLUMN_PERMUTATION
-    from fkd.model.nets import SubsetOffset, to_pixels
+class ZeroModel(torch.nn.Module):
+    """Outputs 0 for every face: all a SubsetOffset around it outputs is its offsets."""
 
-    class Zero(torch.nn.Module):
-        def forward(self, x):
-            return torch.zeros(len(x), 30)
+    def forward(self, x):
+        return torch.zeros(len(x), 30)
 
-    model = SubsetOffset(Zero())
-    nose_y = COLUMNS.index("nose_tip_y")
-    eye_x = COLUMNS.index("left_eye_center_x")
-    target = torch.zeros(8, 30)
-    target[:4, nose_y] = 6 / 48      # subset 0 labels the nose 6 px lower
-    target[4:, eye_x] = 3 / 48       # subset 1 labels the left eye 3 px further right
+
+def fit_offsets(model, target):
+    """Train a SubsetOffset over a zero model on 4 rows of subset 0 and 4 of subset 1; its outputs
+    [subset 0, subset 1] in pixels."""
+    from fkd.model.nets import to_pixels
+
     subset = torch.tensor([0] * 4 + [1] * 4)
     optimizer = torch.optim.Adam(model.parameters(), lr=0.05)
     for _ in range(300):
@@ -264,7 +262,20 @@ def test_subset_offsets_learn_each_subsets_definition_and_stay_mirror_symmetric(
         optimizer.zero_grad()
         loss.backward()
         optimizer.step()
-    out = to_pixels(model(torch.zeros(2, 1, 96, 96), torch.tensor([0, 1]))).detach().numpy()
+    return to_pixels(model(torch.zeros(2, 1, 96, 96), torch.tensor([0, 1]))).detach().numpy()
+
+
+def test_subset_offsets_learn_each_subsets_definition_and_stay_mirror_symmetric():
+    from fkd.core.keypoints import COLUMNS, FLIP_COLUMN_PERMUTATION
+    from fkd.model.nets import SubsetOffset
+
+    model = SubsetOffset(ZeroModel())
+    nose_y = COLUMNS.index("nose_tip_y")
+    eye_x = COLUMNS.index("left_eye_center_x")
+    target = torch.zeros(8, 30)
+    target[:4, nose_y] = 6 / 48      # subset 0 labels the nose 6 px lower
+    target[4:, eye_x] = 3 / 48       # subset 1 labels the left eye 3 px further right
+    out = fit_offsets(model, target)
     assert out[0, nose_y] == pytest.approx(54, abs=0.1) and out[1, nose_y] == pytest.approx(48, abs=0.1)
     # the mirror constraint halves a one-sided shift and gives the other eye its mirror image
     assert out[1, eye_x] == pytest.approx(49.5, abs=0.1)
@@ -279,34 +290,23 @@ def test_subset_offsets_learn_each_subsets_definition_and_stay_mirror_symmetric(
 def test_a_subsets_output_for_a_point_it_never_labels_is_the_complete_rows_output():
     """The partial rows label no bottom lip: their output of it follows the complete rows, not a stuck offset."""
     from fkd.core.keypoints import COLUMNS
-    from fkd.model.nets import SubsetOffset, to_pixels
-
-    class Zero(torch.nn.Module):
-        def forward(self, x):
-            return torch.zeros(len(x), 30)
+    from fkd.model.nets import SubsetOffset
 
     lip_y, nose_y = COLUMNS.index("mouth_center_bottom_lip_y"), COLUMNS.index("nose_tip_y")
     partial = np.zeros(30, dtype=bool)
     partial[[nose_y - 1, nose_y]] = True                 # the partial rows label the nose tip only
-    model = SubsetOffset(Zero())
+    model = SubsetOffset(ZeroModel())
     model.set_labelled_columns(partial)
     target = torch.full((8, 30), float("nan"))
     target[4:] = 0.0
     target[4:, lip_y] = 6 / 48                           # the complete rows' lip sits 6 px lower
     target[:4, nose_y] = -2 / 48                         # the partial rows' nose tip 2 px higher
-    subset = torch.tensor([0] * 4 + [1] * 4)
-    optimizer = torch.optim.Adam(model.parameters(), lr=0.05)
-    for _ in range(300):
-        loss = masked_loss(model(torch.zeros(8, 1, 96, 96), subset), target, "mse")
-        optimizer.zero_grad()
-        loss.backward()
-        optimizer.step()
-    out = to_pixels(model(torch.zeros(2, 1, 96, 96), torch.tensor([0, 1]))).detach().numpy()
+    out = fit_offsets(model, target)
     assert out[1, lip_y] == pytest.approx(54, abs=0.1)
     assert out[0, lip_y] == pytest.approx(out[1, lip_y], abs=1e-5)   # never labelled: the complete output
     assert out[0, nose_y] == pytest.approx(46, abs=0.1) and out[1, nose_y] == pytest.approx(48, abs=0.1)
     # the mask travels with the weights
-    loaded = SubsetOffset(Zero())
+    loaded = SubsetOffset(ZeroModel())
     loaded.load_state_dict(model.state_dict())
     assert torch.equal(loaded.labelled[0], torch.as_tensor(partial))
 
