@@ -26,19 +26,16 @@ from fkd.kaggle.program import COMPETITION
 def add_arguments(parser):
     actions = parser.add_subparsers(dest="action", metavar="ACTION", required=True)
 
-    class Sub:  # each action's --help opens with its help line
-        @staticmethod
-        def add_parser(name, help):
-            return actions.add_parser(name, help=help, description=help)
-
-    sub = Sub()
+    def action(name, help_text):
+        """An action whose --help opens with its help line."""
+        return actions.add_parser(name, help=help_text, description=help_text)
 
     def kernel_dir(p):
         p.add_argument("--kernel-dir", default="build/kernel", help="bundle folder (default %(default)s)")
         p.add_argument("--only", nargs="+", metavar="KERNEL",
                        help="only these kernels (folder name like fold0/ensemble, role, or id)")
 
-    p = sub.add_parser("push", help="kaggle kernels push -p DIR (fold kernels first, the ensemble once they finish)")
+    p = action("push", "kaggle kernels push -p DIR (fold kernels first, the ensemble once they finish)")
     kernel_dir(p)
     p.add_argument("--accelerator", help="kaggle's --accelerator, e.g. NvidiaTeslaT4 (GPU T4 x2)")
     p.add_argument("--timeout", type=int, help="kernel run-time limit in seconds")
@@ -47,29 +44,29 @@ def add_arguments(parser):
     p.add_argument("--poll", type=float, default=60.0, help="seconds between status checks (default 60)")
     p.set_defaults(func=cmd_push)
 
-    p = sub.add_parser("status", help="kaggle kernels status OWNER/SLUG for each kernel")
+    p = action("status", "kaggle kernels status OWNER/SLUG for each kernel")
     kernel_dir(p)
     p.add_argument("--wait", action="store_true", help="repeat until no kernel is queued or running")
     p.add_argument("--poll", type=float, default=60.0, help="seconds between checks with --wait")
     p.set_defaults(func=cmd_status)
 
-    p = sub.add_parser("logs", help="kaggle kernels logs OWNER/SLUG")
+    p = action("logs", "kaggle kernels logs OWNER/SLUG")
     kernel_dir(p)
     p.add_argument("--follow", action="store_true", help="stream the log of a running kernel")
     p.set_defaults(func=cmd_logs)
 
-    p = sub.add_parser("output", help="kaggle kernels output OWNER/SLUG; copy its runs/ into --runs-dir")
+    p = action("output", "kaggle kernels output OWNER/SLUG; copy its runs/ into --runs-dir")
     kernel_dir(p)
     p.add_argument("--runs-dir", default="runs", help="where the kernels' runs go (default %(default)s)")
     p.set_defaults(func=cmd_output)
 
-    p = sub.add_parser("download", help="kaggle competitions download; unzip; check the files")
+    p = action("download", "kaggle competitions download; unzip; check the files")
     p.add_argument("--out", default="data", help="competition folder (default %(default)s)")
     p.add_argument("--force", action="store_true", help="download even if the files are there")
     p.add_argument("--competition", default=COMPETITION, help=argparse_suppress())
     p.set_defaults(func=cmd_download)
 
-    p = sub.add_parser("submit", help="kaggle competitions submit + a ledger row")
+    p = action("submit", "kaggle competitions submit + a ledger row")
     p.add_argument("--file", required=True, help="submission csv (its <file>.json sidecar names the runs)")
     p.add_argument("--message", "-m", required=True, help="submission description")
     p.add_argument("--ledger", default=str(ledger.DEFAULT_LEDGER), help="ledger file (default %(default)s)")
@@ -79,7 +76,7 @@ def add_arguments(parser):
     p.add_argument("--competition", default=COMPETITION, help=argparse_suppress())
     p.set_defaults(func=cmd_submit)
 
-    p = sub.add_parser("sync", help="read public/private scores back into the ledger")
+    p = action("sync", "read public/private scores back into the ledger")
     p.add_argument("--ledger", default=str(ledger.DEFAULT_LEDGER), help="ledger file (default %(default)s)")
     p.add_argument("--competition", default=COMPETITION, help=argparse_suppress())
     p.set_defaults(func=cmd_sync)
