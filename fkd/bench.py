@@ -43,15 +43,6 @@ def add_arguments(parser):
                              "only its first N folds (the baselines, to keep the benchmark short)")
 
 
-def argparse_namespace(argv):
-    """The parsed options of `fkd bench ARGV` (for callers that are not the command line)."""
-    import argparse
-
-    parser = argparse.ArgumentParser(prog="fkd bench")
-    add_arguments(parser)
-    return parser.parse_args(argv)
-
-
 def best_of(function, repeats: int = 3) -> float:
     times = []
     for _ in range(repeats):

@@ -15,11 +15,10 @@ def test_parse_bench_prints_both_figures(competition):
 
 def test_quick_bench_cv_runs_only_the_short_recipe(competition, monkeypatch, tmp_path):
     from fkd import bench
+    from fkd.cli import main
 
     seen = []
     monkeypatch.setattr(bench, "bench_cv", lambda data_dir, specs, runs_dir: seen.append(list(specs)))
-    args = bench.argparse_namespace(["--data-dir", str(competition), "--only", "cv", "--quick"])
-    bench.run(args)
-    args = bench.argparse_namespace(["--data-dir", str(competition), "--only", "cv"])
-    bench.run(args)
+    assert main(["bench", "--data-dir", str(competition), "--only", "cv", "--quick"]) == 0
+    assert main(["bench", "--data-dir", str(competition), "--only", "cv"]) == 0
     assert seen == [bench.QUICK_CV_CONFIGS, bench.FULL_CV_CONFIGS]
