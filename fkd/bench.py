@@ -4,7 +4,6 @@
   throughput  training images/second of seedcnn: fkd's loop vs a plain PyTorch DataLoader loop
   cv          CV RMSE of the mean shape, the `seed` recipe, seedcnn/lenet with fkd's recipe, the CPU recipe
 """
-
 import tempfile
 import time
 from pathlib import Path

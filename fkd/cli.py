@@ -2,7 +2,6 @@
 add_arguments(parser) and run(args). Modules are imported only when their command runs, so
 `fkd synth` never pays for importing torch.
 """
-
 import argparse
 import importlib
 import os

@@ -1,7 +1,6 @@
 """Atomic writes: a temporary file in the same folder, renamed over the target when complete, so an
 interrupted write never leaves a file that looks finished. And the one reader of JSON files.
 """
-
 import contextlib
 import json
 import os

@@ -1,6 +1,5 @@
 """Training configs: small YAML/JSON files merged over DEFAULTS. An unknown key is a typo and an error;
 every value is checked (type, range, allowed values) when the config is loaded, before any data is read."""
-
 import copy
 import difflib
 import json

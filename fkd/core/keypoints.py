@@ -4,7 +4,6 @@
 so a horizontal flip maps x to (SIZE - 1) - x: the mirror axis is x = 47.5. Labels made with
 another convention (1-based, or pixel corners) have their axis elsewhere: configs set `flip_axis`.
 """
-
 import numpy as np
 
 SIZE = 96

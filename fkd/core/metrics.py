@@ -1,5 +1,4 @@
 """RMSE as Kaggle scores it: over the values a row's labels (or a test image's lookup) ask for."""
-
 import numpy as np
 
 from fkd.core.keypoints import KEYPOINTS, complete_rows

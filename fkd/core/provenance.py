@@ -1,6 +1,5 @@
 """Which fkd source a run or a kernel came from: the git commit, "+local-changes" when fkd/ differs from
 it, "unknown" without git; $FKD_COMMIT wins (the kernel sets it from the commit it was built at)."""
-
 import os
 import subprocess
 from pathlib import Path

@@ -5,7 +5,6 @@ whenever the source file's size or modification time changes. Where numba cannot
 another numpy stops at import, as on one Kaggle image in 2026), a numpy parser with the same checks takes over,
 after a one-line warning.
 """
-
 import hashlib
 import io
 import json

@@ -3,7 +3,6 @@
 Kaggle's training set repeats images, and the proxy repeats faces with a slightly different crop;
 folds keep each group in one fold so CV never scores a face the model has trained on.
 """
-
 import hashlib
 
 import numpy as np

@@ -8,7 +8,6 @@ generator whose stream a library may change.
 
 Computed once per (k, seed) and saved next to the data cache, so every run uses the same folds.
 """
-
 import hashlib
 import json
 

@@ -12,7 +12,6 @@ nostrils, mouth corners are where the lips meet, and the lip centres are the out
 lips. Keypoints lie on a 1/16-pixel grid (OpenCV's sub-pixel drawing), so 4 decimals are exact.
 Coordinates are pixel indices (pixel centre = integer); "left" is the subject's left = image right.
 """
-
 from dataclasses import dataclass
 from pathlib import Path
 

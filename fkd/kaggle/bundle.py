@@ -19,7 +19,6 @@ On Kaggle: data is searched under $FKD_KAGGLE_INPUT or /kaggle/input, everything
 $FKD_KAGGLE_WORKING or /kaggle/working (runs/<name>/, submissions/, submission.csv). With more than
 one GPU the single kernel trains folds concurrently, one process per GPU (CUDA_VISIBLE_DEVICES).
 """
-
 import base64
 import io
 import json

@@ -15,7 +15,6 @@ Each command first checks that the `kaggle` program exists and that a token is i
 kaggle 2.2.5 reads, and otherwise stops with one line saying what to do. No token value is ever
 printed: the kaggle program's output is relayed with any token value masked.
 """
-
 from fkd.kaggle import ledger
 from fkd.kaggle.download import cmd_download
 from fkd.kaggle.kernels import cmd_logs, cmd_output, cmd_push, cmd_status

@@ -7,7 +7,6 @@ environment lacks (torch, torchvision and what they need) comes from the project
 
     python -m fkd.kaggle.env      # build if needed; prints the environment's python
 """
-
 import hashlib
 import os
 import pwd

@@ -4,7 +4,6 @@
 `fkd kaggle sync` fills in the public/private scores. This command prints the table and plots LB
 against CV (reports/ledger.png). Writes are atomic: the file is rewritten whole, then renamed.
 """
-
 import csv
 import io
 import math

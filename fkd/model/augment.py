@@ -33,7 +33,6 @@ warped, and found again within 0.1 px):
   u = (p - 47.5) / 47.5 maps our pixel indices exactly; the keypoints move by the same matrix
   (in pixels: p' = s R (p - c) + c + t, c = 47.5) that F.affine_grid inverts for the image.
 """
-
 import math
 
 import torch

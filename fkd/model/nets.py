@@ -18,7 +18,6 @@ Names and options:
                             stride=4, fuse=True (add the deepest map, upsampled), head_channels=64,
                             dropout (head), and the timm options above.
 """
-
 import os
 import warnings
 from pathlib import Path

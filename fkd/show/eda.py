@@ -6,7 +6,6 @@ heatmaps of one face, where each keypoint falls, duplicate images, and likely la
 Reusable functions (no plotting): `missing_table`, `coordinate_correlation`, `gaussian_heatmaps`,
 `duplicate_agreement`, `shape_residuals`, `label_outliers`.
 """
-
 import json
 import textwrap
 from pathlib import Path

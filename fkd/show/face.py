@@ -27,7 +27,6 @@ So one face's box alone misses Kaggle's scale by up to ~20 %: the refinement pas
 Coordinates are pixel indices (pixel centre = integer) in both the photo and the crop, the
 convention cv2.warpAffine uses, so crop = M @ [x, y, 1] and photo = M^-1 @ [u, v, 1] exactly.
 """
-
 import json
 import re
 from dataclasses import dataclass

@@ -7,7 +7,6 @@ Colours: the subject's left (image right) is blue, the subject's right (image le
 the midline (nose tip, lip centres) green. Truth vs prediction: truth hollow green circles, prediction
 red crosses, a yellow line joining each pair.
 """
-
 from pathlib import Path
 
 import matplotlib

@@ -10,7 +10,6 @@ cross-validation. It reads the run folder (see fkd.train.rundir):
 and writes curves.png, per_keypoint.png, worst_oof.png (needs the training images and keypoints),
 test_predictions.png (needs the test images and test_pred.csv) and report.md.
 """
-
 from pathlib import Path
 
 import numpy as np

@@ -1,5 +1,4 @@
 """`fkd submit`: test predictions (the mean shape, or a blend of runs) -> a checked submission file."""
-
 import shutil
 from pathlib import Path
 

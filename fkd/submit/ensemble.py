@@ -3,7 +3,6 @@
 Weights: non-negative least squares over every labelled training value (the values Kaggle would
 score), normalised to sum to 1 — a convex blend, so it cannot extrapolate beyond its members.
 """
-
 import numpy as np
 from scipy.optimize import nnls
 

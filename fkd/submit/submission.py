@@ -1,5 +1,4 @@
 """Per-image predictions + IdLookupTable -> RowId,Location; written once, never over another file; checked."""
-
 import json
 from datetime import datetime, timezone
 from pathlib import Path

@@ -1,10 +1,10 @@
 """`fkd cv`: K-fold cross-validation of a config -> runs/<name>/.
 
 A rerun skips every fold whose checkpoint exists (checkpoints are written atomically, so an
-interrupted fold leaves no checkpoint) and resumes an interrupted fold from its last finished epoch. With --only-fold, just those folds are
-trained; a later run without it assembles oof.csv, metrics.json and test_pred.csv from them.
+interrupted fold leaves no checkpoint) and resumes an interrupted fold from its last finished
+epoch. With --only-fold, just those folds are trained; a later run without it assembles oof.csv,
+metrics.json and test_pred.csv from them.
 """
-
 import json
 import time
 from pathlib import Path

@@ -1,10 +1,10 @@
 """The training loop: one fold at a time, the whole uint8 dataset as one tensor on the device.
 
-No DataLoader: a batch is an index into that tensor, augmented by fkd.model.augment.augment_batch on the
-same device. Missing keypoints carry no gradient (masked loss). The best epoch's weights (by
-validation RMSE) are the fold's checkpoint; a finished fold is never trained again.
+No DataLoader: a batch is an index into that tensor, augmented by fkd.model.augment.augment_batch on
+the same device. Missing keypoints carry no gradient (masked loss). The fold keeps its last epoch's
+weights (keep: last) or its best epoch's (keep: best); the state after each epoch is saved so an
+interrupted fold resumes; a finished fold is never trained again.
 """
-
 import math
 import time
 from pathlib import Path

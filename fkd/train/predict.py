@@ -1,5 +1,4 @@
 """Predictions of trained models: fold models x test-time views (flip, zoom, shift), in pixel coordinates."""
-
 from pathlib import Path
 
 import numpy as np

@@ -3,7 +3,6 @@
 Fold k's student learns from the teacher's fold-k model, which never saw fold k's validation rows,
 so the student's validation score stays out-of-fold. The teacher must share the student's folds.
 """
-
 from pathlib import Path
 
 import numpy as np

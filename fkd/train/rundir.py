@@ -8,7 +8,6 @@ data.json        the training data it was trained on (rows, fingerprint): report
 history.json     per-epoch records {fold, epoch, train_loss, grad_norm_median, grad_norm_max, val_loss, val_rmse,
                  lr, seconds, train_images_per_second}
 """
-
 import json
 from pathlib import Path
 
