@@ -264,40 +264,36 @@ def train_fold(fold: int, images: np.ndarray, labels: np.ndarray, truth: np.ndar
             f"{record['train_images_per_second']:.0f} training images/s; "
             f"{format_seconds(np.mean([r['seconds'] for r in history[start:]]) * (config['epochs'] - epoch - 1))} left in the fold)")
         if config["keep"] == "best" and val_rmse < best["val_rmse"]:
-            best = {"val_rmse": val_rmse, "epoch": epoch + 1, "state_dict": _state_copy(evaluated)}
+            best = {"val_rmse": val_rmse, "epoch": epoch + 1, "state_dict": _state_copy(evaluated), "val_pred": val_pred}
         if resume_path is not None and epoch + 1 < config["epochs"]:
             save_resume_state(resume_path, epoch + 1, model, optimizer, schedule, ema, scaler, generator,
                               history, best, config)
 
-    views = len(tta_views(config)) > 1
+    n_views = len(tta_views(config))
+    views = f" with {n_views} test-time views" if n_views > 1 else ""
 
-    def predict_valid(state):
+    def with_views(state, flip_only_pred):
+        """The validation predictions of `state` with every test-time view (epochs were scored with flip only)."""
+        if n_views == 1:
+            return flip_only_pred
         model.load_state_dict(state)
-        predicted = (predict_images(model, images[valid_index], config, device, flip_tta=config["flip_tta"],
-                                    subsets=subsets[valid_index]) if views else None)
-        return predicted
+        return predict_images(model, images[valid_index], config, device, flip_tta=config["flip_tta"],
+                              subsets=subsets[valid_index])
 
     last_state = _state_copy(evaluated)
-    last_pred = predict_valid(last_state)
-    last_pred = val_pred if last_pred is None else last_pred
-    last = {"val_rmse": rmse(last_pred, truth[valid_index]), "epoch": config["epochs"], "state_dict": last_state,
-            "val_pred": last_pred}
+    last_pred = with_views(last_state, val_pred)
+    kept = {"epoch": config["epochs"], "state_dict": last_state, "val_pred": last_pred}
     if config["keep"] == "best":
-        kept_pred = predict_valid(best["state_dict"])
-        if kept_pred is None:  # flip only: the epoch's own predictions are the kept ones
-            model.load_state_dict(best["state_dict"])
-            kept_pred = predict_images(model, images[valid_index], plain, device, flip_tta=config["flip_tta"],
-                                       subsets=subsets[valid_index])
-        kept = {"epoch": best["epoch"], "state_dict": best["state_dict"], "val_pred": kept_pred,
-                "val_rmse": rmse(kept_pred, truth[valid_index]),
-                "last_val_pred": last["val_pred"], "last_val_rmse": last["val_rmse"]}
+        kept = {"epoch": best["epoch"], "state_dict": best["state_dict"],
+                "val_pred": with_views(best["state_dict"], best["val_pred"]),
+                "last_val_pred": last_pred, "last_val_rmse": rmse(last_pred, truth[valid_index])}
+    kept["val_rmse"] = rmse(kept["val_pred"], truth[valid_index])
+    model.load_state_dict(kept["state_dict"])
+    if config["keep"] == "best":
         log(f"fold {fold}: kept epoch {kept['epoch']} (keep: best) val RMSE {kept['val_rmse']:.4f} px, "
-            f"the last epoch {last['val_rmse']:.4f}" + (f" (with {len(tta_views(config))} test-time views)" if views else ""))
+            f"the last epoch {kept['last_val_rmse']:.4f}" + (f" ({views.strip()})" if views else ""))
     else:
-        kept = last
-        model.load_state_dict(last_state)
-        log(f"fold {fold}: kept the last epoch (keep: last) val RMSE {kept['val_rmse']:.4f} px"
-            + (f" with {len(tta_views(config))} test-time views" if views else ""))
+        log(f"fold {fold}: kept the last epoch (keep: last) val RMSE {kept['val_rmse']:.4f} px{views}")
     test_pred = (predict_images(model, test_images, config, device, flip_tta=config["flip_tta"],
                                 subsets=test_subsets)
                  if test_images is not None else None)
