@@ -42,8 +42,23 @@ def test_a_missing_variable_is_one_line(target, message):
 
 
 def test_submit_lists_only_finished_runs(tmp_path):
-    result = make_n("submit")
-    assert "finished runs here:" in result.stderr
+    """A copy of the Makefile beside one finished run (metrics.json) and one unfinished run."""
+    import os
+    import shutil
+    import time
+
+    shutil.copy(REPO / "Makefile", tmp_path / "Makefile")
+    (tmp_path / "requirements.txt").write_text("")
+    (tmp_path / ".venv").mkdir()
+    time.sleep(0.01)
+    (tmp_path / ".venv" / ".installed").write_text("")
+    for name in ("finished", "unfinished"):
+        (tmp_path / "runs" / name).mkdir(parents=True)
+    (tmp_path / "runs" / "finished" / "metrics.json").write_text("{}")
+    result = subprocess.run(["make", "-n", "submit"], cwd=tmp_path, capture_output=True, text=True,
+                            env=dict(os.environ))
+    assert "finished runs here: runs/finished)" in result.stderr, result.stderr
+    assert "runs/unfinished" not in result.stderr
 
 
 def test_device_reaches_submit_and_face():
