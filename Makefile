@@ -21,12 +21,14 @@ SET     ?=
 FILE    ?=
 MSG     ?=
 PHOTOS  ?=
+MODEL   ?=
+VIDEO   ?=
 # `make kernel` ships the GPU recipe unless CONFIG is given on the command line or in the environment
 KERNEL_CONFIG := $(if $(filter command line environment,$(origin CONFIG)),$(CONFIG),configs/gpu.yaml)
 DATA_ARG := $(if $(DATA),--data-dir $(DATA))
 FINISHED_RUNS = $(patsubst %/metrics.json,%,$(wildcard runs/*/metrics.json))
 
-.PHONY: help install test demo data bench eda cv submit report kernel push status output lb lb-sync ledger face kaggle-env gpu-check clean
+.PHONY: help install test demo data bench eda cv submit report kernel push status output lb lb-sync ledger export face video kaggle-env gpu-check clean
 
 help:  ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | sed 's/:.*## /\t/' | expand -t 12
@@ -92,10 +94,19 @@ lb-sync: install  ## read public/private scores back into submissions/ledger.csv
 ledger: install  ## table and plot of LB score against CV score
 	$(FKD) ledger
 
-face: install  ## keypoints on photos: make face PHOTOS="a.jpg b.png" RUNS=runs/a
+export: install  ## the ensemble of runs as one checked ONNX file: make export RUNS="runs/a runs/b" [MODEL=model.onnx]
+	$(if $(RUNS),,$(error RUNS is not set: make export RUNS="runs/a runs/b" (finished runs here: $(or $(FINISHED_RUNS),none))))
+	$(FKD) export --runs $(RUNS) --out $(or $(MODEL),model.onnx) $(DATA_ARG)
+
+face: install  ## keypoints on photos: make face PHOTOS="a.jpg b.png" RUNS=runs/a (or MODEL=model.onnx)
 	$(if $(PHOTOS),,$(error PHOTOS is not set: make face PHOTOS="a.jpg b.png" RUNS=runs/a))
-	$(if $(RUNS),,$(error RUNS is not set: make face PHOTOS="a.jpg" RUNS=runs/a (finished runs here: $(or $(FINISHED_RUNS),none))))
-	$(FKD) face $(PHOTOS) --runs $(RUNS) --out reports/faces $(if $(DEVICE),--device $(DEVICE))
+	$(if $(RUNS)$(MODEL),,$(error RUNS is not set: make face PHOTOS="a.jpg" RUNS=runs/a (finished runs here: $(or $(FINISHED_RUNS),none)), or MODEL=model.onnx))
+	$(FKD) face $(PHOTOS) $(if $(MODEL),--model $(MODEL),--runs $(RUNS)) --out reports/faces $(if $(DEVICE),--device $(DEVICE))
+
+video: install  ## keypoints tracked on a video: make video VIDEO=clip.mp4 RUNS=runs/a (or MODEL=model.onnx)
+	$(if $(VIDEO),,$(error VIDEO is not set: make video VIDEO=clip.mp4 RUNS=runs/a))
+	$(if $(RUNS)$(MODEL),,$(error RUNS is not set: make video VIDEO=clip.mp4 RUNS=runs/a (finished runs here: $(or $(FINISHED_RUNS),none)), or MODEL=model.onnx))
+	$(FKD) face $(VIDEO) $(if $(MODEL),--model $(MODEL),--runs $(RUNS)) --out reports/faces $(if $(DEVICE),--device $(DEVICE))
 
 kaggle-env: install  ## build (once) a virtual environment with Kaggle's versions (requirements-kaggle.txt)
 	$(PY) -m fkd.kaggle.env

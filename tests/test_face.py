@@ -95,13 +95,17 @@ def fake_predict_module(monkeypatch, calls):
     mean = np.array([66, 37, 30, 37, 59, 38, 73, 38, 37, 38, 23, 38, 57, 29, 80, 30, 39, 29, 16, 30,
                      48, 62, 63, 76, 33, 76, 48, 72, 48, 80], np.float32)
 
-    def predict_runs(run_dirs, images, subsets=None, flip_tta=None, device=None):
-        assert subsets is None  # a photo's face always gets the complete rows' output: all 15 points
-        calls.append((list(run_dirs), images.shape, images.dtype, flip_tta))
-        return np.tile(mean, (len(images), 1))
+    class RunsPredictor:
+        def __init__(self, run_dirs, flip_tta=None, device=None):
+            self.run_dirs, self.flip_tta = list(run_dirs), flip_tta
+
+        def __call__(self, images, subsets=None):
+            assert subsets is None  # a photo's face always gets the complete rows' output: all 15 points
+            calls.append((self.run_dirs, images.shape, images.dtype, self.flip_tta))
+            return np.tile(mean, (len(images), 1))
 
     module = types.ModuleType("fkd.train.predict")
-    module.predict_runs = predict_runs
+    module.RunsPredictor = RunsPredictor
     monkeypatch.setitem(sys.modules, "fkd.train.predict", module)
 
 

@@ -60,7 +60,7 @@ def flip_axis(config: dict, subsets, n: int, device):
     if not isinstance(axis, (list, tuple)):
         return float(axis)
     if subsets is None:
-        subsets = torch.ones(n, dtype=torch.long, device=device)
+        return float(axis[1])
     return torch.as_tensor(axis, dtype=torch.float32, device=device)[torch.as_tensor(subsets, device=device)][:, None]
 
 

@@ -361,7 +361,5 @@ class SubsetOffset(nn.Module):
         return torch.where(self.labelled, symmetric, symmetric[1:2])
 
     def forward(self, x, subset=None):
-        out = self.model(x)
-        if subset is None:
-            subset = torch.ones(len(x), dtype=torch.long, device=x.device)
-        return out + self.symmetric_offset()[subset]
+        offset = self.symmetric_offset()
+        return self.model(x) + (offset[1] if subset is None else offset[subset])

@@ -29,6 +29,7 @@ convention cv2.warpAffine uses, so crop = M @ [x, y, 1] and photo = M^-1 @ [u, v
 """
 import json
 import re
+import time
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -39,6 +40,7 @@ from fkd.core.atomic import atomic_path, write_text
 from fkd.core.errors import FkdError
 from fkd.core.keypoints import KEYPOINTS, SIZE, as_points
 from fkd.data.shapes import similarity_matrix
+from fkd.model.onnxfile import OnnxKeypoints
 from fkd.train.rundir import check_run_folders
 
 # where Kaggle's training faces have their 4 core points (96 px crop): the refinement's target
@@ -379,23 +381,43 @@ def _stems(paths):
     return stems
 
 
-def _predictor(run_dirs, flip_tta, device=None):
-    def predict(images):
-        # torch is imported only when a face needs a model
-        from fkd.train.predict import predict_runs
+class Predictor:
+    """uint8 crops [N,96,96] -> complete-kind keypoints [N,30] px, from run folders (torch) or from an
+    ONNX file of `fkd export` (onnxruntime alone: torch is never imported); it counts the faces it
+    predicted and the seconds that took."""
 
-        # subsets=None on purpose: a photo's face gets the complete-row output, all 15 points
-        return predict_runs([str(r) for r in run_dirs], images, subsets=None, flip_tta=None if flip_tta else False,
-                            device=device)
-    return predict
+    def __init__(self, run_dirs=(), model=None, flip_tta=True, device=None):
+        self.run_dirs, self.flip_tta, self.device = [str(r) for r in run_dirs], flip_tta, device
+        self.onnx = OnnxKeypoints(model) if model else None
+        self.engine = "onnxruntime" if self.onnx else "torch"
+        self.runs = None  # loaded at the first face: a photo without faces never imports torch
+        self.faces, self.seconds = 0, 0.0
+
+    def __call__(self, crops):
+        if self.onnx is None and self.runs is None:
+            from fkd.train.predict import RunsPredictor  # torch, only once a face needs a model
+
+            self.runs = RunsPredictor(self.run_dirs, flip_tta=None if self.flip_tta else False, device=self.device)
+        start = time.perf_counter()
+        # the complete-row output on purpose (subsets None): a photo's face gets all 15 points
+        predictions = self.onnx.predict(crops) if self.onnx else self.runs(crops)
+        self.seconds += time.perf_counter() - start
+        self.faces += len(crops)
+        return predictions
+
+    def latency(self) -> str:
+        if not self.faces:
+            return f"no face predicted ({self.engine})"
+        return (f"{self.faces} face crops predicted in {self.seconds:.2f} s: {1000 * self.seconds / self.faces:.1f} ms "
+                f"a face ({self.engine})")
 
 
 def process_photos(paths, run_dirs, out_dir, detector="auto", min_size=24, flip_tta=True,
-                   refine=True, save_crops=False, predict=None, device=None) -> list:
+                   refine=True, save_crops=False, predict=None, device=None, model=None) -> list:
     """Detect, predict (and refine), write PNG + JSON per photo; return the JSON records.
-    `predict` (uint8 [N,96,96] -> [N,30] px) defaults to fkd.train.predict.predict_runs over run_dirs."""
+    `predict` (uint8 [N,96,96] -> [N,30] px) defaults to a Predictor of the runs or of the ONNX model."""
     out = Path(out_dir)
-    predict = predict or _predictor(run_dirs, flip_tta, device)
+    predict = predict or Predictor(run_dirs, model, flip_tta, device)
     paths = photo_paths(paths)
     photos = [read_photo(p) for p in paths]  # every file is checked before any work
     found = [find_faces(photo, detector, min_size) for photo in photos]
@@ -421,7 +443,7 @@ def process_photos(paths, run_dirs, out_dir, detector="auto", min_size=24, flip_
     for i, (path, stem, photo, (_, _, _, name)) in enumerate(zip(paths, _stems(paths), photos, found)):
         ks = np.flatnonzero(np.asarray(owner) == i)
         record = {"photo": str(path), "width": int(photo.shape[1]), "height": int(photo.shape[0]),
-                  "detector": name, "runs": [str(r) for r in run_dirs],
+                  "detector": name, **({"model": str(model)} if model else {"runs": [str(r) for r in run_dirs]}),
                   "faces": [face_record(boxes[k], matrices[k], predictions[k], refined[k]) for k in ks]}
         write_text(out / f"{stem}_keypoints.json", to_json(record))
         if len(ks):
@@ -435,6 +457,8 @@ def process_photos(paths, run_dirs, out_dir, detector="auto", min_size=24, flip_
         else:
             print(f"{path}: no face found ({name} detector); wrote {out / (stem + '_keypoints.json')} with no faces")
         records.append(record)
+    if isinstance(predict, Predictor):
+        print(predict.latency())
     return records
 
 
@@ -450,9 +474,12 @@ def _crop_with_points(face, keypoints, zoom=4):
 
 def add_arguments(parser):
     parser.add_argument("photos", nargs="+", metavar="PHOTO", help="JPEG or PNG files, or folders of them")
-    parser.add_argument("--runs", nargs="+", required=True, metavar="RUN_DIR",
+    source = parser.add_mutually_exclusive_group(required=True)
+    source.add_argument("--runs", nargs="+", metavar="RUN_DIR",
                         help="run folder(s) whose fold models predict (their ensemble), each with its own "
                              "test-time views; always the complete-row output: all 15 points of every face")
+    source.add_argument("--model", metavar="MODEL.onnx",
+                        help="an ONNX file of `fkd export` instead of runs (onnxruntime; no torch)")
     parser.add_argument("--out", default="reports/faces", help="output folder (default: reports/faces)")
     parser.add_argument("--detector", default="auto", choices=["auto", "haar", "lbp"],
                         help="face detector (auto: OpenCV's Haar cascade if installed, else scikit-image's LBP)")
@@ -465,8 +492,10 @@ def add_arguments(parser):
 
 
 def run(args):
-    check_run_folders(args.runs)
-    process_photos(args.photos, args.runs, args.out, detector=args.detector, min_size=args.min_face,
+    if args.model and args.no_tta:
+        raise FkdError("--no-tta applies to --runs: an exported model has its test-time views built in")
+    check_run_folders(args.runs or [])
+    process_photos(args.photos, args.runs or [], args.out, detector=args.detector, min_size=args.min_face,
                    flip_tta=not args.no_tta, refine=not args.no_refine, save_crops=args.save_crops,
-                   device=args.device)
+                   device=args.device, model=args.model)
     return 0

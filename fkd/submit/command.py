@@ -40,17 +40,32 @@ def mean_predictions(data_dir):
     return image_ids, np.tile(shape, (len(image_ids), 1)), {"train_rmse": rmse(shape[None], keypoints)}
 
 
-def run_predictions(data_dir, run_dirs, device=None):
-    """Blend of the runs' test predictions with weights fitted on their OOF predictions."""
-    images, truth = load_training(data_dir)
-    image_ids, test_images = load_test(data_dir)
-    oofs, tests = [], []
+def fitted_weights(run_dirs, images, truth):
+    """(weights, report): one blend weight per run, fitted on the runs' OOF predictions of this
+    training data (refused when a run was trained on other faces); the report has each run's OOF RMSE."""
+    oofs = []
     for run_dir in run_dirs:
         rundir.check_same_data(run_dir, images, truth)
         _, oof = rundir.read_oof(run_dir)
         if oof.shape != truth.shape:
             raise FkdError(f"oof.csv has {len(oof)} rows but the training data has {len(truth)}: "
                            "was this run trained on another folder?", path=run_dir)
+        oofs.append(oof)
+    weights = ensemble.fit_weights(oofs, truth)
+    report = ensemble.blend_report(oofs, truth, weights)
+    for run_dir, member, weight in zip(run_dirs, report["members"], report["weights"]):
+        print(f"  {run_dir}: OOF RMSE {member:.4f}, weight {weight:.3f}")
+    print(f"  blend: OOF RMSE {report['blend']:.4f}")
+    return weights, report
+
+
+def run_predictions(data_dir, run_dirs, device=None):
+    """Blend of the runs' test predictions with weights fitted on their OOF predictions."""
+    images, truth = load_training(data_dir)
+    image_ids, test_images = load_test(data_dir)
+    weights, report = fitted_weights(run_dirs, images, truth)
+    tests = []
+    for run_dir in run_dirs:
         stored = rundir.read_test_predictions(run_dir)
         if stored is not None and set(stored[0]) == set(image_ids):
             test = pd.DataFrame(stored[1], index=stored[0]).loc[image_ids].to_numpy(dtype=np.float32)
@@ -61,13 +76,7 @@ def run_predictions(data_dir, run_dirs, device=None):
             print(f"  {run_dir}: no stored predictions for these test images: predicting them")
             test = predict_runs([run_dir], test_images, subsets=lookup_kinds(load_lookup(data_dir), image_ids, truth),
                                 device=device)
-        oofs.append(oof)
         tests.append(test)
-    weights = ensemble.fit_weights(oofs, truth)
-    report = ensemble.blend_report(oofs, truth, weights)
-    for run_dir, member, weight in zip(run_dirs, report["members"], report["weights"]):
-        print(f"  {run_dir}: OOF RMSE {member:.4f}, weight {weight:.3f}")
-    print(f"  blend: OOF RMSE {report['blend']:.4f}")
     return image_ids, ensemble.blend(tests, weights), {"oof_rmse": report["blend"], **report}
 
 

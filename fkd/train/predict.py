@@ -9,7 +9,9 @@ from tqdm.auto import tqdm
 from fkd.core.errors import FkdError
 from fkd.core.keypoints import flip_keypoints
 from fkd.model.augment import CENTRE
+from fkd.model.inputs import flip_axis, forward, make_model, model_inputs, pick_device, scale_pixels
 from fkd.model.nets import to_pixels
+from fkd.train.rundir import load_checkpoint
 
 
 def tta_views(config: dict):
@@ -26,57 +28,52 @@ def transform(images: torch.Tensor, scale: float, dx: float, dy: float) -> torch
     c = CENTRE
     theta = torch.tensor([[1 / scale, 0, -dx / (c * scale)], [0, 1 / scale, -dy / (c * scale)]],
                          dtype=images.dtype, device=images.device)
-    grid = F.affine_grid(theta.expand(len(images), 2, 3), list(images.shape), align_corners=True)
+    grid = F.affine_grid(theta.expand(images.shape[0], 2, 3), list(images.shape), align_corners=True)
     return F.grid_sample(images, grid, mode="bilinear", padding_mode="zeros", align_corners=True)
+
+
+def predict_batch(model, x, config: dict, flip_tta: bool = True, subset=None) -> torch.Tensor:
+    """Model inputs [B,1,96,96] (model_inputs + scale_pixels) -> pixel keypoints [B,30]: the mean over
+    every view of `tta_views(config)` (and, with flip_tta, each view's mirror) mapped back about the
+    labels' mirror axis. subset [B] or None (the complete-row output). `fkd export` traces this."""
+    axis = flip_axis(config, subset, x.shape[0], x.device)
+    mapped_back = []
+    for scale, dx, dy in tta_views(config):
+        view = x if (scale, dx, dy) == (1, 0, 0) else transform(x, scale, dx, dy)
+        view = view.contiguous(memory_format=torch.channels_last)
+        pred = to_pixels(forward(model, view, subset).float())
+        if flip_tta:
+            mirrored = to_pixels(forward(model, torch.flip(view, dims=[-1]), subset).float())
+            pred = (pred + flip_keypoints(mirrored, axis)) / 2
+        pred = pred.view(x.shape[0], -1, 2) - torch.tensor([dx, dy], device=x.device)
+        mapped_back.append(axis + (pred.view(x.shape[0], -1) - axis) / scale)
+    return torch.stack(mapped_back).mean(0)
 
 
 @torch.no_grad()
 def predict_images(model, images, config: dict, device=None, flip_tta: bool = True, subsets=None) -> np.ndarray:
-    """uint8 images [N,96,96] -> float32 pixel keypoints [N,30]; with flip_tta, the mean with the mirror;
-    over every view of `tta_views(config)`, the mean of the predictions mapped back (about the image
-    centre in label coordinates: the labels' mirror axis).
+    """uint8 images [N,96,96] -> float32 pixel keypoints [N,30] by predict_batch, in batches.
 
     subsets [N] (1 = complete-row output, 0 = core-point-row output) matter only to SubsetOffset
     models; None means the complete-row output."""
-    from fkd.model.inputs import (  # the same input path as training
-        flip_axis,
-        forward,
-        model_inputs,
-        scale_pixels,
-    )
-
     device = torch.device(device) if device is not None else next(model.parameters()).device
     model.eval()
     images = torch.as_tensor(np.asarray(images))
     batch_size = config.get("eval_batch_size", 256)
-    views = tta_views(config)
+    n_views = len(tta_views(config)) * (2 if flip_tta else 1)
     out = []
     starts = range(0, len(images), batch_size)
-    for start in tqdm(starts, desc=f"predict {len(images)} faces x {len(views) * (2 if flip_tta else 1)} views",
+    for start in tqdm(starts, desc=f"predict {len(images)} faces x {n_views} views",
                       leave=False, disable=None if len(starts) > 1 else True, mininterval=1.0):
         x = scale_pixels(model_inputs(images[start:start + batch_size].to(device), config), config)
         subset = (torch.as_tensor(np.asarray(subsets[start:start + batch_size]), device=device)
                   if subsets is not None else None)
-        axis = flip_axis(config, subset, len(x), device)
-        mapped_back = []
-        for scale, dx, dy in views:
-            view = x if (scale, dx, dy) == (1, 0, 0) else transform(x, scale, dx, dy)
-            view = view.contiguous(memory_format=torch.channels_last)
-            pred = to_pixels(forward(model, view, subset).float())
-            if flip_tta:
-                mirrored = to_pixels(forward(model, torch.flip(view, dims=[-1]), subset).float())
-                pred = (pred + flip_keypoints(mirrored, axis)) / 2
-            pred = pred.view(len(x), -1, 2) - torch.tensor([dx, dy], device=device)
-            mapped_back.append(axis + (pred.view(len(x), -1) - axis) / scale)
-        out.append(torch.stack(mapped_back).mean(0).cpu())
+        out.append(predict_batch(model, x, config, flip_tta, subset).cpu())
     return torch.cat(out).numpy().astype(np.float32) if out else np.zeros((0, 30), np.float32)
 
 
 def load_fold_model(path, device="cpu"):
     """(model, config) of one fold checkpoint, in eval mode on the device."""
-    from fkd.model.inputs import make_model
-    from fkd.train.rundir import load_checkpoint
-
     checkpoint = load_checkpoint(path, device)
     config = checkpoint["config"]
     # the checkpoint holds every weight: the pretrained file it started from may be elsewhere now
@@ -94,17 +91,25 @@ def load_fold_models(run_dir, device="cpu"):
     return [load_fold_model(path, device) for path in paths]
 
 
-def predict_runs(run_dirs, images, subsets=None, flip_tta=None, device=None) -> np.ndarray:
-    """Mean prediction of every fold model of every run, in pixels [N,30], each model with its own run's
-    test-time views and flip setting (flip_tta=False turns flipping off for all).
+class RunsPredictor:
+    """Every fold model of every run, loaded once: `predictor(images, subsets=None)` is their mean
+    prediction in pixels [N,30], each model with its own run's test-time views and flip setting
+    (flip_tta=False turns flipping off for all).
 
     subsets [N]: each image's kind (lookup_kinds: 1 complete, 0 partial), for SubsetOffset runs;
     None predicts every image with the complete-row output (all 15 points, as `fkd face` wants)."""
-    from fkd.model.inputs import pick_device
 
-    device = pick_device(device or "auto")
-    predictions = [predict_images(model, images, config, device,
-                                  flip_tta=config["flip_tta"] if flip_tta is None else flip_tta and config["flip_tta"],
-                                  subsets=subsets)
-                   for run_dir in run_dirs for model, config in load_fold_models(run_dir, device)]
-    return np.mean(predictions, axis=0).astype(np.float32)
+    def __init__(self, run_dirs, flip_tta=None, device=None):
+        self.device = pick_device(device or "auto")
+        self.models = [(model, config, config["flip_tta"] if flip_tta is None else flip_tta and config["flip_tta"])
+                       for run_dir in run_dirs for model, config in load_fold_models(run_dir, self.device)]
+
+    def __call__(self, images, subsets=None) -> np.ndarray:
+        predictions = [predict_images(model, images, config, self.device, flip_tta=flip, subsets=subsets)
+                       for model, config, flip in self.models]
+        return np.mean(predictions, axis=0).astype(np.float32)
+
+
+def predict_runs(run_dirs, images, subsets=None, flip_tta=None, device=None) -> np.ndarray:
+    """RunsPredictor(run_dirs, flip_tta, device)(images, subsets): one call, models loaded for it."""
+    return RunsPredictor(run_dirs, flip_tta, device)(images, subsets)

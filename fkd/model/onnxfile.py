@@ -1,0 +1,49 @@
+"""A model exported by `fkd export`, run with onnxruntime alone (no torch): uint8 or float faces
+[N,96,96] (or one face [96,96]) -> the 30 pixel coordinates of the complete-kind output."""
+import json
+from pathlib import Path
+
+import numpy as np
+import onnxruntime
+
+from fkd.core.errors import FkdError
+from fkd.core.keypoints import COLUMNS, SIZE
+
+# the graph's input and output, and the metadata keys `fkd export` writes into the file
+INPUT, OUTPUT = "faces", "keypoints"
+METADATA_KEY = "fkd"
+
+
+class OnnxKeypoints:
+    """`OnnxKeypoints("model.onnx").predict(faces)`: pixel keypoints [N,30] (COLUMNS order)."""
+
+    def __init__(self, path, threads: int = 0):
+        self.path = Path(path)
+        if not self.path.is_file():
+            raise FkdError("no such ONNX file", path=self.path)
+        options = onnxruntime.SessionOptions()
+        options.intra_op_num_threads = threads
+        options.log_severity_level = 3
+        try:
+            self.session = onnxruntime.InferenceSession(str(self.path), options, providers=["CPUExecutionProvider"])
+        except Exception as error:  # noqa: BLE001 - onnxruntime raises its own classes, one per failure
+            raise FkdError(f"not an ONNX model onnxruntime can load: {str(error).splitlines()[0]}",
+                           path=self.path) from None
+        inputs = {i.name: i for i in self.session.get_inputs()}
+        if INPUT not in inputs:
+            raise FkdError(f"not an fkd model: no input named {INPUT!r} (it has {', '.join(inputs)})", path=self.path)
+        self.input_dtype = np.uint8 if inputs[INPUT].type == "tensor(uint8)" else np.float32
+        meta = self.session.get_modelmeta().custom_metadata_map
+        self.metadata = json.loads(meta.get(METADATA_KEY, "{}"))
+
+    def predict(self, faces) -> np.ndarray:
+        faces = np.asarray(faces)
+        if faces.shape[-2:] != (SIZE, SIZE) or faces.ndim not in (2, 3):
+            raise FkdError(f"faces must be [N,{SIZE},{SIZE}] or [{SIZE},{SIZE}] grayscale, not {list(faces.shape)}")
+        batch = faces.reshape(-1, SIZE, SIZE)
+        if self.input_dtype == np.uint8 and batch.dtype != np.uint8:
+            batch = np.clip(np.rint(batch), 0, 255)
+        keypoints = self.session.run([OUTPUT], {INPUT: np.ascontiguousarray(batch, dtype=self.input_dtype)})[0]
+        return keypoints.reshape(faces.shape[:-2] + (len(COLUMNS),)).astype(np.float32)
+
+    __call__ = predict
