@@ -140,8 +140,9 @@ def test_end_to_end_two_faces(tmp_path, monkeypatch):
     assert (out / "two people_keypoints.png").is_file()
     drawn = cv2.imread(str(out / "two people_keypoints.png"))
     assert drawn.shape[1:] == (1024, 3) and 512 < drawn.shape[0] < 600   # the photo, then the legend below
-    # predicted twice (first crop, then the refined one), 2 faces at a time, with the runs' own flip TTA
-    assert [c[1:] for c in calls] == [((2, 96, 96), np.uint8, None)] * 2
+    # 2 faces at a time, with the runs' own flip TTA; predicted once: the fake's points sit exactly where
+    # Kaggle's faces have them, so the first crop has settled and no refinement moves it
+    assert [c[1:] for c in calls] == [((2, 96, 96), np.uint8, None)]
     assert calls[0][0] == [str(run_dir)]
     for item, (left, right) in zip(record["faces"], [(0, 512), (512, 1024)]):
         x, y, w, h = item["box"]

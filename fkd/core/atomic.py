@@ -11,14 +11,15 @@ from fkd.core.errors import FkdError
 
 
 @contextlib.contextmanager
-def atomic_path(path, overwrite: bool = True):
+def atomic_path(path, overwrite: bool = True, suffix: str = ".tmp"):
     """Yield a temporary path to write to; on success it becomes `path`.
 
-    With overwrite=False an existing `path` is never replaced (the rename is refused).
+    With overwrite=False an existing `path` is never replaced (the rename is refused). `suffix` ends
+    the temporary's name (a writer that picks its format by the name, such as OpenCV's, needs it).
     """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=suffix, dir=path.parent)
     os.close(fd)
     tmp = Path(tmp)
     try:

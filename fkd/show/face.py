@@ -4,9 +4,10 @@ Per photo: faces are found offline with a cascade detector (OpenCV's Haar fronta
 the installed OpenCV ships it, else scikit-image's LBP frontal-face cascade, which scikit-image
 ships); each box becomes a square crop framed like Kaggle's faces, resampled to 96x96 grayscale by
 one explicit 2x3 affine matrix M (photo -> crop); the runs predict the keypoints; M's inverse takes
-them back to photo pixels exactly. Then one refinement: the predicted eye centres, nose tip and
-bottom lip define a similarity (scale, rotation, shift) that puts them where Kaggle's faces have
-them, the face is cropped again with it (this also levels a tilted head) and predicted again.
+them back to photo pixels exactly. Then the refinement (`settle`): the predicted eye centres, nose
+tip and bottom lip define a similarity (scale, rotation, shift) that puts them where Kaggle's faces
+have them, the face is cropped again with it (this also levels a tilted head) and predicted again,
+until the crop moves less than half a pixel (at most REFINE_PASSES rounds).
 Writes `<stem>_keypoints.png` (photo, detector box in white, final crop square in yellow, points)
 and `<stem>_keypoints.json` (per face: box, matrices, the 15 named points in photo pixels).
 
@@ -41,7 +42,6 @@ from fkd.core.errors import FkdError
 from fkd.core.keypoints import KEYPOINTS, SIZE, as_points
 from fkd.data.shapes import similarity_matrix
 from fkd.model.onnxfile import OnnxKeypoints
-from fkd.train.rundir import check_run_folders
 
 # where Kaggle's training faces have their 4 core points (96 px crop): the refinement's target
 KAGGLE_CORE = {"left_eye_center": (66.0, 37.0), "right_eye_center": (30.0, 37.0),
@@ -62,7 +62,9 @@ FRAMING = {
     "haar": Framing(side=1.05, dx=0.0, dy=0.01),
     "lbp": Framing(side=1.10, dx=0.0, dy=0.01),
 }
-REFINE_LIMITS = (0.6, 1.7, 40.0)  # refinement kept only if it rescales by 0.6..1.7 and turns < 40 deg
+REFINE_LIMITS = (0.6, 1.7, 40.0)  # a refinement is kept only if it rescales by 0.6..1.7 and turns by < 40 deg
+REFINE_PASSES = 4   # photos: at most this many refinements a face ...
+SETTLED_PX = 0.5    # ... and none once its crop moves less than this (in crop pixels)
 
 HAAR_FILE = "haarcascade_frontalface_default.xml"
 EYE_FILE = "haarcascade_eye.xml"
@@ -251,9 +253,48 @@ def refined_matrix(matrix, keypoints):
     if refined is None:
         return None
     ratio = np.sqrt(abs(np.linalg.det(refined[:, :2])) / abs(np.linalg.det(np.asarray(matrix)[:, :2])))
-    angle = np.degrees(np.arctan2(refined[1, 0], refined[0, 0]))
-    low, high, max_angle = REFINE_LIMITS
-    return refined if low <= ratio <= high and abs(angle) <= max_angle else None
+    turn = (_angle(refined) - _angle(matrix) + 180) % 360 - 180
+    low, high, max_turn = REFINE_LIMITS
+    return refined if low <= ratio <= high and abs(turn) <= max_turn else None
+
+
+def _angle(matrix) -> float:
+    return float(np.degrees(np.arctan2(matrix[1][0], matrix[0][0])))
+
+
+CROP_CORNERS = np.array([[0.0, 0.0], [SIZE - 1.0, 0.0], [SIZE - 1.0, SIZE - 1.0], [0.0, SIZE - 1.0]])
+
+
+def crop_moved(old, new) -> float:
+    """How far the crop moves from `old` to `new` (photo -> crop matrices): the largest shift of a
+    corner of the old crop, in pixels of the new crop."""
+    return float(np.abs(apply(new, apply(invert(old), CROP_CORNERS)) - CROP_CORNERS).max())
+
+
+def settle(grays, matrices, predictions, predict, passes: int = REFINE_PASSES):
+    """Refine each face's crop until it stops moving: up to `passes` rounds of (the similarity that
+    puts its predicted core points where Kaggle's faces have them, a new crop, a new prediction),
+    a face leaving the round once its crop moves less than SETTLED_PX. grays[k] is face k's photo.
+    Returns (matrices, crops, predictions, rounds each face was refined)."""
+    matrices = np.array(matrices, dtype=np.float64).reshape(-1, 2, 3)
+    predictions = np.array(predictions, dtype=np.float32).reshape(len(matrices), -1)
+    crops = np.array([crop(g, m) for g, m in zip(grays, matrices)], dtype=np.uint8).reshape(-1, SIZE, SIZE)
+    rounds = np.zeros(len(matrices), int)
+    moving = range(len(matrices))
+    for _ in range(passes):
+        moved = []
+        for k in moving:
+            better = refined_matrix(matrices[k], predictions[k])
+            if better is None or crop_moved(matrices[k], better) < SETTLED_PX:
+                continue  # implausible (the face keeps its crop), or settled
+            matrices[k], crops[k] = better, crop(grays[k], better)
+            rounds[k] += 1
+            moved.append(k)
+        if not moved:
+            break
+        predictions[moved] = np.asarray(predict(crops[moved]), dtype=np.float32).reshape(len(moved), -1)
+        moving = moved
+    return matrices, crops, predictions, rounds
 
 
 def compose(outer, inner) -> np.ndarray:
@@ -273,17 +314,17 @@ def turned(gray, angle: float):
     return cv2.warpAffine(gray, rotation, size, flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE), rotation
 
 
-def find_faces(photo_bgr, detector="auto", min_size=24):
+def find_faces(photo_bgr, detector="auto", min_size=24, turns=TURNS):
     """(boxes [K,4], matrices [K,2,3] photo -> crop, crops uint8 [K,96,96], detector name).
 
-    When the upright photo shows no face, copies turned by each of TURNS are searched in turn (the
+    When the upright photo shows no face, copies turned by each of `turns` are searched in turn (the
     detectors miss heads tilted much past 20 degrees): a box found on a turned copy, and confirmed by
     two eyes, gives a crop that stands the head up; its box is drawn where its centre falls on the photo."""
     gray = to_gray(photo_bgr)
     boxes, name = detect_faces(gray, detector, min_size)
     matrices = [crop_matrix(box, FRAMING[name]) for box in boxes]
     if not len(boxes) and eyes_available():
-        for angle in TURNS:
+        for angle in turns:
             copy, rotation = turned(gray, angle)
             found, _ = detect_faces(copy, name, min_size)
             # a turned copy's texture fools a face cascade now and then: two eyes must confirm each face
@@ -304,23 +345,30 @@ def find_faces(photo_bgr, detector="auto", min_size=24):
 BGR = {"left": (180, 119, 31), "right": (14, 127, 255), "centre": (44, 160, 44)}
 
 
-def draw_on_photo(photo_bgr, faces_points, boxes, matrices=()) -> np.ndarray:
-    """A copy of the photo with each detector box (white, numbered), crop square (yellow, from the
-    photo -> crop matrix) and 15 points coloured by side."""
+def draw_on_photo(photo_bgr, faces_points, boxes, matrices=(), labels=None) -> np.ndarray:
+    """A copy of the photo with each detector box (white; None draws none), crop square (yellow, from
+    the photo -> crop matrix), label (default: the face's number) and 15 points coloured by side;
+    the colour key in a band below."""
     from fkd.show.plots import SIDES
 
     canvas = np.array(photo_bgr, copy=True)
     height, width = canvas.shape[:2]
     thick = max(1, round(max(height, width) / 500))
-    for k, (box, points) in enumerate(zip(boxes, faces_points)):
-        x, y, w, h = (int(round(v)) for v in box)
-        cv2.rectangle(canvas, (x, y), (x + w, y + h), (255, 255, 255), thick, cv2.LINE_AA)
+    labels = range(len(faces_points)) if labels is None else labels
+    for k, (box, points, label) in enumerate(zip(boxes, faces_points, labels)):
+        corners = None
         if k < len(matrices):
             corners = apply(invert(matrices[k]), [[-0.5, -0.5], [SIZE - 0.5, -0.5], [SIZE - 0.5, SIZE - 0.5],
                                                    [-0.5, SIZE - 0.5]])
             cv2.polylines(canvas, [np.round(corners * 16).astype(np.int32)], True, (0, 220, 255), thick,
                           cv2.LINE_AA, shift=4)
-        cv2.putText(canvas, str(k), (x + 2 * thick, y + 12 * thick), cv2.FONT_HERSHEY_SIMPLEX, 0.45 * thick,
+        if box is not None:
+            x, y, w, h = (int(round(v)) for v in box)
+            cv2.rectangle(canvas, (x, y), (x + w, y + h), (255, 255, 255), thick, cv2.LINE_AA)
+        else:
+            x, y = (int(round(v)) for v in corners.min(axis=0))
+            w = int(round(np.ptp(corners[:, 0]) / 1.1))
+        cv2.putText(canvas, str(label), (x + 2 * thick, y + 12 * thick), cv2.FONT_HERSHEY_SIMPLEX, 0.45 * thick,
                     (255, 255, 255), thick, cv2.LINE_AA)
         radius = max(2, int(round(w / 45)))
         for (px, py), s in zip(points, SIDES):
@@ -431,14 +479,8 @@ def process_photos(paths, run_dirs, out_dir, detector="auto", min_size=24, flip_
         predictions = np.asarray(predict(crops), dtype=np.float32).reshape(len(crops), -1)
         if refine:
             grays = [to_gray(p) for p in photos]
-            better = [refined_matrix(m, p) for m, p in zip(matrices, predictions)]
-            redo = [k for k, m in enumerate(better) if m is not None]
-            if redo:
-                for k in redo:
-                    matrices[k] = better[k]
-                    crops[k] = crop(grays[owner[k]], better[k])
-                predictions[redo] = np.asarray(predict(crops[redo]), dtype=np.float32).reshape(len(redo), -1)
-                refined[redo] = True
+            matrices, crops, predictions, rounds = settle([grays[k] for k in owner], matrices, predictions, predict)
+            refined = rounds > 0
     records = []
     for i, (path, stem, photo, (_, _, _, name)) in enumerate(zip(paths, _stems(paths), photos, found)):
         ks = np.flatnonzero(np.asarray(owner) == i)
@@ -457,8 +499,6 @@ def process_photos(paths, run_dirs, out_dir, detector="auto", min_size=24, flip_
         else:
             print(f"{path}: no face found ({name} detector); wrote {out / (stem + '_keypoints.json')} with no faces")
         records.append(record)
-    if isinstance(predict, Predictor):
-        print(predict.latency())
     return records
 
 
@@ -470,32 +510,3 @@ def _crop_with_points(face, keypoints, zoom=4):
         centre = (int(round(((x + 0.5) * zoom - 0.5) * 16)), int(round(((y + 0.5) * zoom - 0.5) * 16)))
         cv2.circle(big, centre, 4 * 16, BGR[s], -1, cv2.LINE_AA, shift=4)
     return big
-
-
-def add_arguments(parser):
-    parser.add_argument("photos", nargs="+", metavar="PHOTO", help="JPEG or PNG files, or folders of them")
-    source = parser.add_mutually_exclusive_group(required=True)
-    source.add_argument("--runs", nargs="+", metavar="RUN_DIR",
-                        help="run folder(s) whose fold models predict (their ensemble), each with its own "
-                             "test-time views; always the complete-row output: all 15 points of every face")
-    source.add_argument("--model", metavar="MODEL.onnx",
-                        help="an ONNX file of `fkd export` instead of runs (onnxruntime; no torch)")
-    parser.add_argument("--out", default="reports/faces", help="output folder (default: reports/faces)")
-    parser.add_argument("--detector", default="auto", choices=["auto", "haar", "lbp"],
-                        help="face detector (auto: OpenCV's Haar cascade if installed, else scikit-image's LBP)")
-    parser.add_argument("--min-face", type=int, default=24, help="smallest face in photo pixels (default 24)")
-    parser.add_argument("--no-tta", action="store_true", help="no flip test-time augmentation (whatever the runs set)")
-    parser.add_argument("--no-refine", action="store_true",
-                        help="one pass only: no second crop aligned on the first prediction")
-    parser.add_argument("--save-crops", action="store_true", help="also write each 96x96 crop with its points")
-    parser.add_argument("--device", help="auto | cpu | cuda (default auto)")
-
-
-def run(args):
-    if args.model and args.no_tta:
-        raise FkdError("--no-tta applies to --runs: an exported model has its test-time views built in")
-    check_run_folders(args.runs or [])
-    process_photos(args.photos, args.runs or [], args.out, detector=args.detector, min_size=args.min_face,
-                   flip_tta=not args.no_tta, refine=not args.no_refine, save_crops=args.save_crops,
-                   device=args.device, model=args.model)
-    return 0

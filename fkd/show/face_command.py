@@ -1,0 +1,51 @@
+"""`fkd face PHOTO|VIDEO|FOLDER... (--runs RUN_DIR... | --model MODEL.onnx)`, or `--camera 0`:
+keypoints on photos (fkd.show.face) and tracked through videos (fkd.show.video)."""
+from fkd.core.errors import FkdError
+from fkd.show.face import Predictor, process_photos
+from fkd.show.video import VIDEO_SUFFIXES, is_video, process_video
+from fkd.train.rundir import check_run_folders
+
+
+def add_arguments(parser):
+    parser.add_argument("inputs", nargs="*", metavar="PHOTO_OR_VIDEO",
+                        help=f"JPEG or PNG files or folders of them, and videos ({', '.join(VIDEO_SUFFIXES)})")
+    parser.add_argument("--camera", type=int, metavar="INDEX", help="track faces live from this camera (Ctrl-C ends)")
+    source = parser.add_mutually_exclusive_group(required=True)
+    source.add_argument("--runs", nargs="+", metavar="RUN_DIR",
+                        help="run folder(s) whose fold models predict (their ensemble), each with its own "
+                             "test-time views; always the complete-row output: all 15 points of every face")
+    source.add_argument("--model", metavar="MODEL.onnx",
+                        help="an ONNX file of `fkd export` instead of runs (onnxruntime; no torch)")
+    parser.add_argument("--out", default="reports/faces", help="output folder (default: reports/faces)")
+    parser.add_argument("--detector", default="auto", choices=["auto", "haar", "lbp"],
+                        help="face detector (auto: OpenCV's Haar cascade if installed, else scikit-image's LBP)")
+    parser.add_argument("--min-face", type=int, default=24, help="smallest face in photo pixels (default 24)")
+    parser.add_argument("--no-tta", action="store_true", help="no flip test-time augmentation (whatever the runs set)")
+    parser.add_argument("--no-refine", action="store_true",
+                        help="photos: one pass only, no crop aligned on the prediction")
+    parser.add_argument("--save-crops", action="store_true", help="photos: also write each 96x96 crop with its points")
+    parser.add_argument("--smooth", type=float, default=0.0,
+                        help="videos: temporal smoothing of the points, 0 (none, default) to 0.9 (heavy)")
+    parser.add_argument("--detect-every", type=int, default=30,
+                        help="videos: look for new faces every this many frames (default 30)")
+    parser.add_argument("--max-frames", type=int, help="videos: stop after this many frames")
+    parser.add_argument("--device", help="auto | cpu | cuda (default auto)")
+
+
+def run(args):
+    if args.model and args.no_tta:
+        raise FkdError("--no-tta applies to --runs: an exported model has its test-time views built in")
+    if not args.inputs and args.camera is None:
+        raise FkdError("name photos, folders or videos, or --camera INDEX")
+    check_run_folders(args.runs or [])
+    predict = Predictor(args.runs or [], args.model, not args.no_tta, args.device)
+    photos = [path for path in args.inputs if not is_video(path)]
+    videos = [path for path in args.inputs if is_video(path)] + ([] if args.camera is None else [args.camera])
+    if photos:
+        process_photos(photos, args.runs or [], args.out, detector=args.detector, min_size=args.min_face,
+                       refine=not args.no_refine, save_crops=args.save_crops, predict=predict, model=args.model)
+    for video in videos:
+        process_video(video, predict, args.out, detector=args.detector, min_size=args.min_face,
+                      detect_every=args.detect_every, smooth=args.smooth, max_frames=args.max_frames)
+    print(predict.latency())
+    return 0
