@@ -33,10 +33,11 @@ FINISHED_RUNS = $(patsubst %/metrics.json,%,$(wildcard runs/*/metrics.json))
 help:  ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | sed 's/:.*## /\t/' | expand -t 12
 
-$(VENV)/.installed: requirements.txt
+$(VENV)/.installed: requirements.txt requirements-nodeps.txt
 	$(PYTHON) -m venv $(VENV)
 	$(VENV)/bin/pip install -q --upgrade pip
 	$(VENV)/bin/pip install -q -r requirements.txt
+	$(VENV)/bin/pip install -q --no-deps -r requirements-nodeps.txt
 	touch $@
 
 install: $(VENV)/.installed  ## make the virtual environment and install requirements.txt

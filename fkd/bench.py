@@ -3,11 +3,14 @@
   parse       training.csv parse time (fkd vs the notebook way) and cache reload time
   throughput  training images/second of seedcnn: fkd's loop vs a plain PyTorch DataLoader loop
   cv          CV RMSE of the mean shape, the `seed` recipe, seedcnn/lenet with fkd's recipe, the CPU recipe
+  face        a run's fold-0 model on its own validation faces: as 96-px crops, and placed in cluttered
+              photos through `fkd face` (detection rate, RMSE); video frames/s; ONNX vs torch latency
 """
 import tempfile
 import time
 from pathlib import Path
 
+import cv2
 import numpy as np
 
 from fkd.core.config import load_config
@@ -22,7 +25,7 @@ from fkd.data.competition import (
 )
 from fkd.data.folds import load_folds
 
-SECTIONS = ("parse", "throughput", "cv")
+SECTIONS = ("parse", "throughput", "cv", "face")
 KAGGLE_TRAINING_ROWS = 7049
 FULL_CV_CONFIGS = ["configs/seed.yaml@1", "configs/seedcnn.yaml@1", "configs/lenet.yaml@1", "configs/cpu.yaml"]
 QUICK_CV_CONFIGS = ["configs/demo.yaml@1"]  # fold 0 of the demo recipe: about a minute on the proxy
@@ -37,6 +40,8 @@ def add_arguments(parser):
     parser.add_argument("--quick", action="store_true",
                         help=f"the short figures (under 5 minutes on 2 cores): the cv section runs only "
                              f"{' '.join(QUICK_CV_CONFIGS)} (make bench; make bench FULL=1 runs everything)")
+    parser.add_argument("--face-run", help="the run the face section measures (default: the cv section's last run)")
+    parser.add_argument("--face-photos", type=int, default=200, help="photos the face section makes (default 200)")
     parser.add_argument("--cv-configs", nargs="+", default=FULL_CV_CONFIGS,
                         help="configs the cv section cross-validates after the mean shape; CONFIG@N trains "
                              "only its first N folds (the baselines, to keep the benchmark short)")
@@ -98,9 +103,15 @@ def run(args):
         bench_parse(data_dir, args.rows)
     if "throughput" in sections:
         bench_throughput(data_dir)
+    configs = QUICK_CV_CONFIGS if args.quick and args.cv_configs == FULL_CV_CONFIGS else args.cv_configs
     if "cv" in sections:
-        quick = args.quick and args.cv_configs == FULL_CV_CONFIGS
-        bench_cv(data_dir, QUICK_CV_CONFIGS if quick else args.cv_configs, args.runs_dir)
+        bench_cv(data_dir, configs, args.runs_dir)
+    if "face" in sections:
+        run_dir = Path(args.face_run or Path(args.runs_dir) / load_config(configs[-1].partition("@")[0])["name"])
+        if not (run_dir / "fold0.pt").is_file():
+            raise FkdError(f"the face section needs a run with a fold0.pt: {run_dir} has none (run the cv "
+                           "section first, or name one with --face-run)")
+        bench_face(data_dir, run_dir, args.face_photos)
     return 0
 
 
@@ -207,3 +218,94 @@ def bench_cv(data_dir, config_specs, runs_dir) -> None:
               f"folds {scores['folds_done']} of {config['folds']}, {config['epochs']} epochs, "
               f"model {config['model']}; training {scores['train_seconds']:.0f} s, "
               f"this call {time.perf_counter() - started:.0f} s)", flush=True)
+
+
+FACES_IN_A_PHOTO = 3   # the face measured and two others
+FOUND_WITHIN = 0.35    # a located face whose crop centre is this close (in face sides) to the true centre
+
+
+class FoldModel:
+    """One fold checkpoint as `fkd face` predictors are called: crops -> complete-kind keypoints."""
+
+    def __init__(self, run_dir, fold: int = 0):
+        from fkd.train.predict import load_fold_model
+        from fkd.train.rundir import read_framing
+
+        self.model, self.config = load_fold_model(Path(run_dir) / f"fold{fold}.pt")
+        self.framing = read_framing(run_dir)
+
+    def __call__(self, crops):
+        from fkd.train.predict import predict_images
+
+        return predict_images(self.model, crops, self.config, flip_tta=self.config["flip_tta"])
+
+
+def squared_errors(predicted, truth):
+    """(sum of squared errors over the labelled values, how many values)."""
+    present = ~np.isnan(truth)
+    return float(((np.asarray(predicted) - truth)[present] ** 2).sum()), int(present.sum())
+
+
+def bench_face(data_dir, run_dir, n_photos: int = 200, seed: int = 0) -> None:
+    """Photos as good as the crops? Fold 0's model on its own validation faces, first as the 96-px crops
+    the training faces are, then each face enlarged 1.5-3.5x, turned by up to 25 degrees and placed with
+    two other faces on clutter in an 800x600 photo, through fkd face's detection and refinement."""
+    from fkd.data.synth import scene
+    from fkd.show.face import apply, invert, keypoints_to_photo, locate
+    from fkd.show.video import FaceTracker
+    from fkd.submit.export import export_onnx
+    from fkd.train.rundir import load_checkpoint
+
+    images, truth = load_training(data_dir)
+    rng = np.random.default_rng(seed)
+    rows = rng.choice(load_checkpoint(Path(run_dir) / "fold0.pt")["valid_index"], n_photos, replace=False)
+    predict = FoldModel(run_dir)
+    on_crops = predict(images[rows])
+    crop_sums, photo_sums, found, started = [0.0, 0], [0.0, 0], [], time.perf_counter()
+    for row, crop_prediction in zip(rows, on_crops):
+        others = rng.choice(len(images), FACES_IN_A_PHOTO - 1, replace=False)
+        photo, matrices = scene(images[[row, *others]], rng)
+        located = locate(photo, predict)
+        centre = apply(matrices[0], [47.5, 47.5])
+        side = 96 * np.sqrt(abs(np.linalg.det(matrices[0][:, :2])))
+        centres = [apply(invert(m), [47.5, 47.5]) for m in located.matrices]
+        distances = [np.hypot(*(c - centre)) / side for c in centres]
+        if not distances or min(distances) > FOUND_WITHIN:
+            found.append(False)
+            continue
+        k = int(np.argmin(distances))
+        in_face = apply(invert(matrices[0]), keypoints_to_photo(located.predictions[k], located.matrices[k]))
+        for sums, predicted in ((photo_sums, in_face.reshape(-1)), (crop_sums, crop_prediction)):
+            error, count = squared_errors(predicted, truth[row])
+            sums[0] += error
+            sums[1] += count
+        found.append(True)
+    seconds = time.perf_counter() - started
+    crop_rmse, photo_rmse = np.sqrt(crop_sums[0] / crop_sums[1]), np.sqrt(photo_sums[0] / photo_sums[1])
+    all_crops = np.sqrt(squared_errors(on_crops, truth[rows])[0] / squared_errors(on_crops, truth[rows])[1])
+    print(f"face  {run_dir} fold 0 on {n_photos} of its validation faces, each in an 800x600 photo with "
+          f"{FACES_IN_A_PHOTO - 1} other faces and clutter (enlarged 1.5-3.5x, turned up to 25 degrees): found "
+          f"{100 * np.mean(found):.1f}%; RMSE on the photos {photo_rmse:.4f} px against {crop_rmse:.4f} on the "
+          f"same faces' crops ({photo_rmse / crop_rmse:.3f}x; all {n_photos} crops {all_crops:.4f}); "
+          f"{seconds / n_photos:.2f} s a photo", flush=True)
+
+    photo, matrices = scene(images[rows[:1]], rng, width=640, height=480, scales=(2.0, 2.0), max_roll=0)
+    tracker = FaceTracker(predict)
+    frames = []
+    for t in range(60):   # the photo panned 2 px a frame: one face moving through 60 frames
+        shift = np.float32([[1, 0, 2 * t - 60], [0, 1, 0]])
+        frames.append(cv2.cvtColor(cv2.warpAffine(photo, shift, (640, 480), borderMode=cv2.BORDER_REPLICATE),
+                                   cv2.COLOR_GRAY2BGR))
+    started = time.perf_counter()
+    tracked = [tracker.step(frame) for frame in frames]
+    seconds = time.perf_counter() - started
+    print(f"face  video: 60 frames of 640x480 with one face, {60 / seconds:.1f} frames/s "
+          f"(face seen in {sum(bool(t) for t in tracked)} frames, {tracker.detections} detection passes)", flush=True)
+
+    with tempfile.TemporaryDirectory() as folder:
+        figures = export_onnx([run_dir], Path(folder) / "model.onnx", [1.0])
+    print(f"face  onnx: {run_dir} ({figures['models']} fold models, {figures['forward_passes']} forward passes a face) "
+          f"max difference {figures['max_difference_px']:.1e} px; per face {figures['onnx_ms']:.2f} ms with "
+          f"onnxruntime against {figures['torch_ms']:.2f} ms with torch in a batch of {figures['faces_checked']}, "
+          f"{figures['onnx_ms_batch1']:.2f} against {figures['torch_ms_batch1']:.2f} ms alone", flush=True)
+

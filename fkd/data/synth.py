@@ -350,6 +350,52 @@ def draw_faces(n: int, rng=None):
     return images, kp.reshape(n, N_COLUMNS).astype(np.float32)
 
 
+# ---------------------------------------------------------------- a photo of several faces
+
+def scene(faces, rng=None, width: int = 800, height: int = 600, scales=(1.5, 3.5), max_roll: float = 25.0):
+    """A cluttered grayscale photo holding the given 96x96 faces, each enlarged by a random factor
+    in `scales`, turned by up to `max_roll` degrees and put where it overlaps no other (its border
+    feathered into the clutter). Returns (photo uint8 [height,width], one 2x3 face -> photo matrix
+    a face; None for a face that found no room)."""
+    rng = rng if isinstance(rng, np.random.Generator) else np.random.default_rng(rng)
+    coarse = rng.normal(0, 1, (height // 40 + 2, width // 40 + 2)).astype(np.float32)
+    photo = rng.uniform(60, 190) + 45 * cv2.resize(coarse, (width, height), interpolation=cv2.INTER_CUBIC)
+    for _ in range(int(rng.integers(8, 20))):  # clutter: boxes, discs and lines of any grey
+        x, y = int(rng.integers(0, width)), int(rng.integers(0, height))
+        size, grey = int(rng.integers(10, 120)), float(rng.uniform(0, 255))
+        kind = rng.integers(3)
+        if kind == 0:
+            cv2.rectangle(photo, (x, y), (x + size, y + int(rng.integers(10, 120))), grey, -1)
+        elif kind == 1:
+            cv2.circle(photo, (x, y), size // 2, grey, -1)
+        else:
+            cv2.line(photo, (x, y), (int(rng.integers(0, width)), int(rng.integers(0, height))), grey,
+                     int(rng.integers(1, 6)))
+    feather = np.zeros((SIZE, SIZE), np.float32)
+    feather[3:-3, 3:-3] = 1
+    feather = cv2.GaussianBlur(feather, (0, 0), 2)
+    placed, matrices = [], []
+    for face in faces:
+        matrix = None
+        for _ in range(200):
+            scale = rng.uniform(*scales)
+            side = SIZE * scale * 1.42  # the turned face's extent, with room
+            cx, cy = rng.uniform(side / 2, width - side / 2), rng.uniform(side / 2, height - side / 2)
+            if side > min(width, height) or any(abs(cx - x) < (side + s) / 2 and abs(cy - y) < (side + s) / 2
+                                                for x, y, s in placed):
+                continue
+            matrix = cv2.getRotationMatrix2D(((SIZE - 1) / 2, (SIZE - 1) / 2), rng.uniform(-max_roll, max_roll), scale)
+            matrix[:, 2] += (cx - (SIZE - 1) / 2, cy - (SIZE - 1) / 2)
+            placed.append((cx, cy, side))
+            break
+        if matrix is not None:
+            alpha = cv2.warpAffine(feather, matrix, (width, height), flags=cv2.INTER_LINEAR)
+            pasted = cv2.warpAffine(np.asarray(face, np.float32), matrix, (width, height), flags=cv2.INTER_LINEAR)
+            photo = alpha * pasted + (1 - alpha) * photo
+        matrices.append(matrix)
+    return np.clip(np.round(photo), 0, 255).astype(np.uint8), matrices
+
+
 # ---------------------------------------------------------------- a competition
 
 @dataclass

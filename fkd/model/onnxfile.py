@@ -35,6 +35,8 @@ class OnnxKeypoints:
         self.input_dtype = np.uint8 if inputs[INPUT].type == "tensor(uint8)" else np.float32
         meta = self.session.get_modelmeta().custom_metadata_map
         self.metadata = json.loads(meta.get(METADATA_KEY, "{}"))
+        framing = self.metadata.get("framing")
+        self.framing = None if framing is None else np.array([np.nan if v is None else v for v in framing])
 
     def predict(self, faces) -> np.ndarray:
         faces = np.asarray(faces)

@@ -28,6 +28,8 @@ So one face's box alone misses Kaggle's scale by up to ~20 %: the refinement pas
 Coordinates are pixel indices (pixel centre = integer) in both the photo and the crop, the
 convention cv2.warpAffine uses, so crop = M @ [x, y, 1] and photo = M^-1 @ [u, v, 1] exactly.
 """
+import functools
+import importlib.util
 import json
 import re
 import time
@@ -42,12 +44,20 @@ from fkd.core.errors import FkdError
 from fkd.core.keypoints import KEYPOINTS, SIZE, as_points
 from fkd.data.shapes import similarity_matrix
 from fkd.model.onnxfile import OnnxKeypoints
+from fkd.train.rundir import read_framing
 
-# where Kaggle's training faces have their 4 core points (96 px crop): the refinement's target
+# where Kaggle's training faces have their 4 core points (96 px crop): the refinement's target for
+# runs that do not record their own framing
 KAGGLE_CORE = {"left_eye_center": (66.0, 37.0), "right_eye_center": (30.0, 37.0),
                "nose_tip": (48.0, 62.0), "mouth_center_bottom_lip": (48.0, 80.0)}
 CORE_INDEX = np.array([KEYPOINTS.index(name) for name in KAGGLE_CORE])
 CORE_TARGET = np.array(list(KAGGLE_CORE.values()), dtype=np.float64)
+# MTCNN's 5 landmarks in fkd's names, and where Kaggle's faces have the 4 of them a crop is framed by
+LANDMARKS = ("left_eye_center", "right_eye_center", "nose_tip", "mouth_left_corner", "mouth_right_corner")
+FRAMED_BY = ("left_eye_center", "right_eye_center", "mouth_left_corner", "mouth_right_corner")
+KAGGLE_FRAMED_BY = np.array([(66.0, 37.0), (30.0, 37.0), (63.0, 76.0), (33.0, 76.0)])
+MTCNN_MIN_PROBABILITY = 0.7  # MTCNN's faces below this are dropped; on a turned copy, a face below
+MTCNN_SURE = 0.97            # this needs two eyes from the eye cascade (a cat's face on a turned copy: 0.94)
 
 
 @dataclass(frozen=True)
@@ -69,7 +79,8 @@ SETTLED_PX = 0.5    # ... and none once its crop moves less than this (in crop p
 HAAR_FILE = "haarcascade_frontalface_default.xml"
 EYE_FILE = "haarcascade_eye.xml"
 DETECT_MAX_SIDE = 1024  # photos are shrunk to this for detection only (speed); boxes scaled back
-TURNS = (20, -20, 35, -35, 50, -50, 65, -65)  # degrees: turned copies searched when the upright photo shows no face
+ALWAYS_TURNS = (18, -18)  # degrees: turned copies searched on every photo (faces turned 5..30 degrees)
+TURNS = (35, -35, 50, -50, 65, -65)  # and these, in turn, when no face has been found by then
 PHOTO_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff")
 
 
@@ -122,8 +133,52 @@ def _haar_path() -> Path:
     return Path(folder) / HAAR_FILE
 
 
+def mtcnn_available() -> bool:
+    """facenet-pytorch's MTCNN (MIT; its weights ship inside the wheel) is installed."""
+    return importlib.util.find_spec("facenet_pytorch") is not None
+
+
 def available_detectors() -> list:
-    return (["haar"] if haar_available() else []) + ["lbp"]
+    """The detectors here, best first: MTCNN (torch; 5 landmarks frame the crop), Haar, LBP."""
+    return (["mtcnn"] if mtcnn_available() else []) + (["haar"] if haar_available() else []) + ["lbp"]
+
+
+@functools.cache
+def _mtcnn(min_size: int):
+    from facenet_pytorch import MTCNN  # torch: only for the detector that needs it
+
+    return MTCNN(keep_all=True, device="cpu", min_face_size=min_size, post_process=False)
+
+
+def detect_landmarked(gray, min_size: int = 24):
+    """MTCNN's faces in a grayscale photo: (boxes [K,4] x, y, w, h, landmarks [K,5,2] in LANDMARKS'
+    order: the subject's left eye first, probabilities [K]), faces below MTCNN_MIN_PROBABILITY dropped."""
+    gray = to_gray(gray)
+    factor = min(1.0, DETECT_MAX_SIDE / max(gray.shape))
+    small = gray if factor == 1.0 else cv2.resize(gray, None, fx=factor, fy=factor, interpolation=cv2.INTER_AREA)
+    corners, probabilities, points = _mtcnn(max(12, int(round(min_size * factor)))).detect(
+        cv2.cvtColor(small, cv2.COLOR_GRAY2RGB), landmarks=True)
+    if corners is None:
+        return np.zeros((0, 4)), np.zeros((0, 5, 2)), np.zeros(0)
+    probabilities = np.asarray(probabilities, np.float64)
+    keep = probabilities >= MTCNN_MIN_PROBABILITY
+    corners = np.asarray(corners, np.float64)[keep] / factor
+    # MTCNN names its points by image side (its "left eye" is the subject's right): swap to fkd's
+    points = np.asarray(points, np.float64)[keep][:, [1, 0, 2, 4, 3]] / factor
+    boxes = np.hstack([corners[:, :2], corners[:, 2:] - corners[:, :2]])
+    order = np.argsort(boxes[:, 0], kind="stable")
+    return boxes[order], points[order], probabilities[keep][order]
+
+
+def landmark_matrix(landmarks, framing=None) -> np.ndarray:
+    """The photo -> crop matrix that puts a face's eye centres and mouth corners (MTCNN's landmarks,
+    photo pixels) where the training faces have them (the run's framing; else Kaggle's)."""
+    points = np.asarray(landmarks, np.float64)[[LANDMARKS.index(name) for name in FRAMED_BY]]
+    goal = KAGGLE_FRAMED_BY
+    if framing is not None:
+        wanted = as_points(np.asarray(framing, np.float64))[[KEYPOINTS.index(name) for name in FRAMED_BY]]
+        goal = wanted if not np.isnan(wanted).any() else goal
+    return similarity_matrix(points, goal)
 
 
 def eyes_available() -> bool:
@@ -184,11 +239,13 @@ def _drop_nested(boxes, overlap=0.5):
 
 def detect_faces(gray, detector: str = "auto", min_size: int = 24):
     """Faces in a grayscale uint8 photo: (boxes float [K,4] as x, y, w, h in photo pixels, sorted left
-    to right, detector name). detector: 'auto' (Haar if OpenCV has it, else LBP), 'haar' or 'lbp'."""
+    to right, detector name). detector: 'auto' (the first of available_detectors), 'mtcnn', 'haar' or 'lbp'."""
     gray = to_gray(gray)
     name = detector if detector != "auto" else available_detectors()[0]
     if name == "haar" and not haar_available():
         raise FkdError(f"this OpenCV ({cv2.__version__}) has no Haar cascade; use --detector lbp")
+    if name == "mtcnn" and mtcnn_available():
+        return _drop_nested(detect_landmarked(gray, min_size)[0]), name
     if name not in FRAMING:
         raise FkdError(f"unknown detector {name!r}: choose from {', '.join(available_detectors())}")
     factor = min(1.0, DETECT_MAX_SIDE / max(gray.shape))
@@ -243,13 +300,21 @@ def keypoints_to_photo(keypoints, matrix) -> np.ndarray:
     return apply(invert(matrix), as_points(np.asarray(keypoints, dtype=np.float64)))
 
 
-def refined_matrix(matrix, keypoints):
-    """The photo -> crop matrix that puts this face's predicted core points (crop coordinates under
-    `matrix`) where Kaggle's faces have them; None when the fit is implausible."""
-    points = as_points(np.asarray(keypoints, dtype=np.float64))[CORE_INDEX]
-    if np.isnan(points).any():
+def refined_matrix(matrix, keypoints, target=None):
+    """The photo -> crop matrix that puts this face's predicted points (crop coordinates under
+    `matrix`) where the training faces have them: `target` [30], the run's framing (the mean of its
+    complete training rows), fitted on every point; without one, Kaggle's 4 core points. None when
+    the fit is implausible."""
+    points = as_points(np.asarray(keypoints, dtype=np.float64))
+    if target is None:
+        points, goal = points[CORE_INDEX], CORE_TARGET
+    else:
+        goal = as_points(np.asarray(target, dtype=np.float64))
+        present = ~(np.isnan(points).any(1) | np.isnan(goal).any(1))
+        points, goal = points[present], goal[present]
+    if len(points) < 2 or np.isnan(points).any():
         return None
-    refined = similarity_matrix(apply(invert(matrix), points), CORE_TARGET)
+    refined = similarity_matrix(apply(invert(matrix), points), goal)
     if refined is None:
         return None
     ratio = np.sqrt(abs(np.linalg.det(refined[:, :2])) / abs(np.linalg.det(np.asarray(matrix)[:, :2])))
@@ -271,10 +336,11 @@ def crop_moved(old, new) -> float:
     return float(np.abs(apply(new, apply(invert(old), CROP_CORNERS)) - CROP_CORNERS).max())
 
 
-def settle(grays, matrices, predictions, predict, passes: int = REFINE_PASSES):
+def settle(grays, matrices, predictions, predict, passes: int = REFINE_PASSES, target=None):
     """Refine each face's crop until it stops moving: up to `passes` rounds of (the similarity that
     puts its predicted core points where Kaggle's faces have them, a new crop, a new prediction),
-    a face leaving the round once its crop moves less than SETTLED_PX. grays[k] is face k's photo.
+    a face leaving the round once its crop moves less than SETTLED_PX. grays[k] is face k's photo;
+    target: the framing refined_matrix aligns to.
     Returns (matrices, crops, predictions, rounds each face was refined)."""
     matrices = np.array(matrices, dtype=np.float64).reshape(-1, 2, 3)
     predictions = np.array(predictions, dtype=np.float32).reshape(len(matrices), -1)
@@ -284,7 +350,7 @@ def settle(grays, matrices, predictions, predict, passes: int = REFINE_PASSES):
     for _ in range(passes):
         moved = []
         for k in moving:
-            better = refined_matrix(matrices[k], predictions[k])
+            better = refined_matrix(matrices[k], predictions[k], target)
             if better is None or crop_moved(matrices[k], better) < SETTLED_PX:
                 continue  # implausible (the face keeps its crop), or settled
             matrices[k], crops[k] = better, crop(grays[k], better)
@@ -314,29 +380,51 @@ def turned(gray, angle: float):
     return cv2.warpAffine(gray, rotation, size, flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE), rotation
 
 
-def find_faces(photo_bgr, detector="auto", min_size=24, turns=TURNS):
+def find_faces(photo_bgr, detector="auto", min_size=24, turns=TURNS, always=ALWAYS_TURNS, framing=None):
     """(boxes [K,4], matrices [K,2,3] photo -> crop, crops uint8 [K,96,96], detector name).
 
-    When the upright photo shows no face, copies turned by each of `turns` are searched in turn (the
-    detectors miss heads tilted much past 20 degrees): a box found on a turned copy, and confirmed by
-    two eyes, gives a crop that stands the head up; its box is drawn where its centre falls on the photo."""
+    MTCNN frames each crop by its landmarks (landmark_matrix, to the run's `framing`); a cascade's
+    box is framed by FRAMING. The detectors miss heads tilted much past 15 degrees (the cascades)
+    or 20 (MTCNN), so copies of the photo turned by each of `always` are searched too, and when no
+    face has been found by then, copies turned by each of `turns` in turn until one shows a face.
+    A face found on a turned copy must be confirmed by two eyes from OpenCV's eye cascade (a turned
+    copy's texture, or a cat, fools a face detector now and then; MTCNN_SURE of MTCNN's is enough)
+    and must not be a face already
+    found; its crop stands the head up, and its box is drawn where its centre falls on the photo."""
     gray = to_gray(photo_bgr)
-    boxes, name = detect_faces(gray, detector, min_size)
-    matrices = [crop_matrix(box, FRAMING[name]) for box in boxes]
-    if not len(boxes) and eyes_available():
-        for angle in turns:
-            copy, rotation = turned(gray, angle)
-            found, _ = detect_faces(copy, name, min_size)
-            # a turned copy's texture fools a face cascade now and then: two eyes must confirm each face
-            found = np.array([box for box in found if shows_two_eyes(copy, box)]).reshape(-1, 4)
-            if len(found):
-                back = invert(rotation)
-                centres = apply(back, [[x + (w - 1) / 2, y + (h - 1) / 2] for x, y, w, h in found])
-                boxes = np.array([[cx - (w - 1) / 2, cy - (h - 1) / 2, w, h]
-                                  for (cx, cy), (_, _, w, h) in zip(centres, found)])
-                matrices = [compose(crop_matrix(box, FRAMING[name]), rotation) for box in found]
-                name = f"{name}, on the photo turned {angle:+g} degrees"
-                break
+    name = detector if detector != "auto" else available_detectors()[0]
+    landmarked = name == "mtcnn"
+    boxes, matrices, used = [], [], []
+    for angle in (0,) + always + turns:
+        if angle in turns and boxes:
+            break
+        copy, rotation = (gray, None) if angle == 0 else turned(gray, angle)
+        back = None if rotation is None else invert(rotation)
+        if landmarked:
+            found, points, sure = detect_landmarked(copy, min_size)
+        else:
+            found, name = detect_faces(copy, name, min_size)
+        for k, (x, y, w, h) in enumerate(found):
+            cx, cy = (x + (w - 1) / 2, y + (h - 1) / 2) if back is None else apply(back, [x + (w - 1) / 2, y + (h - 1) / 2])
+            if any(np.hypot(cx - (X + (W - 1) / 2), cy - (Y + (H - 1) / 2)) < 0.5 * max(w, W) for X, Y, W, H in boxes):
+                continue
+            confirmed = landmarked and sure[k] >= MTCNN_SURE or eyes_available() and shows_two_eyes(copy, found[k])
+            if angle and not confirmed:
+                continue
+            if landmarked:
+                matrix = landmark_matrix(points[k] if back is None else apply(back, points[k]), framing)
+            else:
+                matrix = crop_matrix(found[k], FRAMING[name])
+                matrix = matrix if back is None else compose(matrix, rotation)
+            if matrix is None:
+                continue
+            boxes.append(np.array([cx - (w - 1) / 2, cy - (h - 1) / 2, w, h]))
+            matrices.append(matrix)
+            if angle:
+                used.append(angle)
+    if used:
+        name = f"{name}, also on the photo turned {', '.join(f'{a:+g}' for a in sorted(set(used)))} degrees"
+    boxes = np.array(boxes, dtype=np.float64).reshape(-1, 4)
     matrices = np.array(matrices).reshape(-1, 2, 3)
     crops = np.array([crop(gray, m) for m in matrices], dtype=np.uint8).reshape(-1, SIZE, SIZE)
     return boxes, matrices, crops, name
@@ -439,6 +527,9 @@ class Predictor:
         self.onnx = OnnxKeypoints(model) if model else None
         self.engine = "onnxruntime" if self.onnx else "torch"
         self.runs = None  # loaded at the first face: a photo without faces never imports torch
+        # where the training faces have their points: the crops are framed to match
+        framings = ([self.onnx.framing] if self.onnx else [read_framing(r) for r in self.run_dirs])
+        self.framing = next((f for f in framings if f is not None), None)
         self.faces, self.seconds = 0, 0.0
 
     def __call__(self, crops):
@@ -460,6 +551,35 @@ class Predictor:
                 f"a face ({self.engine})")
 
 
+@dataclass
+class Located:
+    """The faces of one photo: detector boxes [K,4], photo -> crop matrices [K,2,3], crops
+    [K,96,96], keypoints in crop pixels [K,30], how many refinements each took, the detector."""
+    boxes: np.ndarray
+    matrices: np.ndarray
+    crops: np.ndarray
+    predictions: np.ndarray
+    rounds: np.ndarray
+    detector: str
+
+
+def locate(photo_bgr, predict, detector="auto", min_size=24, refine=True) -> Located:
+    """Find the faces of a photo, predict their keypoints and (refine) settle each crop on them."""
+    framing = getattr(predict, "framing", None)
+    boxes, matrices, crops, name = find_faces(photo_bgr, detector, min_size, framing=framing)
+    predictions = np.zeros((len(crops), 2 * len(KEYPOINTS)), np.float32)
+    rounds = np.zeros(len(crops), int)
+    if len(crops):
+        predictions = np.asarray(predict(crops), dtype=np.float32).reshape(len(crops), -1)
+        # MTCNN's landmarks frame a crop closer to the training faces' than the refinement does
+        # (`make bench`'s face section measured both): its faces are not refined
+        if refine and not name.startswith("mtcnn"):
+            gray = to_gray(photo_bgr)
+            matrices, crops, predictions, rounds = settle([gray] * len(crops), matrices, predictions, predict,
+                                                          target=framing)
+    return Located(np.asarray(boxes).reshape(-1, 4), matrices, crops, predictions, rounds, name)
+
+
 def process_photos(paths, run_dirs, out_dir, detector="auto", min_size=24, flip_tta=True,
                    refine=True, save_crops=False, predict=None, device=None, model=None) -> list:
     """Detect, predict (and refine), write PNG + JSON per photo; return the JSON records.
@@ -468,32 +588,22 @@ def process_photos(paths, run_dirs, out_dir, detector="auto", min_size=24, flip_
     predict = predict or Predictor(run_dirs, model, flip_tta, device)
     paths = photo_paths(paths)
     photos = [read_photo(p) for p in paths]  # every file is checked before any work
-    found = [find_faces(photo, detector, min_size) for photo in photos]
-    boxes = [b for f in found for b in f[0]]
-    matrices = np.concatenate([f[1] for f in found]) if found else np.zeros((0, 2, 3))
-    crops = np.concatenate([f[2] for f in found]) if found else np.zeros((0, SIZE, SIZE), np.uint8)
-    owner = np.concatenate([np.full(len(f[0]), i) for i, f in enumerate(found)]).astype(int) if found else []
-    predictions = np.zeros((len(crops), 2 * len(KEYPOINTS)), np.float32)
-    refined = np.zeros(len(crops), bool)
-    if len(crops):
-        predictions = np.asarray(predict(crops), dtype=np.float32).reshape(len(crops), -1)
-        if refine:
-            grays = [to_gray(p) for p in photos]
-            matrices, crops, predictions, rounds = settle([grays[k] for k in owner], matrices, predictions, predict)
-            refined = rounds > 0
     records = []
-    for i, (path, stem, photo, (_, _, _, name)) in enumerate(zip(paths, _stems(paths), photos, found)):
-        ks = np.flatnonzero(np.asarray(owner) == i)
+    for path, stem, photo in zip(paths, _stems(paths), photos):
+        found = locate(photo, predict, detector, min_size, refine)
+        ks = range(len(found.boxes))
+        name = found.detector
         record = {"photo": str(path), "width": int(photo.shape[1]), "height": int(photo.shape[0]),
                   "detector": name, **({"model": str(model)} if model else {"runs": [str(r) for r in run_dirs]}),
-                  "faces": [face_record(boxes[k], matrices[k], predictions[k], refined[k]) for k in ks]}
+                  "faces": [face_record(found.boxes[k], found.matrices[k], found.predictions[k], found.rounds[k] > 0)
+                            for k in ks]}
         write_text(out / f"{stem}_keypoints.json", to_json(record))
         if len(ks):
-            for j, k in enumerate(ks):
+            for k in ks:
                 if save_crops:
-                    write_png(out / f"{stem}_face{j}.png", _crop_with_points(crops[k], predictions[k]))
-            drawn = draw_on_photo(photo, [keypoints_to_photo(predictions[k], matrices[k]) for k in ks],
-                                  [boxes[k] for k in ks], [matrices[k] for k in ks])
+                    write_png(out / f"{stem}_face{k}.png", _crop_with_points(found.crops[k], found.predictions[k]))
+            drawn = draw_on_photo(photo, [keypoints_to_photo(found.predictions[k], found.matrices[k]) for k in ks],
+                                  found.boxes, found.matrices)
             write_png(out / f"{stem}_keypoints.png", drawn)
             print(f"{path}: {len(ks)} face{'s' if len(ks) > 1 else ''} ({name}) -> {out / (stem + '_keypoints.png')}")
         else:

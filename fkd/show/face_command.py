@@ -1,7 +1,7 @@
 """`fkd face PHOTO|VIDEO|FOLDER... (--runs RUN_DIR... | --model MODEL.onnx)`, or `--camera 0`:
 keypoints on photos (fkd.show.face) and tracked through videos (fkd.show.video)."""
 from fkd.core.errors import FkdError
-from fkd.show.face import Predictor, process_photos
+from fkd.show.face import Predictor, available_detectors, mtcnn_available, process_photos
 from fkd.show.video import VIDEO_SUFFIXES, is_video, process_video
 from fkd.train.rundir import check_run_folders
 
@@ -17,8 +17,9 @@ def add_arguments(parser):
     source.add_argument("--model", metavar="MODEL.onnx",
                         help="an ONNX file of `fkd export` instead of runs (onnxruntime; no torch)")
     parser.add_argument("--out", default="reports/faces", help="output folder (default: reports/faces)")
-    parser.add_argument("--detector", default="auto", choices=["auto", "haar", "lbp"],
-                        help="face detector (auto: OpenCV's Haar cascade if installed, else scikit-image's LBP)")
+    parser.add_argument("--detector", default="auto", choices=["auto", "mtcnn", "haar", "lbp"],
+                        help="face detector (auto: MTCNN from facenet-pytorch when installed, except with --model, "
+                             "where it would import torch; else OpenCV's Haar cascade, else scikit-image's LBP)")
     parser.add_argument("--min-face", type=int, default=24, help="smallest face in photo pixels (default 24)")
     parser.add_argument("--no-tta", action="store_true", help="no flip test-time augmentation (whatever the runs set)")
     parser.add_argument("--no-refine", action="store_true",
@@ -37,15 +38,20 @@ def run(args):
         raise FkdError("--no-tta applies to --runs: an exported model has its test-time views built in")
     if not args.inputs and args.camera is None:
         raise FkdError("name photos, folders or videos, or --camera INDEX")
+    if args.detector == "mtcnn" and not mtcnn_available():
+        raise FkdError("--detector mtcnn needs facenet-pytorch: pip install --no-deps -r requirements-nodeps.txt")
+    detector = args.detector
+    if detector == "auto" and args.model:  # keep the ONNX path free of torch
+        detector = next(name for name in available_detectors() if name != "mtcnn")
     check_run_folders(args.runs or [])
     predict = Predictor(args.runs or [], args.model, not args.no_tta, args.device)
     photos = [path for path in args.inputs if not is_video(path)]
     videos = [path for path in args.inputs if is_video(path)] + ([] if args.camera is None else [args.camera])
     if photos:
-        process_photos(photos, args.runs or [], args.out, detector=args.detector, min_size=args.min_face,
+        process_photos(photos, args.runs or [], args.out, detector=detector, min_size=args.min_face,
                        refine=not args.no_refine, save_crops=args.save_crops, predict=predict, model=args.model)
     for video in videos:
-        process_video(video, predict, args.out, detector=args.detector, min_size=args.min_face,
+        process_video(video, predict, args.out, detector=detector, min_size=args.min_face,
                       detect_every=args.detect_every, smooth=args.smooth, max_frames=args.max_frames)
     print(predict.latency())
     return 0

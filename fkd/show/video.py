@@ -82,6 +82,7 @@ class FaceTracker:
         self.predict, self.detector, self.min_size = predict, detector, min_size
         self.detect_every, self.smooth = detect_every, smooth
         self.tracks, self.frames, self.detections = [], 0, 0
+        self.target = getattr(predict, "framing", None)  # the framing the crops are aligned to
 
     def step(self, frame_bgr) -> list:
         gray = to_gray(frame_bgr)
@@ -103,24 +104,25 @@ class FaceTracker:
         crops = np.array([crop(gray, m) for m in matrices])
         predictions = self.predict(crops)
         matrices, crops, predictions, _ = settle([gray] * len(tracks), matrices, predictions, self.predict,
-                                                 passes=TRACK_PASSES)
+                                                 passes=TRACK_PASSES, target=self.target)
         for track, matrix, face_crop, keypoints in zip(tracks, matrices, crops, predictions):
             looks = float((normalised(face_crop) * track.template).mean())
-            if looks >= MATCH_MIN and refined_matrix(matrix, keypoints) is not None:
+            if looks >= MATCH_MIN and refined_matrix(matrix, keypoints, self.target) is not None:
                 self._update(track, matrix, face_crop, keypoints)
 
     def _detect(self, frame_bgr, gray):
         self.detections += 1
-        # the turned copies cost 8 searches: only the first frame pays for them
-        boxes, matrices, crops, _ = find_faces(frame_bgr, self.detector, self.min_size,
-                                               **({} if not self.frames else {"turns": ()}))
+        # the turned copies cost a search each: only the first frame pays for them
+        boxes, matrices, crops, _ = find_faces(frame_bgr, self.detector, self.min_size, framing=self.target,
+                                               **({} if not self.frames else {"turns": (), "always": ()}))
         seen = [t for t in self.tracks if t.points is not None]
         new = [k for k, m in enumerate(matrices)
                if not any(np.hypot(*(_centre(m) - t.centre)) < 0.5 * t.side for t in seen)]
         if not new:
             return
         predictions = self.predict(crops[new])
-        matrices, crops, predictions, _ = settle([gray] * len(new), matrices[new], predictions, self.predict)
+        matrices, crops, predictions, _ = settle([gray] * len(new), matrices[new], predictions, self.predict,
+                                                 target=self.target)
         for box, matrix, face_crop, keypoints in zip(boxes[new], matrices, crops, predictions):
             track = self._rejoin(_centre(matrix), _side(matrix))
             if track is None and self.frames and eyes_available() and not shows_two_eyes(gray, box):
@@ -144,9 +146,8 @@ class FaceTracker:
             points = self.smooth * track.last + (1 - self.smooth) * points
         track.points = track.last = points
         track.template = TEMPLATE_MEMORY * track.template + (1 - TEMPLATE_MEMORY) * normalised(face_crop)
-        track.matrix = refined_matrix(matrix, keypoints)
-        if track.matrix is None:
-            track.matrix = matrix
+        refined = refined_matrix(matrix, keypoints, self.target)
+        track.matrix = matrix if refined is None else refined
         track.centre, track.side = _centre(track.matrix), _side(track.matrix)
 
 

@@ -26,7 +26,7 @@ from fkd.model.inputs import model_inputs, scale_pixels
 from fkd.model.onnxfile import INPUT, METADATA_KEY, OUTPUT, OnnxKeypoints
 from fkd.submit.command import fitted_weights
 from fkd.train.predict import load_fold_models, predict_batch, predict_runs, tta_views
-from fkd.train.rundir import check_run_folders
+from fkd.train.rundir import check_run_folders, read_framing
 
 TOLERANCE_PX = 1e-3
 OPSET = 18
@@ -96,7 +96,8 @@ def export_onnx(run_dirs, out, weights, input_type: str = "uint8", check_faces: 
     model = program.model_proto
     metadata = {"runs": [str(r) for r, _ in kept], "weights": [round(float(w), 6) for _, w in kept],
                 "columns": COLUMNS, "input": f"{input_type} [N,{SIZE},{SIZE}], pixel values 0..255",
-                "output": "pixel coordinates [N,30], complete-kind output", "fkd_commit": source_commit()}
+                "output": "pixel coordinates [N,30], complete-kind output", "fkd_commit": source_commit(),
+                "framing": next((f.tolist() for f in map(read_framing, [r for r, _ in kept]) if f is not None), None)}
     onnx.helper.set_model_props(model, {METADATA_KEY: json.dumps(metadata)})
 
     faces, _ = draw_faces(check_faces, rng=0)

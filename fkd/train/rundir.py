@@ -18,6 +18,7 @@ from fkd.core.atomic import atomic_path, write_text
 from fkd.core.atomic import read_json as read_file_json
 from fkd.core.errors import FkdError
 from fkd.core.keypoints import COLUMNS
+from fkd.core.metrics import mean_shape
 from fkd.data.competition import training_fingerprint
 
 
@@ -88,8 +89,21 @@ def read_test_predictions(run_dir):
 
 
 def write_data_stamp(run_dir, images, keypoints) -> None:
+    """data.json: the training data's rows and fingerprint, and its framing: the mean of the complete
+    rows' keypoints (where the training faces have their points; `fkd face` crops faces to it)."""
+    complete = keypoints[~np.isnan(keypoints).any(axis=1)]
+    framing = mean_shape(complete if len(complete) else keypoints)
     write_json(Path(run_dir) / "data.json", {"training_rows": len(keypoints),
-                                             "fingerprint": training_fingerprint(images, keypoints)})
+                                             "fingerprint": training_fingerprint(images, keypoints),
+                                             "framing": [None if np.isnan(v) else round(float(v), 3) for v in framing]})
+
+
+def read_framing(run_dir):
+    """The run's framing [30] (NaN where the training rows label no value), or None for runs
+    written before data.json had one."""
+    path = Path(run_dir) / "data.json"
+    framing = read_json(path).get("framing") if path.is_file() else None
+    return None if framing is None else np.array([np.nan if v is None else v for v in framing], np.float64)
 
 
 def check_same_data(run_dir, images, keypoints) -> None:
