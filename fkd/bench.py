@@ -28,7 +28,8 @@ from fkd.data.folds import load_folds
 SECTIONS = ("parse", "throughput", "cv", "face")
 KAGGLE_TRAINING_ROWS = 7049
 FULL_CV_CONFIGS = ["configs/seed.yaml@1", "configs/seedcnn.yaml@1", "configs/lenet.yaml@1", "configs/cpu.yaml"]
-QUICK_CV_CONFIGS = ["configs/demo.yaml@1"]  # fold 0 of the demo recipe: about a minute on the proxy
+QUICK_CV_CONFIGS = ["configs/demo.yaml@1"]
+FULL_FACE_PHOTOS, QUICK_FACE_PHOTOS = 200, 60  # fold 0 of the demo recipe: about a minute on the proxy
 
 
 def add_arguments(parser):
@@ -41,7 +42,8 @@ def add_arguments(parser):
                         help=f"the short figures (under 5 minutes on 2 cores): the cv section runs only "
                              f"{' '.join(QUICK_CV_CONFIGS)} (make bench; make bench FULL=1 runs everything)")
     parser.add_argument("--face-run", help="the run the face section measures (default: the cv section's last run)")
-    parser.add_argument("--face-photos", type=int, default=200, help="photos the face section makes (default 200)")
+    parser.add_argument("--face-photos", type=int,
+                        help=f"photos the face section makes (default {FULL_FACE_PHOTOS}; {QUICK_FACE_PHOTOS} with --quick)")
     parser.add_argument("--cv-configs", nargs="+", default=FULL_CV_CONFIGS,
                         help="configs the cv section cross-validates after the mean shape; CONFIG@N trains "
                              "only its first N folds (the baselines, to keep the benchmark short)")
@@ -111,7 +113,7 @@ def run(args):
         if not (run_dir / "fold0.pt").is_file():
             raise FkdError(f"the face section needs a run with a fold0.pt: {run_dir} has none (run the cv "
                            "section first, or name one with --face-run)")
-        bench_face(data_dir, run_dir, args.face_photos)
+        bench_face(data_dir, run_dir, args.face_photos or (QUICK_FACE_PHOTOS if args.quick else FULL_FACE_PHOTOS))
     return 0
 
 
@@ -281,7 +283,7 @@ def bench_face(data_dir, run_dir, n_photos: int = 200, seed: int = 0) -> None:
             sums[1] += count
         found.append(True)
     seconds = time.perf_counter() - started
-    crop_rmse, photo_rmse = np.sqrt(crop_sums[0] / crop_sums[1]), np.sqrt(photo_sums[0] / photo_sums[1])
+    crop_rmse, photo_rmse = (np.sqrt(sums[0] / sums[1]) if sums[1] else float("nan") for sums in (crop_sums, photo_sums))
     all_crops = np.sqrt(squared_errors(on_crops, truth[rows])[0] / squared_errors(on_crops, truth[rows])[1])
     print(f"face  {run_dir} fold 0 on {n_photos} of its validation faces, each in an 800x600 photo with "
           f"{FACES_IN_A_PHOTO - 1} other faces and clutter (enlarged 1.5-3.5x, turned up to 25 degrees): found "

@@ -22,3 +22,22 @@ def test_quick_bench_cv_runs_only_the_short_recipe(competition, monkeypatch, tmp
     assert main(["bench", "--data-dir", str(competition), "--only", "cv", "--quick"]) == 0
     assert main(["bench", "--data-dir", str(competition), "--only", "cv"]) == 0
     assert seen == [bench.QUICK_CV_CONFIGS, bench.FULL_CV_CONFIGS]
+
+
+def test_the_face_section_prints_photos_against_crops_video_and_onnx(competition, tmp_path, capsys):
+    import re
+
+    from fkd.cli import main
+    from fkd.core.config import load_config
+    from fkd.train.cv import run_cv
+
+    config = load_config(None, model="lenet", epochs=1, batch_size=32, folds=2, only_folds=[0], name="face-bench")
+    run_dir = run_cv(competition, config, tmp_path)
+    assert main(["bench", "--data-dir", str(competition), "--only", "face", "--face-run", str(run_dir),
+                 "--face-photos", "6"]) == 0
+    lines = [line for line in capsys.readouterr().out.splitlines() if line.startswith("face")]
+    assert len(lines) == 3
+    assert re.search(r"found \d+\.\d%; RMSE on the photos (\d+\.\d+|nan) px against", lines[0])
+    assert re.search(r"video: 60 frames of 640x480 with one face, \d+\.\d frames/s", lines[1])
+    assert re.search(r"onnx: .* max difference \d\.\de-\d\d px; per face \d+\.\d\d ms with onnxruntime", lines[2])
+    assert main(["bench", "--data-dir", str(competition), "--only", "face", "--face-run", str(tmp_path / "none")]) == 2

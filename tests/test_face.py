@@ -202,3 +202,70 @@ def test_a_folder_stands_for_its_photos_and_the_legend_covers_no_face(tmp_path, 
     empty = tmp_path / "empty"
     empty.mkdir()
     assert main(["face", str(empty), "--runs", str(tmp_path)]) == 2
+
+
+needs_mtcnn = pytest.mark.skipif(not face.mtcnn_available(), reason="facenet-pytorch is not installed "
+                                 "(make install puts it in with requirements-nodeps.txt)")
+
+
+@needs_mtcnn
+def test_mtcnn_finds_each_face_once_with_its_landmarks_inside():
+    import matplotlib.cbook
+
+    astronaut = cv2.cvtColor(data.astronaut(), cv2.COLOR_RGB2GRAY)
+    hopper = cv2.imread(matplotlib.cbook.get_sample_data("grace_hopper.jpg", asfileobj=False), cv2.IMREAD_GRAYSCALE)
+    boxes, landmarks, sure = face.detect_landmarked(np.concatenate([astronaut, hopper[:512]], axis=1))
+    assert len(boxes) == 2 and (sure >= face.MTCNN_MIN_PROBABILITY).all()
+    for (x, y, w, h), points in zip(boxes, landmarks):
+        assert ((points >= [x, y]) & (points <= [x + w, y + h])).all()
+        left_eye, right_eye = points[0], points[1]
+        assert left_eye[0] > right_eye[0]   # the subject's left eye is on the image right, as in fkd
+    # the astronaut's eyes are at about (202.5, 101) and (245.5, 102)
+    np.testing.assert_allclose(landmarks[0][[1, 0]], [[202.5, 101], [245.5, 102]], atol=6)
+
+
+def test_landmarks_frame_the_crop_where_the_training_faces_have_them():
+    framing = np.array([66, 37, 30, 37, 59, 38, 73, 38, 37, 38, 23, 38, 57, 29, 80, 30, 39, 29, 16, 30,
+                        48, 55, 62, 72, 34, 72, 48, 70, 48, 80], np.float64)   # a run's framing, nose and mouth high
+    wanted = as_points(framing)[[face.KEYPOINTS.index(n) for n in face.LANDMARKS]]
+    paste = paste_matrix(2.2, 17.0, 130.0, 40.0)
+    landmarks = face.apply(paste, wanted)   # a face framed exactly so, pasted into a photo
+    matrix = face.landmark_matrix(landmarks, framing)
+    np.testing.assert_allclose(matrix, face.invert(paste), atol=1e-9)
+    kaggle = face.landmark_matrix(landmarks)   # a run without a framing: Kaggle's positions
+    assert np.abs(face.apply(kaggle, landmarks[[0, 1]]) - face.KAGGLE_FRAMED_BY[:2]).max() < 2.5
+
+
+def test_refinement_aligns_to_the_runs_framing_on_every_point():
+    images, keypoints = draw_faces(1, rng=5)
+    paste = paste_matrix(1.7, 12.0, 90.0, 40.0)
+    truth_in_photo = face.apply(paste, as_points(keypoints[0]))
+    first = face.crop_matrix((100, 50, 150, 150), face.FRAMING["lbp"])
+    refined = face.refined_matrix(first, face.apply(first, truth_in_photo).reshape(-1), target=keypoints[0])
+    np.testing.assert_allclose(refined, face.invert(paste), atol=1e-6)   # the framing is this face's own points
+
+
+def test_settle_stops_once_the_crop_stops_moving_and_after_its_passes():
+    gray = np.full((300, 300), 128, np.uint8)
+    matrix = face.crop_matrix((100, 100, 90, 90), face.FRAMING["haar"])
+    framing = np.array([66, 37, 30, 37, 59, 38, 73, 38, 37, 38, 23, 38, 57, 29, 80, 30, 39, 29, 16, 30,
+                        48, 62, 63, 76, 33, 76, 48, 72, 48, 80], np.float32)
+    calls = []
+
+    def settled(crops):   # the face sits exactly where the framing says: nothing to move
+        calls.append(len(crops))
+        return np.tile(framing, (len(crops), 1))
+
+    _, _, _, rounds = face.settle([gray], matrix[None], settled(np.zeros((1, 96, 96))), settled, target=framing)
+    assert list(rounds) == [0] and calls == [1]
+
+    def always_off(crops):   # the face always looks 3 px right of where it should be: the crop keeps moving
+        calls.append(len(crops))
+        shifted = framing.copy()
+        shifted[0::2] += 3
+        return np.tile(shifted, (len(crops), 1))
+
+    calls.clear()
+    _, _, _, rounds = face.settle([gray], matrix[None], always_off(np.zeros((1, 96, 96))), always_off, passes=3,
+                                  target=framing)
+    assert list(rounds) == [3] and calls == [1, 1, 1, 1]

@@ -139,3 +139,15 @@ def test_curves_show_the_learning_rate_of_each_epoch():
     lr_axis = [ax for ax in fig.axes if ax.get_title() == "Learning rate"]
     assert len(lr_axis) == 1
     np.testing.assert_allclose(lr_axis[0].lines[0].get_ydata(), [1e-3, 2e-3, 3e-3, 4e-3])
+
+
+def test_a_run_records_its_training_framing(tmp_path):
+    from fkd.data.synth import draw_faces
+    from fkd.train.rundir import read_framing, write_data_stamp
+
+    images, keypoints = draw_faces(5, rng=0)
+    partial = keypoints.copy()
+    partial[:, 10:] = np.nan   # rows with missing values do not count: the face output is the complete kind
+    write_data_stamp(tmp_path, np.concatenate([images, images]), np.concatenate([keypoints, partial + 50]))
+    np.testing.assert_allclose(read_framing(tmp_path), keypoints.mean(axis=0), atol=1e-3)
+    assert read_framing(tmp_path / "older-run") is None

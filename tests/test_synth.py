@@ -4,6 +4,7 @@ The CSVs are read back with pandas (not fkd.data) so these tests check the forma
 """
 import hashlib
 
+import cv2
 import numpy as np
 import pandas as pd
 import pytest
@@ -175,3 +176,24 @@ def test_command_line(tmp_path, capsys):
     assert len(pd.read_csv(tmp_path / "c" / "training.csv")) == 12
     assert cli.main(["synth", "--out", str(tmp_path / "d"), "--train", "0"]) == 2
     assert "error" in capsys.readouterr().err
+
+
+def test_a_scene_places_every_face_apart_and_says_where():
+    from fkd.data.synth import draw_faces, scene
+    from fkd.show.face import apply
+
+    faces, keypoints = draw_faces(3, rng=4)
+    photo, matrices = scene(faces, rng=0, width=800, height=600, scales=(1.5, 2.5))
+    assert photo.shape == (600, 800) and photo.dtype == np.uint8
+    centres = np.array([apply(m, [47.5, 47.5]) for m in matrices])
+    assert ((centres > 0) & (centres < [800, 600])).all()
+    for i in range(3):
+        scale = np.sqrt(abs(np.linalg.det(matrices[i][:, :2])))
+        assert 1.5 <= scale <= 2.5
+        for j in range(i):
+            assert np.abs(centres[i] - centres[j]).max() > 96 * 1.5   # no two faces overlap
+        # the face is there: its pixels, sampled back through its matrix, are the face
+        back = cv2.warpAffine(photo, cv2.invertAffineTransform(matrices[i]), (96, 96), flags=cv2.INTER_LINEAR)
+        assert np.abs(back[10:-10, 10:-10].astype(float) - faces[i][10:-10, 10:-10]).mean() < 8
+    _, crowded = scene(draw_faces(6, rng=1)[0], rng=0, width=300, height=300)
+    assert crowded[0] is not None and any(m is None for m in crowded)   # no room for them all: the rest are None

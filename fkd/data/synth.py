@@ -380,8 +380,10 @@ def scene(faces, rng=None, width: int = 800, height: int = 600, scales=(1.5, 3.5
         for _ in range(200):
             scale = rng.uniform(*scales)
             side = SIZE * scale * 1.42  # the turned face's extent, with room
+            if side > min(width, height):
+                continue
             cx, cy = rng.uniform(side / 2, width - side / 2), rng.uniform(side / 2, height - side / 2)
-            if side > min(width, height) or any(abs(cx - x) < (side + s) / 2 and abs(cy - y) < (side + s) / 2
+            if any(abs(cx - x) < (side + s) / 2 and abs(cy - y) < (side + s) / 2
                                                 for x, y, s in placed):
                 continue
             matrix = cv2.getRotationMatrix2D(((SIZE - 1) / 2, (SIZE - 1) / 2), rng.uniform(-max_roll, max_roll), scale)
