@@ -34,6 +34,8 @@ def test_kernel_ships_the_config_asked_for():
     ("report", "RUNS is not set: make report RUNS="),
     ("lb", "FILE is not set: make lb FILE="),
     ("face", "PHOTOS is not set"),
+    ("video", "VIDEO is not set"),
+    ("export", "RUNS is not set: make export RUNS="),
 ])
 def test_a_missing_variable_is_one_line(target, message):
     result = make_n(target)
@@ -49,6 +51,7 @@ def test_submit_lists_only_finished_runs(tmp_path):
 
     shutil.copy(REPO / "Makefile", tmp_path / "Makefile")
     (tmp_path / "requirements.txt").write_text("")
+    (tmp_path / "requirements-nodeps.txt").write_text("")
     (tmp_path / ".venv").mkdir()
     time.sleep(0.01)
     (tmp_path / ".venv" / ".installed").write_text("")
@@ -76,3 +79,9 @@ def test_bench_refuses_an_unknown_section():
 def test_bench_is_quick_unless_full():
     assert "--quick" in make_n("bench").stdout
     assert "--quick" not in make_n("bench", "FULL=1").stdout
+
+
+def test_face_video_and_export_take_the_onnx_file():
+    assert "--model m.onnx" in make_n("face", "PHOTOS=a.jpg", "MODEL=m.onnx").stdout
+    assert "face clip.mp4 --model m.onnx" in make_n("video", "VIDEO=clip.mp4", "MODEL=m.onnx").stdout
+    assert "export --runs runs/a --out m.onnx" in make_n("export", "RUNS=runs/a", "MODEL=m.onnx").stdout
