@@ -22,6 +22,7 @@ FILE    ?=
 MSG     ?=
 PHOTOS  ?=
 MODEL   ?=
+STACK   ?=
 VIDEO   ?=
 # `make kernel` ships the GPU recipe unless CONFIG is given on the command line or in the environment
 KERNEL_CONFIG := $(if $(filter command line environment,$(origin CONFIG)),$(CONFIG),configs/gpu.yaml)
@@ -65,9 +66,9 @@ cv: install  ## K-fold cross-validation: make cv CONFIG=configs/x.yaml [FOLDS=5]
 	$(FKD) cv $(DATA_ARG) --config $(CONFIG) $(if $(FOLDS),--folds $(FOLDS)) $(if $(NAME),--name $(NAME)) \
 		$(if $(DEVICE),--device $(DEVICE)) $(foreach s,$(SET),--set $(s))
 
-submit: install  ## blend runs into a checked submission: make submit RUNS="runs/a runs/b"
+submit: install  ## blend runs into a checked submission: make submit RUNS="runs/a runs/b" [STACK=1: a stack per coordinate]
 	$(if $(RUNS),,$(error RUNS is not set: make submit RUNS="runs/a runs/b" (finished runs here: $(or $(FINISHED_RUNS),none))))
-	$(FKD) submit $(DATA_ARG) --runs $(RUNS) $(if $(NAME),--name $(NAME)) $(if $(DEVICE),--device $(DEVICE))
+	$(FKD) submit $(DATA_ARG) --runs $(RUNS) $(if $(NAME),--name $(NAME)) $(if $(DEVICE),--device $(DEVICE)) $(if $(STACK),--stack)
 
 report: install  ## plots of finished runs: make report RUNS=runs/a
 	$(if $(RUNS),,$(error RUNS is not set: make report RUNS=runs/a (finished runs here: $(or $(FINISHED_RUNS),none))))

@@ -1,0 +1,68 @@
+"""Stacking per coordinate: it uses each member where it is good, its OOF is fitted inside the folds,
+and `fkd submit --stack` writes a checked submission from it."""
+import json
+
+import numpy as np
+import pytest
+
+from fkd.core.errors import FkdError
+from fkd.core.metrics import rmse
+from fkd.submit import ensemble, stack
+
+
+def members_good_at_different_coordinates(n=600, seed=0):
+    """truth [n,30] (some values missing), member A sharp on x and noisy on y, member B the reverse."""
+    rng = np.random.default_rng(seed)
+    truth = rng.uniform(20, 76, (n, 30))
+    truth[rng.random((n, 30)) < 0.2] = np.nan
+    sharp, noisy = rng.normal(0, 0.5, (n, 30)), rng.normal(0, 3.0, (n, 30))
+    is_x = np.arange(30) % 2 == 0
+    a = truth + np.where(is_x, sharp, noisy)
+    b = truth + np.where(is_x, noisy, sharp) + 1.0   # and biased: the intercept takes it
+    folds = np.arange(n) % 5
+    return np.nan_to_num(a, nan=48.0), np.nan_to_num(b, nan=48.0), truth, folds
+
+
+def test_the_stack_takes_each_member_where_it_is_good():
+    a, b, truth, folds = members_good_at_different_coordinates()
+    blend = rmse(ensemble.blend([a, b], ensemble.fit_weights([a, b], truth)), truth)
+    stacked = rmse(stack.stacked_oof([a, b], truth, folds), truth)
+    assert stacked < 0.5 * blend
+    coefficients = stack.fit_stack([a, b], truth)
+    assert (coefficients[0::2, 0] > 0.9).all() and (coefficients[1::2, 1] > 0.9).all()
+    np.testing.assert_allclose(coefficients[1::2, 2], -1.0, atol=0.3)   # B's bias, where B is used
+    assert (coefficients[:, :2] >= 0).all()
+
+
+def test_the_stacks_oof_never_sees_the_fold_it_predicts():
+    a, b, truth, folds = members_good_at_different_coordinates()
+    first = stack.stacked_oof([a, b], truth, folds)
+    changed = truth.copy()
+    changed[folds == 0] += 25.0   # fold 0's labels: nothing fold 0's stacked OOF may depend on
+    second = stack.stacked_oof([a, b], changed, folds)
+    np.testing.assert_array_equal(first[folds == 0], second[folds == 0])
+    assert np.abs(first[folds == 1] - second[folds == 1]).max() > 1e-3
+
+
+def test_too_few_labelled_rows_is_one_clear_error():
+    a, b, truth, _ = members_good_at_different_coordinates(n=40)
+    truth[:, 7] = np.nan
+    with pytest.raises(FkdError, match="column 7"):
+        stack.fit_stack([a, b], truth)
+
+
+def test_submit_with_stack_writes_a_checked_submission(competition, tmp_path, capsys):
+    from fkd.cli import main
+    from fkd.core.config import load_config
+    from fkd.train.cv import run_cv
+
+    runs = [run_cv(competition, load_config(None, model=model, epochs=1, batch_size=32, folds=2, name=model), tmp_path)
+            for model in ("lenet", "seedcnn")]
+    out = tmp_path / "submissions"
+    assert main(["submit", "--data-dir", str(competition), "--runs", *map(str, runs), "--stack",
+                 "--name", "stacked", "--out-dir", str(out)]) == 0
+    assert "stack per coordinate: OOF RMSE" in capsys.readouterr().out
+    (written,) = out.glob("*-stacked.csv")
+    meta = json.loads(written.with_name(written.name + ".json").read_text())
+    assert np.shape(meta["stack"]) == (30, 3)
+    assert main(["check-submission", str(written), "--lookup", str(competition / "IdLookupTable.csv")]) == 0
