@@ -306,7 +306,7 @@ def bench_face(data_dir, run_dir, n_photos: int = 200, seed: int = 0) -> None:
 
     with tempfile.TemporaryDirectory() as folder:
         figures = export_onnx([run_dir], Path(folder) / "model.onnx", [1.0])
-    print(f"face  onnx: {run_dir} ({figures['models']} fold models, {figures['forward_passes']} forward passes a face) "
+    print(f"face  onnx: {run_dir} ({figures['models']} fold model(s), {figures['forward_passes']} forward passes a face) "
           f"max difference {figures['max_difference_px']:.1e} px; per face {figures['onnx_ms']:.2f} ms with "
           f"onnxruntime against {figures['torch_ms']:.2f} ms with torch in a batch of {figures['faces_checked']}, "
           f"{figures['onnx_ms_batch1']:.2f} against {figures['torch_ms_batch1']:.2f} ms alone", flush=True)
