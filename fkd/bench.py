@@ -140,7 +140,7 @@ def bench_throughput(data_dir, model_name: str = "seedcnn", repeats: int = 2) ->
     import torch
 
     from fkd.core.config import DEFAULT_AUGMENT
-    from fkd.model.inputs import make_model
+    from fkd.model.inputs import cpu_has_bf16, make_model
     from fkd.model.nets import build_model
     from fkd.train.loop import (
         make_optimizer,
@@ -152,8 +152,11 @@ def bench_throughput(data_dir, model_name: str = "seedcnn", repeats: int = 2) ->
     images, keypoints = load_training(data_dir)
     images, keypoints = images[:THROUGHPUT_ROWS], keypoints[:THROUGHPUT_ROWS]
     results = {}
-    for label, augment in (("fkd loop, no augmentation", {}), ("fkd loop, default augmentation", DEFAULT_AUGMENT)):
-        config = load_config(None, model=model_name, epochs=repeats, augment=dict(augment))
+    loops = [("fkd loop, no augmentation", {}, "fp32"), ("fkd loop, default augmentation", DEFAULT_AUGMENT, "fp32")]
+    if cpu_has_bf16():
+        loops.append(("fkd loop, default augmentation, precision bf16", DEFAULT_AUGMENT, "bf16"))
+    for label, augment, precision in loops:
+        config = load_config(None, model=model_name, epochs=repeats, augment=dict(augment), precision=precision)
         torch.manual_seed(0)
         model = make_model(config)
         optimizer = make_optimizer(model, config)

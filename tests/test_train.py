@@ -397,10 +397,42 @@ def test_precision_follows_the_compute_capability(capability, precision, expecte
     monkeypatch.setattr(torch.cuda, "get_device_name", lambda device=None: "Tesla T4")
     cuda = torch.device("cuda")
     assert pick_precision(precision, cuda) == expected
-    assert pick_precision(precision, torch.device("cpu")) is None
+    if precision != "bf16":   # a CPU's bf16: test_bf16_on_a_cpu_needs_its_instructions
+        assert pick_precision(precision, torch.device("cpu")) is None
     described = describe_device(cuda, precision)
     assert described.startswith(f"Tesla T4 (sm_{capability[0]}{capability[1]}), precision ")
     assert described.endswith({torch.float16: "fp16 + GradScaler", torch.bfloat16: "bf16", None: "fp32"}[expected])
+
+
+def test_bf16_on_a_cpu_needs_its_instructions(monkeypatch):
+    from fkd.model import inputs
+
+    cpu = torch.device("cpu")
+    monkeypatch.setattr(inputs, "cpu_has_bf16", lambda: True)
+    assert inputs.pick_precision("bf16", cpu) == torch.bfloat16
+    assert inputs.describe_device(cpu, "bf16").endswith("precision bf16")
+    assert inputs.pick_precision("auto", cpu) is None and inputs.pick_precision("fp16", cpu) is None
+    monkeypatch.setattr(inputs, "cpu_has_bf16", lambda: False)
+    with pytest.raises(FkdError, match="no bf16 instructions"):
+        inputs.pick_precision("bf16", cpu)
+
+
+@pytest.mark.skipif(not torch.cpu._is_avx512_bf16_supported() and not torch.cpu._is_amx_tile_supported(),
+                    reason="this CPU has no bf16 instructions (avx512_bf16 or AMX)")
+def test_a_fold_trains_in_bf16_on_a_cpu_that_has_it(competition):
+    from fkd.core.config import load_config
+    from fkd.data.competition import load_training
+    from fkd.data.folds import load_folds
+    from fkd.train.loop import train_fold
+
+    images, keypoints = load_training(competition)
+    config = load_config(None, model="lenet", folds=2, epochs=2, batch_size=32, precision="bf16")
+    lines = []
+    checkpoint = train_fold(0, images, keypoints, keypoints, load_folds(competition, 2, 0), config,
+                            images[:4], None, log=lines.append)
+    assert any("precision bf16" in line for line in lines)
+    assert np.isfinite(checkpoint["val_pred"]).all() and checkpoint["val_rmse"] < 20
+    assert all(v.dtype == torch.float32 for v in checkpoint["state_dict"].values() if v.is_floating_point())
 
 
 def test_unknown_precision_is_refused():
