@@ -5,9 +5,9 @@ track is lost, and every `detect_every` frames for faces that come into view. Be
 face's crop comes from the previous frame's predicted points (the similarity fkd.show.face.settle
 fits), so the points follow the face without the detector's jitter and a tilted head stays level in
 its crop. A face found after the first frame starts a track only if OpenCV's eye cascade
-confirms it (two eyes), as on the turned copies of a photo. A track is lost when its crop stops looking like the face it follows (normalised
-cross-correlation with the track's running template below MATCH_MIN) or when its points make an
-implausible crop. A lost face keeps its id: a face detected within REJOIN_SIDES crop sides of where
+confirms it (two eyes), as on the turned copies of a photo. A track is lost when its crop stops
+looking like the face it follows (normalised cross-correlation with the track's running template
+below MATCH_MIN) or when its points make an implausible crop. A lost face keeps its id: a face detected within REJOIN_SIDES crop sides of where
 a lost one was last seen takes that id back.
 
 Writes `<stem>_keypoints.mp4` (points and face ids drawn) and `<stem>_keypoints.csv` (frame, time_s,
@@ -107,8 +107,9 @@ class FaceTracker:
                                                  passes=TRACK_PASSES, target=self.target)
         for track, matrix, face_crop, keypoints in zip(tracks, matrices, crops, predictions):
             looks = float((normalised(face_crop) * track.template).mean())
-            if looks >= MATCH_MIN and refined_matrix(matrix, keypoints, self.target) is not None:
-                self._update(track, matrix, face_crop, keypoints)
+            following = refined_matrix(matrix, keypoints, self.target)
+            if looks >= MATCH_MIN and following is not None:
+                self._update(track, matrix, face_crop, keypoints, following)
 
     def _detect(self, frame_bgr, gray):
         self.detections += 1
@@ -131,8 +132,10 @@ class FaceTracker:
                 track = Track(id=len(self.tracks), matrix=matrix, template=normalised(face_crop),
                               centre=_centre(matrix), side=_side(matrix))
                 self.tracks.append(track)
-            track.template = normalised(face_crop)
-            self._update(track, matrix, face_crop, keypoints, fresh=True)
+            else:
+                track.template = normalised(face_crop)
+            following = refined_matrix(matrix, keypoints, self.target)
+            self._update(track, matrix, face_crop, keypoints, matrix if following is None else following, fresh=True)
 
     def _rejoin(self, centre, side):
         lost = [t for t in self.tracks if t.points is None]
@@ -140,14 +143,14 @@ class FaceTracker:
         near = [(d, t) for d, t in near if d < REJOIN_SIDES * max(side, t.side)]
         return min(near, key=lambda pair: pair[0])[1] if near else None
 
-    def _update(self, track, matrix, face_crop, keypoints, fresh=False):
+    def _update(self, track, matrix, face_crop, keypoints, following, fresh=False):
+        """The face seen at `matrix` with these keypoints; `following` frames it in the next frame."""
         points = keypoints_to_photo(keypoints, matrix)
         if self.smooth and not fresh and track.lost == 0 and track.last is not None:
             points = self.smooth * track.last + (1 - self.smooth) * points
         track.points = track.last = points
         track.template = TEMPLATE_MEMORY * track.template + (1 - TEMPLATE_MEMORY) * normalised(face_crop)
-        refined = refined_matrix(matrix, keypoints, self.target)
-        track.matrix = matrix if refined is None else refined
+        track.matrix = following
         track.centre, track.side = _centre(track.matrix), _side(track.matrix)
 
 

@@ -25,7 +25,7 @@ from fkd.data.synth import draw_faces
 from fkd.model.inputs import model_inputs, scale_pixels
 from fkd.model.onnxfile import INPUT, METADATA_KEY, OUTPUT, OnnxKeypoints
 from fkd.submit.command import fitted_weights
-from fkd.train.predict import load_fold_models, predict_batch, predict_runs, tta_views
+from fkd.train.predict import RunsPredictor, predict_batch, tta_views
 from fkd.train.rundir import check_run_folders, read_framing
 
 TOLERANCE_PX = 1e-3
@@ -62,11 +62,6 @@ def blend_weights(run_dirs, equal: bool, data_dir=None) -> np.ndarray:
     return np.asarray(weights)
 
 
-def fkd_predictions(run_dirs, weights, faces) -> np.ndarray:
-    """What fkd itself predicts for these faces (complete-kind output), blended by `weights`."""
-    return sum(weight * predict_runs([run_dir], faces, device="cpu") for run_dir, weight in zip(run_dirs, weights))
-
-
 def per_face_ms(predict, faces, repeats: int = 3) -> float:
     """Milliseconds a face, the best of `repeats` calls on the whole batch (after one warm-up call)."""
     predict(faces)
@@ -86,8 +81,16 @@ def export_onnx(run_dirs, out, weights, input_type: str = "uint8", check_faces: 
     if input_type not in INPUT_TYPES:
         raise FkdError(f"--input must be one of {', '.join(INPUT_TYPES)}, not {input_type!r}")
     kept = [(run_dir, weight) for run_dir, weight in zip(run_dirs, weights) if weight > 0]
-    runs = [load_fold_models(run_dir, "cpu") for run_dir, _ in kept]
-    blend = Blend(runs, [weight for _, weight in kept]).eval()
+    # every fold model loaded once: the graph is traced from them and fkd's own predictions (the
+    # reference, and the torch latency) come from them
+    predictors = [RunsPredictor([run_dir], device="cpu") for run_dir, _ in kept]
+    blend = Blend([[(model, config) for model, config, _ in p.models] for p in predictors],
+                  [weight for _, weight in kept]).eval()
+
+    def fkd_predictions(faces):
+        """What fkd itself predicts for these faces (complete-kind output), blended as the graph is."""
+        return sum(weight * predictor(faces) for predictor, (_, weight) in zip(predictors, kept))
+
     example = torch.zeros(2, SIZE, SIZE, dtype=INPUT_TYPES[input_type])
     with torch.no_grad():
         program = torch.onnx.export(blend, (example,), dynamo=True, input_names=[INPUT], output_names=[OUTPUT],
@@ -101,7 +104,7 @@ def export_onnx(run_dirs, out, weights, input_type: str = "uint8", check_faces: 
     onnx.helper.set_model_props(model, {METADATA_KEY: json.dumps(metadata)})
 
     faces, _ = draw_faces(check_faces, rng=0)
-    expected = fkd_predictions([r for r, _ in kept], [w for _, w in kept], faces)
+    expected = fkd_predictions(faces)
     out = Path(out)
     with atomic_path(out) as tmp:
         onnx.save(model, str(tmp))
@@ -113,9 +116,7 @@ def export_onnx(run_dirs, out, weights, input_type: str = "uint8", check_faces: 
             raise FkdError(f"onnxruntime and fkd differ by up to {difference:.2e} px on {check_faces} faces "
                            f"(limit {TOLERANCE_PX:g}): not written", path=out)
         latency = {"onnx_ms": per_face_ms(session.predict, faces), "onnx_ms_batch1": per_face_ms(session.predict, faces[:1]),
-                   "torch_ms": per_face_ms(lambda f: fkd_predictions([r for r, _ in kept], [w for _, w in kept], f), faces),
-                   "torch_ms_batch1": per_face_ms(lambda f: fkd_predictions([r for r, _ in kept], [w for _, w in kept], f),
-                                                  faces[:1])}
+                   "torch_ms": per_face_ms(fkd_predictions, faces), "torch_ms_batch1": per_face_ms(fkd_predictions, faces[:1])}
     views = sum(len(tta_views(config)) * (2 if config["flip_tta"] else 1) for config in blend.configs)
     return {"path": str(out), "max_difference_px": difference, "faces_checked": check_faces,
             "runs": len(kept), "models": len(blend.models), "forward_passes": views,
