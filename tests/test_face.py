@@ -269,3 +269,38 @@ def test_settle_stops_once_the_crop_stops_moving_and_after_its_passes():
     _, _, _, rounds = face.settle([gray], matrix[None], always_off(np.zeros((1, 96, 96))), always_off, passes=3,
                                   target=framing)
     assert list(rounds) == [3] and calls == [1, 1, 1, 1]
+
+
+def test_mtcnn_landmarks_of_one_face_on_several_copies_are_their_median(monkeypatch):
+    """Each turned copy's detection of the face is one vote; the crop is framed by their median, so
+    one copy's wild landmarks move nothing. A detection only on a turned copy, unconfirmed, is dropped."""
+    truth = np.array([[330.0, 200.0], [250.0, 200.0], [290.0, 245.0], [320.0, 280.0], [260.0, 280.0]])
+    errors = {0: 0.0, 9: 1.0, -9: -1.0, 18: 2.0, -18: 30.0, 27: -2.0, -27: 0.5}  # x shift of each copy's points
+    rotations = {}
+    real_turned = face.turned
+
+    def recording_turned(gray, angle):
+        copy, rotation = real_turned(gray, angle)
+        rotations[id(copy)] = (angle, rotation)
+        return copy, rotation
+
+    def fake_detect(copy, min_size=24):
+        angle, rotation = rotations.get(id(copy), (0, None))
+        points = truth + [errors[angle], 0.0]
+        points = points if rotation is None else face.apply(rotation, points)
+        faces = [points]
+        if angle == 18:  # a face-like texture seen on one turned copy only, not sure enough
+            faces.append(face.apply(rotation, truth + [300.0, 0.0]))
+        boxes = np.array([[*(p.min(0) - 20), *(p.max(0) - p.min(0) + 40)] for p in faces])
+        return boxes, np.array(faces), np.array([0.99, 0.9][:len(faces)])
+
+    monkeypatch.setattr(face, "turned", recording_turned)
+    monkeypatch.setattr(face, "detect_landmarked", fake_detect)
+    monkeypatch.setattr(face, "shows_two_eyes", lambda gray, box: False)
+    photo = np.full((480, 640, 3), 128, np.uint8)
+    boxes, matrices, crops, name = face.find_faces(photo, "mtcnn")
+    assert len(boxes) == 1 and name == "mtcnn"
+    median = truth + [np.median(list(errors.values())), 0.0]   # 0.5 px: the -18 copy's 30 px is outvoted
+    np.testing.assert_allclose(matrices[0], face.landmark_matrix(median), atol=1e-6)
+    boxes, matrices, _, _ = face.find_faces(photo, "mtcnn", always=())
+    np.testing.assert_allclose(matrices[0], face.landmark_matrix(truth), atol=1e-6)

@@ -26,6 +26,8 @@ FAMILIES = [
     ("heatmap:test_resnet", {}),
     ("heatmap:test_resnet", {"stride": 8, "drop_stem_pool": True}),
     ("heatmap:test_efficientnet", {"stride": 8, "fuse": False}),
+    ("heatmap:convnet", {"widths": [8, 16, 32], "downsample": 2}),
+    ("heatmap:convnet", {"widths": [8, 16], "stride": 8, "stem": 4}),
 ]
 
 
@@ -147,6 +149,8 @@ def test_bad_weights_and_names_are_fkd_errors(tmp_path):
             build_model(name)
     with pytest.raises(FkdError, match="stride"):
         build_model("heatmap:test_resnet", stride=16)
+    with pytest.raises(FkdError, match="strides \\[4, 8\\], not 16"):
+        build_model("heatmap:convnet", widths=[8, 16], downsample=2, stride=16)
     with pytest.raises(FkdError):
         build_model("lenet", weights="x.pth")
     with pytest.raises(FkdError, match="rejected an option"):
@@ -189,6 +193,7 @@ def test_pixel_mapping():
     ("seedcnn", {"dropout": 0.0}, 3e-4),
     ("timm:test_resnet", {}, 3e-3),
     ("heatmap:test_resnet", {}, 3e-3),
+    ("heatmap:convnet", {"widths": [8, 16, 32], "downsample": 2}, 3e-3),
 ])
 def test_models_can_learn(name, options, lr):
     images = torch.randn(4, 1, 96, 96)
@@ -203,3 +208,11 @@ def test_models_can_learn(name, options, lr):
         optimiser.step()
         losses.append(loss.item())
     assert losses[-1] < 0.6 * losses[0], losses
+
+
+def test_convnet_checkpoints_keep_their_layer_names():
+    """ConvNet and heatmap:convnet share conv_stages; ConvNet's state names stay features.N (old runs load)."""
+    names = list(build_model("convnet", widths=[8, 16], stem=4).state_dict())
+    assert names[:2] == ["features.0.weight", "features.1.weight"] and "features.4.weight" in names
+    heatmap = build_model("heatmap:convnet", widths=[8, 16], stem=4, stride=4)  # maps at 2, 4, 8
+    assert [m.shape[1] for m in heatmap.backbone(torch.zeros(1, 1, 96, 96))] == [8, 16]

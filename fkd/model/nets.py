@@ -17,6 +17,8 @@ Names and options:
                             4 or 8 -> soft-argmax (integral regression) -> the same [B,30] output.
                             stride=4, fuse=True (add the deepest map, upsampled), head_channels=64,
                             dropout (head), and the timm options above.
+    heatmap:convnet         convnet's trunk (widths, depth, downsample, stem) as that backbone, every map
+                            from `stride` (4) to the deepest fused; head_channels=64, dropout=0.0.
 """
 import os
 import warnings
@@ -97,6 +99,23 @@ class SeedCNN(nn.Module):
         return self.head(self.features(x))
 
 
+def conv_stages(widths, depth: int = 1, stem: int = 0):
+    """(nn.Sequential, output channels): [stem: conv C, pool] then per width (3x3 conv, BatchNorm,
+    ReLU) x depth and a 2x2 max-pool. ConvNet's trunk and ConvNetMaps' (checkpoint names: features.N)."""
+    layers, channels = [], 1
+    if stem:
+        layers += [nn.Conv2d(1, stem, 3, padding=1, bias=False), nn.BatchNorm2d(stem), nn.ReLU(inplace=True),
+                   nn.MaxPool2d(2)]
+        channels = stem
+    for width in widths:
+        for _ in range(depth):
+            layers += [nn.Conv2d(channels, width, 3, padding=1, bias=False), nn.BatchNorm2d(width),
+                       nn.ReLU(inplace=True)]
+            channels = width
+        layers.append(nn.MaxPool2d(2))
+    return nn.Sequential(*layers), channels
+
+
 class ConvNet(nn.Module):
     """fkd's compact CPU model: per stage (3x3 conv, BatchNorm, ReLU) x depth, then 2x2 max-pool;
     96 -> 48 -> 24 -> 12 -> 6; then dropout and a fully-connected layer to 30.
@@ -110,18 +129,7 @@ class ConvNet(nn.Module):
                  downsample: int = 1, stem: int = 0):
         super().__init__()
         self.downsample = downsample
-        layers, channels = [], 1
-        if stem:
-            layers += [nn.Conv2d(1, stem, 3, padding=1, bias=False), nn.BatchNorm2d(stem), nn.ReLU(inplace=True),
-                       nn.MaxPool2d(2)]
-            channels = stem
-        for width in widths:
-            for _ in range(depth):
-                layers += [nn.Conv2d(channels, width, 3, padding=1, bias=False), nn.BatchNorm2d(width),
-                           nn.ReLU(inplace=True)]
-                channels = width
-            layers.append(nn.MaxPool2d(2))
-        self.features = nn.Sequential(*layers)
+        self.features, channels = conv_stages(widths, depth, stem)
         side = SIZE // downsample // 2 ** (len(widths) + bool(stem))
         self.head = nn.Sequential(
             nn.Flatten(), nn.Dropout(dropout),
@@ -292,6 +300,40 @@ def build_heatmap(name: str, stride: int = 4, fuse: bool = True, head_channels: 
     return model
 
 
+class ConvNetMaps(nn.Module):
+    """ConvNet's trunk as a heatmap backbone: the maps after each max-pool from `first` on (a list,
+    finest first), for HeatmapModel to fuse."""
+
+    def __init__(self, widths=(32, 64, 128), depth: int = 1, downsample: int = 1, stem: int = 0, first: int = 0):
+        super().__init__()
+        self.downsample, self.first = downsample, first
+        self.features, _ = conv_stages(widths, depth, stem)
+        self.channels = ([stem] if stem else []) + list(widths)
+
+    def forward(self, x):
+        if self.downsample > 1:
+            x = F.avg_pool2d(x, self.downsample)
+        maps = []
+        for layer in self.features:
+            x = layer(x)
+            if isinstance(layer, nn.MaxPool2d):
+                maps.append(x)
+        return maps[self.first:]
+
+
+def build_convnet_heatmap(widths=(32, 64, 128), depth: int = 1, downsample: int = 1, stem: int = 0,
+                          stride: int = 4, head_channels: int = 64, dropout: float = 0.0) -> HeatmapModel:
+    """heatmap:convnet: ConvNet's trunk, every map from `stride` down fused, 15 heatmaps, soft-argmax."""
+    strides = [downsample * 2 ** (k + 1) for k in range(len(widths) + bool(stem))]
+    if stride not in strides:
+        raise FkdError(f"heatmap:convnet with downsample {downsample} has maps at strides {strides}, not {stride}")
+    first = strides.index(stride)
+    backbone = ConvNetMaps(widths, depth, downsample, stem, first)
+    model = HeatmapModel(backbone, backbone.channels[first:], head_channels, dropout)
+    model.stride = stride
+    return model
+
+
 # ---------------------------------------------------------------------------------------------
 
 def build_model(name: str, subset_heads: bool = False, **options) -> nn.Module:
@@ -312,6 +354,8 @@ def build_model(name: str, subset_heads: bool = False, **options) -> nn.Module:
         return model_class(**options)
     if family == "timm" and backbone:
         return build_timm(backbone, **options)
+    if family == "heatmap" and backbone == "convnet":
+        return build_convnet_heatmap(**options)
     if family == "heatmap" and backbone:
         return build_heatmap(backbone, **options)
     raise FkdError(f"unknown model {name!r}: use lenet, seedcnn, convnet, timm:<name> or heatmap:<timm name>")

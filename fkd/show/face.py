@@ -79,7 +79,8 @@ SETTLED_PX = 0.5    # ... and none once its crop moves less than this (in crop p
 HAAR_FILE = "haarcascade_frontalface_default.xml"
 EYE_FILE = "haarcascade_eye.xml"
 DETECT_MAX_SIDE = 1024  # photos are shrunk to this for detection only (speed); boxes scaled back
-ALWAYS_TURNS = (18, -18)  # degrees: turned copies searched on every photo (faces turned 5..30 degrees)
+ALWAYS_TURNS = (18, -18)  # degrees: turned copies a cascade searches on every photo (faces turned 5..30 degrees)
+MTCNN_TURNS = (9, -9, 18, -18, 27, -27)  # and MTCNN: more copies, for the median of their landmarks
 TURNS = (35, -35, 50, -50, 65, -65)  # and these, in turn, when no face has been found by then
 PHOTO_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff")
 
@@ -380,23 +381,26 @@ def turned(gray, angle: float):
     return cv2.warpAffine(gray, rotation, size, flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE), rotation
 
 
-def find_faces(photo_bgr, detector="auto", min_size=24, turns=TURNS, always=ALWAYS_TURNS, framing=None):
+def find_faces(photo_bgr, detector="auto", min_size=24, turns=TURNS, always=None, framing=None):
     """(boxes [K,4], matrices [K,2,3] photo -> crop, crops uint8 [K,96,96], detector name).
 
     MTCNN frames each crop by its landmarks (landmark_matrix, to the run's `framing`); a cascade's
     box is framed by FRAMING. The detectors miss heads tilted much past 15 degrees (the cascades)
-    or 20 (MTCNN), so copies of the photo turned by each of `always` are searched too, and when no
-    face has been found by then, copies turned by each of `turns` in turn until one shows a face.
-    A face found on a turned copy must be confirmed by two eyes from OpenCV's eye cascade (a turned
-    copy's texture, or a cat, fools a face detector now and then; MTCNN_SURE of MTCNN's is enough)
-    and must not be a face already
-    found; its crop stands the head up, and its box is drawn where its centre falls on the photo."""
+    or 20 (MTCNN), so copies of the photo turned by each of `always` (default: MTCNN_TURNS for
+    MTCNN, ALWAYS_TURNS for a cascade) are searched too, and when no face has been found by then,
+    copies turned by each of `turns` in turn until one shows a face. Detections of one face on
+    several copies are one face: MTCNN's landmarks are their median (on a turned head its landmarks
+    lean towards upright, and the lean differs from copy to copy), a cascade's box the first one's.
+    A face seen only on turned copies must be confirmed by two eyes from OpenCV's eye cascade (a
+    turned copy's texture, or a cat, fools a face detector now and then; MTCNN_SURE of MTCNN's is
+    enough); its crop stands the head up, and its box is drawn where its centre falls on the photo."""
     gray = to_gray(photo_bgr)
     name = detector if detector != "auto" else available_detectors()[0]
     landmarked = name == "mtcnn"
-    boxes, matrices, used = [], [], []
+    always = (MTCNN_TURNS if landmarked else ALWAYS_TURNS) if always is None else tuple(always)
+    faces = []  # per face, its detections: (angle, box centre, w, h, confirmed, landmarks or matrix)
     for angle in (0,) + always + turns:
-        if angle in turns and boxes:
+        if angle in turns and any(d[4] for detections in faces for d in detections):
             break
         copy, rotation = (gray, None) if angle == 0 else turned(gray, angle)
         back = None if rotation is None else invert(rotation)
@@ -405,23 +409,33 @@ def find_faces(photo_bgr, detector="auto", min_size=24, turns=TURNS, always=ALWA
         else:
             found, name = detect_faces(copy, name, min_size)
         for k, (x, y, w, h) in enumerate(found):
-            cx, cy = (x + (w - 1) / 2, y + (h - 1) / 2) if back is None else apply(back, [x + (w - 1) / 2, y + (h - 1) / 2])
-            if any(np.hypot(cx - (X + (W - 1) / 2), cy - (Y + (H - 1) / 2)) < 0.5 * max(w, W) for X, Y, W, H in boxes):
-                continue
-            confirmed = landmarked and sure[k] >= MTCNN_SURE or eyes_available() and shows_two_eyes(copy, found[k])
-            if angle and not confirmed:
-                continue
+            centre = np.array([x + (w - 1) / 2, y + (h - 1) / 2])
+            centre = centre if back is None else apply(back, centre)
+            confirmed = (not angle or landmarked and sure[k] >= MTCNN_SURE
+                         or eyes_available() and shows_two_eyes(copy, found[k]))
             if landmarked:
-                matrix = landmark_matrix(points[k] if back is None else apply(back, points[k]), framing)
+                framed_by = points[k] if back is None else apply(back, points[k])
             else:
-                matrix = crop_matrix(found[k], FRAMING[name])
-                matrix = matrix if back is None else compose(matrix, rotation)
-            if matrix is None:
-                continue
-            boxes.append(np.array([cx - (w - 1) / 2, cy - (h - 1) / 2, w, h]))
-            matrices.append(matrix)
-            if angle:
-                used.append(angle)
+                framed_by = crop_matrix(found[k], FRAMING[name])
+                framed_by = framed_by if back is None else compose(framed_by, rotation)
+            detection = (angle, centre, w, h, confirmed, framed_by)
+            same = next((f for f in faces if np.hypot(*(centre - f[0][1])) < 0.5 * max(w, f[0][2])), None)
+            if same is None:
+                faces.append([detection])
+            else:
+                same.append(detection)
+    boxes, matrices, used = [], [], []
+    for detections in faces:
+        if not any(d[4] for d in detections):
+            continue
+        angle, (cx, cy), w, h, _, framed_by = detections[0]
+        matrix = landmark_matrix(np.median([d[5] for d in detections], axis=0), framing) if landmarked else framed_by
+        if matrix is None:
+            continue
+        boxes.append(np.array([cx - (w - 1) / 2, cy - (h - 1) / 2, w, h]))
+        matrices.append(matrix)
+        if all(d[0] for d in detections):
+            used.append(min((d[0] for d in detections if d[4]), key=abs))
     if used:
         name = f"{name}, also on the photo turned {', '.join(f'{a:+g}' for a in sorted(set(used)))} degrees"
     boxes = np.array(boxes, dtype=np.float64).reshape(-1, 4)
