@@ -135,7 +135,7 @@ def _model(v):
         return "is not a string"
     if v in ("lenet", "seedcnn", "convnet") or re.fullmatch(r"(timm|heatmap):[A-Za-z0-9_.]+", v):
         return None
-    return "is not one of lenet, seedcnn, convnet, timm:<name>, heatmap:<timm name>"
+    return "is not one of lenet, seedcnn, convnet, timm:<name>, heatmap:<timm name>, heatmap:convnet"
 
 
 def _augment(v):
@@ -176,7 +176,7 @@ def _device(v):
 # key -> (check, allowed values, what it does); `fkd config` and docs/configs.md are made from it
 REFERENCE = {
     "name": (_of_type(str, "a string", none=True), "string", "run folder name (runs/<name>/); default: the config file's stem"),
-    "model": (_model, "lenet, seedcnn, convnet, timm:<name>, heatmap:<timm name>", "the network"),
+    "model": (_model, "lenet, seedcnn, convnet, timm:<name>, heatmap:<timm name>, heatmap:convnet", "the network"),
     "model_options": (_of_type(dict, "a mapping"), "mapping", "passed to fkd.model.nets.build_model (widths, dropout, drop_stem_pool, weights, ...)"),
     "subset_heads": (_of_type(bool, "true or false"), "true, false", "one output offset per label subset (complete rows / partial rows); each test image gets its kind's"),
     "folds": (_int(2), "whole number >= 2", "K of K-fold"),
