@@ -294,3 +294,22 @@ def test_flip_axis_follows_the_labels_convention():
     assert flipped[0, COLUMNS.index("left_eye_center_x")].item() == pytest.approx(97 - 40)
     _, default = augment_batch(images, keypoints, {"flip": 1.0})
     assert default[0, COLUMNS.index("right_eye_center_x")].item() == pytest.approx(95 - 60)
+
+
+def test_torch_reflect_fills_the_outside_with_the_mirror_and_moves_the_points_alike():
+    images = torch.rand(16, 1, 96, 96) * 0.5 + 0.25   # no black anywhere
+    kps = torch.as_tensor(np.tile(grid_keypoints(), (16, 1)))
+    config = {"shift": 0.2, "rotate": 20}
+    black, black_points = augment_batch(images, kps, config, generator=torch.Generator().manual_seed(3))
+    mirrored, mirrored_points = augment_batch(images, kps, {**config, "reflect": 1.0},
+                                              generator=torch.Generator().manual_seed(3))
+    assert torch.equal(black_points.nan_to_num(-1), mirrored_points.nan_to_num(-1))
+    assert (black == 0).flatten(1).any(1).all()          # every moved image shows a black border
+    assert not (mirrored == 0).any() and mirrored.min() >= 0.25 - 1e-6
+    coverage, _ = augment_batch(torch.ones_like(images), kps, config, generator=torch.Generator().manual_seed(3))
+    inside = coverage > 1 - 1e-6                         # where both sample the image itself, they agree
+    assert inside.float().mean() > 0.5
+    assert torch.allclose(black[inside], mirrored[inside], atol=1e-5)
+    half, _ = augment_batch(images, kps, {**config, "reflect": 0.5}, generator=torch.Generator().manual_seed(3))
+    some_black = (half == 0).flatten(1).any(1)
+    assert 0 < int(some_black.sum()) < 16

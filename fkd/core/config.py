@@ -60,12 +60,13 @@ DEFAULT_AUGMENT = {  # what `augment: {}` keys mean: fkd.model.augment applies t
     "contrast": 0.2,
     "blur": 0.1,        # probability of a Gaussian blur
     "noise": 0.02,      # standard deviation of Gaussian noise (0..1 pixels)
+    "reflect": 0.0,     # probability that a moved image's outside is mirrored, not black
 }
-_PROBABILITIES = ("flip", "blur")
+_PROBABILITIES = ("flip", "blur", "reflect")
 
 
 def augment_settings(config) -> dict:
-    """Settings dict -> all 8 keys as floats (missing = 0). Unknown keys or bad values: FkdError."""
+    """Settings dict -> every DEFAULT_AUGMENT key as a float (missing = 0). Unknown keys or bad values: FkdError."""
     config = dict(config or {})
     unknown = sorted(set(config) - set(DEFAULT_AUGMENT))
     if unknown:

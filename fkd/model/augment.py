@@ -11,6 +11,11 @@ missing = off):
     contrast    gain uniform in [1 - contrast, 1 + contrast]  (img * gain + offset, as albumentations)
     blur        probability of a Gaussian blur, sigma uniform in BLUR_SIGMA pixels
     noise       Gaussian noise, per-image std uniform in [0, noise] x full range
+    reflect     probability that an affine-warped image's outside is its own mirror image (else
+                black). A black border shows the model how far the face was moved, so it can undo
+                the move and keep its training framing (on the proxy every eye midpoint sits at
+                y = 37.81); a mirrored border hides it, and the model must read the face itself,
+                which is what a crop framed by a detector (`fkd face`) needs
 
 - CPU: `KeypointAugmenter(config, seed)(image uint8 [96,96], keypoints [30]) -> (uint8, float32 [30])`,
   albumentations 2.0.8 underneath (flip and its left/right swap done here).
@@ -125,7 +130,11 @@ def augment_batch(images, keypoints, config, generator=None, max_value: float = 
         theta = torch.cat([inverse, offset[:, :, None]], 2)
         theta[:, 0, :] = torch.where(flip[:, None], -theta[:, 0, :], theta[:, 0, :])
         grid = F.affine_grid(theta.to(images.dtype), list(images.shape), align_corners=True)
-        images = F.grid_sample(images, grid, mode="bilinear", padding_mode="zeros", align_corners=True)
+        warped = F.grid_sample(images, grid, mode="bilinear", padding_mode="zeros", align_corners=True)
+        if s["reflect"]:
+            mirrored = F.grid_sample(images, grid, mode="bilinear", padding_mode="reflection", align_corners=True)
+            warped = torch.where((uniform(0.0, 1.0) < s["reflect"])[:, None, None, None], mirrored, warped)
+        images = warped
     elif s["flip"]:
         images = torch.where(flip[:, None, None, None], images.flip(-1), images)
 
