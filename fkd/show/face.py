@@ -35,6 +35,7 @@ import re
 import time
 from dataclasses import dataclass
 from pathlib import Path
+from typing import NamedTuple
 
 import cv2
 import numpy as np
@@ -381,6 +382,16 @@ def turned(gray, angle: float):
     return cv2.warpAffine(gray, rotation, size, flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE), rotation
 
 
+class Detection(NamedTuple):
+    """One detector hit on one copy of a photo, in the photo's coordinates."""
+    angle: float          # the copy's turn, degrees (0: the photo itself)
+    centre: np.ndarray    # box centre
+    width: float
+    height: float
+    confirmed: bool       # on the photo itself, or sure enough / two eyes on a turned copy
+    framed_by: np.ndarray  # MTCNN: its 5 landmarks [5,2]; a cascade: its photo -> crop matrix
+
+
 def find_faces(photo_bgr, detector="auto", min_size=24, turns=TURNS, always=None, framing=None):
     """(boxes [K,4], matrices [K,2,3] photo -> crop, crops uint8 [K,96,96], detector name).
 
@@ -398,9 +409,9 @@ def find_faces(photo_bgr, detector="auto", min_size=24, turns=TURNS, always=None
     name = detector if detector != "auto" else available_detectors()[0]
     landmarked = name == "mtcnn"
     always = (MTCNN_TURNS if landmarked else ALWAYS_TURNS) if always is None else tuple(always)
-    faces = []  # per face, its detections: (angle, box centre, w, h, confirmed, landmarks or matrix)
+    faces = []  # per face, its Detections on the copies, in search order
     for angle in (0,) + always + turns:
-        if angle in turns and any(d[4] for detections in faces for d in detections):
+        if angle in turns and any(d.confirmed for detections in faces for d in detections):
             break
         copy, rotation = (gray, None) if angle == 0 else turned(gray, angle)
         back = None if rotation is None else invert(rotation)
@@ -418,24 +429,26 @@ def find_faces(photo_bgr, detector="auto", min_size=24, turns=TURNS, always=None
             else:
                 framed_by = crop_matrix(found[k], FRAMING[name])
                 framed_by = framed_by if back is None else compose(framed_by, rotation)
-            detection = (angle, centre, w, h, confirmed, framed_by)
-            same = next((f for f in faces if np.hypot(*(centre - f[0][1])) < 0.5 * max(w, f[0][2])), None)
+            detection = Detection(angle, centre, w, h, confirmed, framed_by)
+            same = next((f for f in faces if np.hypot(*(centre - f[0].centre)) < 0.5 * max(w, f[0].width)), None)
             if same is None:
                 faces.append([detection])
             else:
                 same.append(detection)
     boxes, matrices, used = [], [], []
     for detections in faces:
-        if not any(d[4] for d in detections):
+        if not any(d.confirmed for d in detections):
             continue
-        angle, (cx, cy), w, h, _, framed_by = detections[0]
-        matrix = landmark_matrix(np.median([d[5] for d in detections], axis=0), framing) if landmarked else framed_by
+        first = detections[0]
+        (cx, cy), w, h = first.centre, first.width, first.height
+        matrix = (landmark_matrix(np.median([d.framed_by for d in detections], axis=0), framing) if landmarked
+                  else first.framed_by)
         if matrix is None:
             continue
         boxes.append(np.array([cx - (w - 1) / 2, cy - (h - 1) / 2, w, h]))
         matrices.append(matrix)
-        if all(d[0] for d in detections):
-            used.append(min((d[0] for d in detections if d[4]), key=abs))
+        if all(d.angle for d in detections):
+            used.append(min((d.angle for d in detections if d.confirmed), key=abs))
     if used:
         name = f"{name}, also on the photo turned {', '.join(f'{a:+g}' for a in sorted(set(used)))} degrees"
     boxes = np.array(boxes, dtype=np.float64).reshape(-1, 4)
