@@ -1,7 +1,7 @@
 """Keypoint-aware augmentation: flip with the left/right swap, affine, photometric.
 
-Two paths that share one settings dict (part of the training config; every key optional, 0 or
-missing = off):
+One settings dict (part of the training config; every key optional, 0 or missing = off), the
+batch path below and a one-face reference in the tests:
 
     flip        probability of a horizontal flip (x -> 95 - x, left/right keypoints swapped)
     rotate      max rotation in degrees, uniform in [-rotate, rotate], about the image centre
@@ -17,8 +17,9 @@ missing = off):
                 y = 37.81); a mirrored border hides it, and the model must read the face itself,
                 which is what a crop framed by a detector (`fkd face`) needs
 
-- CPU: `KeypointAugmenter(config, seed)(image uint8 [96,96], keypoints [30]) -> (uint8, float32 [30])`,
-  albumentations 2.0.8 underneath (flip and its left/right swap done here).
+- One face at a time: `tests/augment_reference.py`'s `KeypointAugmenter`, albumentations 2.0.8
+  underneath (flip and its left/right swap done there), the reference the tests hold this path to
+  (it knows no `reflect`).
 - Batched torch: `augment_batch(images [B,1,96,96] float in [0, max_value], keypoints [B,30], config,
   generator)` for a dataset that lives on the GPU; no Python loop over samples.
 
