@@ -14,7 +14,7 @@ from fkd.core.errors import FkdError
 from fkd.core.keypoints import complete_rows, flip_keypoints
 from fkd.data.competition import load_training
 from fkd.data.synth import draw_faces
-from fkd.model.inputs import make_model
+from fkd.model.inputs import cpu_has_bf16, make_model
 from fkd.train.cv import run_cv
 from fkd.train.labels import training_labels
 from fkd.train.loop import (
@@ -417,8 +417,7 @@ def test_bf16_on_a_cpu_needs_its_instructions(monkeypatch):
         inputs.pick_precision("bf16", cpu)
 
 
-@pytest.mark.skipif(not torch.cpu._is_avx512_bf16_supported() and not torch.cpu._is_amx_tile_supported(),
-                    reason="this CPU has no bf16 instructions (avx512_bf16 or AMX)")
+@pytest.mark.skipif(not cpu_has_bf16(), reason="this CPU has no bf16 instructions (avx512_bf16 or AMX)")
 def test_a_fold_trains_in_bf16_on_a_cpu_that_has_it(competition):
     from fkd.core.config import load_config
     from fkd.data.competition import load_training

@@ -358,7 +358,8 @@ def build_model(name: str, subset_heads: bool = False, **options) -> nn.Module:
         return build_convnet_heatmap(**options)
     if family == "heatmap" and backbone:
         return build_heatmap(backbone, **options)
-    raise FkdError(f"unknown model {name!r}: use lenet, seedcnn, convnet, timm:<name> or heatmap:<timm name>")
+    raise FkdError(f"unknown model {name!r}: use lenet, seedcnn, convnet, timm:<name>, heatmap:<timm name> "
+                   "or heatmap:convnet")
 
 
 # ---------------------------------------------------------------------------------------------

@@ -388,7 +388,8 @@ class Detection(NamedTuple):
     centre: np.ndarray    # box centre
     width: float
     height: float
-    confirmed: bool       # on the photo itself, or sure enough / two eyes on a turned copy
+    confirmed: bool       # on the photo itself, or sure enough / two eyes on a turned copy (asked
+                          # only while its face has no confirmed detection yet)
     framed_by: np.ndarray  # MTCNN: its 5 landmarks [5,2]; a cascade: its photo -> crop matrix
 
 
@@ -422,15 +423,17 @@ def find_faces(photo_bgr, detector="auto", min_size=24, turns=TURNS, always=None
         for k, (x, y, w, h) in enumerate(found):
             centre = np.array([x + (w - 1) / 2, y + (h - 1) / 2])
             centre = centre if back is None else apply(back, centre)
-            confirmed = (not angle or landmarked and sure[k] >= MTCNN_SURE
-                         or eyes_available() and shows_two_eyes(copy, found[k]))
+            same = next((f for f in faces if np.hypot(*(centre - f[0].centre)) < 0.5 * max(w, f[0].width)), None)
+            # a face confirmed already needs no eye search on this copy (copies come in order of turn)
+            needed = same is None or not any(d.confirmed for d in same)
+            confirmed = not angle or needed and (landmarked and sure[k] >= MTCNN_SURE
+                                                 or eyes_available() and shows_two_eyes(copy, found[k]))
             if landmarked:
                 framed_by = points[k] if back is None else apply(back, points[k])
             else:
                 framed_by = crop_matrix(found[k], FRAMING[name])
                 framed_by = framed_by if back is None else compose(framed_by, rotation)
             detection = Detection(angle, centre, w, h, confirmed, framed_by)
-            same = next((f for f in faces if np.hypot(*(centre - f[0].centre)) < 0.5 * max(w, f[0].width)), None)
             if same is None:
                 faces.append([detection])
             else:

@@ -7,8 +7,8 @@ fits), so the points follow the face without the detector's jitter and a tilted 
 its crop. A face found after the first frame starts a track only if OpenCV's eye cascade
 confirms it (two eyes), as on the turned copies of a photo. A track is lost when its crop stops
 looking like the face it follows (normalised cross-correlation with the track's running template
-below MATCH_MIN) or when its points make an implausible crop. A lost face keeps its id: a face detected within REJOIN_SIDES crop sides of where
-a lost one was last seen takes that id back.
+below MATCH_MIN) or when its points make an implausible crop. A lost face keeps its id: a face
+detected within REJOIN_SIDES crop sides of where a lost one was last seen takes that id back.
 
 Writes `<stem>_keypoints.mp4` (points and face ids drawn) and `<stem>_keypoints.csv` (frame, time_s,
 face, the 30 keypoint columns in frame pixels), each complete or not at all.
