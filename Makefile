@@ -66,7 +66,7 @@ cv: install  ## K-fold cross-validation: make cv CONFIG=configs/x.yaml [FOLDS=5]
 	$(FKD) cv $(DATA_ARG) --config $(CONFIG) $(if $(FOLDS),--folds $(FOLDS)) $(if $(NAME),--name $(NAME)) \
 		$(if $(DEVICE),--device $(DEVICE)) $(foreach s,$(SET),--set $(s))
 
-submit: install  ## blend runs into a checked submission: make submit RUNS="runs/a runs/b" [STACK=1: a stack per coordinate]
+submit: install  ## blend runs into a checked submission: make submit RUNS="runs/a runs/b" [STACK=1: a two-stage linear stack, fkd.submit.stack]
 	$(if $(RUNS),,$(error RUNS is not set: make submit RUNS="runs/a runs/b" (finished runs here: $(or $(FINISHED_RUNS),none))))
 	$(FKD) submit $(DATA_ARG) --runs $(RUNS) $(if $(NAME),--name $(NAME)) $(if $(DEVICE),--device $(DEVICE)) $(if $(STACK),--stack)
 

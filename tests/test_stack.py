@@ -1,5 +1,5 @@
-"""Stacking per coordinate: it uses each member where it is good, its OOF is fitted inside the folds,
-and `fkd submit --stack` writes a checked submission from it."""
+"""Stacking: per coordinate it uses each member where it is good, per kind of face it corrects a value by
+the others, its OOF is fitted inside the folds, and `fkd submit --stack` writes a checked submission."""
 import json
 
 import numpy as np
@@ -28,10 +28,39 @@ def test_the_stack_takes_each_member_where_it_is_good():
     blend = rmse(ensemble.blend([a, b], ensemble.fit_weights([a, b], truth)), truth)
     stacked = rmse(stack.stacked_oof([a, b], truth, folds), truth)
     assert stacked < 0.5 * blend
-    coefficients = stack.fit_stack([a, b], truth)
+    coefficients = stack.fit_stack([a, b], truth).coefficients
     assert (coefficients[0::2, 0] > 0.9).all() and (coefficients[1::2, 1] > 0.9).all()
     np.testing.assert_allclose(coefficients[1::2, 2], -1.0, atol=0.3)   # B's bias, where B is used
     assert (coefficients[:, :2] >= 0).all()
+
+
+def a_member_whose_error_another_value_tells(n=800, seed=1):
+    """truth [n,30] (a quarter of the rows partial: only columns 0-9 labelled) and one member whose
+    error in column 0 is 0.5 x (its column 2 - 48) on the complete rows and -0.5 x that on the partial
+    ones: only a stack that looks at column 2, separately per kind, can remove it."""
+    rng = np.random.default_rng(seed)
+    truth = rng.uniform(30, 66, (n, 30))
+    partial = np.arange(n) % 4 == 0
+    truth[np.ix_(partial, np.arange(10, 30))] = np.nan
+    member = np.nan_to_num(truth, nan=48.0) + rng.normal(0, 0.2, (n, 30))
+    member[:, 0] += np.where(partial, -0.5, 0.5) * (member[:, 2] - 48.0)
+    return member, truth, partial, np.arange(n) % 5
+
+
+def test_the_second_stage_corrects_a_value_by_the_others_per_kind_of_face():
+    member, truth, partial, folds = a_member_whose_error_another_value_tells()
+    error = lambda p, rows: np.sqrt(np.nanmean((p[rows, 0] - truth[rows, 0]) ** 2))
+    stacked = stack.stacked_oof([member], truth, folds)
+    for rows in (partial, ~partial):
+        assert error(member, rows) > 3.0
+        assert error(stacked, rows) < 0.4   # the member's own noise is 0.2
+    pooled = stack.fit_stack([member], truth, kinds=np.zeros(len(truth), int))   # one kind: cannot
+    assert error(stack.apply_stack(pooled, [member], np.zeros(len(truth), int)), partial) > 1.0
+    fitted = stack.fit_stack([member], truth)
+    assert set(fitted.corrections) == {0, 1}
+    assert fitted.corrections[0][20] is None    # the partial rows label no column 20: stage 1 alone
+    swapped = stack.apply_stack(fitted, [member], partial.astype(int))   # each row as the other kind (1: complete)
+    assert error(swapped, partial) > 1.0
 
 
 def test_the_stacks_oof_never_sees_the_fold_it_predicts():
@@ -61,8 +90,9 @@ def test_submit_with_stack_writes_a_checked_submission(competition, tmp_path, ca
     out = tmp_path / "submissions"
     assert main(["submit", "--data-dir", str(competition), "--runs", *map(str, runs), "--stack",
                  "--name", "stacked", "--out-dir", str(out)]) == 0
-    assert "stack per coordinate: OOF RMSE" in capsys.readouterr().out
+    assert "stack: OOF RMSE" in capsys.readouterr().out
     (written,) = out.glob("*-stacked.csv")
     meta = json.loads(written.with_name(written.name + ".json").read_text())
     assert np.shape(meta["stack"]) == (30, 3)
+    assert set(meta["stack_ridge_alphas"]) <= {"0", "1"} and meta["stack_ridge_alphas"]
     assert main(["check-submission", str(written), "--lookup", str(competition / "IdLookupTable.csv")]) == 0

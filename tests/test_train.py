@@ -397,7 +397,7 @@ def test_precision_follows_the_compute_capability(capability, precision, expecte
     monkeypatch.setattr(torch.cuda, "get_device_name", lambda device=None: "Tesla T4")
     cuda = torch.device("cuda")
     assert pick_precision(precision, cuda) == expected
-    if precision != "bf16":   # a CPU's bf16: test_bf16_on_a_cpu_needs_its_instructions
+    if precision in ("fp16", "fp32"):   # a CPU's bf16 and auto: test_bf16_on_a_cpu_needs_its_instructions
         assert pick_precision(precision, torch.device("cpu")) is None
     described = describe_device(cuda, precision)
     assert described.startswith(f"Tesla T4 (sm_{capability[0]}{capability[1]}), precision ")
@@ -411,8 +411,11 @@ def test_bf16_on_a_cpu_needs_its_instructions(monkeypatch):
     monkeypatch.setattr(inputs, "cpu_has_bf16", lambda: True)
     assert inputs.pick_precision("bf16", cpu) == torch.bfloat16
     assert inputs.describe_device(cpu, "bf16").endswith("precision bf16")
-    assert inputs.pick_precision("auto", cpu) is None and inputs.pick_precision("fp16", cpu) is None
+    assert inputs.pick_precision("auto", cpu) == torch.bfloat16 and inputs.pick_precision("fp16", cpu) is None
+    assert inputs.describe_device(cpu, "auto").endswith("precision bf16")
     monkeypatch.setattr(inputs, "cpu_has_bf16", lambda: False)
+    assert inputs.pick_precision("auto", cpu) is None
+    assert inputs.describe_device(cpu, "auto").endswith("precision fp32")
     with pytest.raises(FkdError, match="no bf16 instructions"):
         inputs.pick_precision("bf16", cpu)
 

@@ -204,7 +204,7 @@ REFERENCE = {
     "flip_axis": (_flip_axis, "number, or [partial rows, complete rows]", "the labels' mirror axis: 47.5 = pixel centres on integers (48.5 for 1-based labels)"),
     "keep": (_choice("last", "best"), "last, best", "the fold's kept epoch: last (chosen without looking at the scored fold); best (the epoch its validation fold scores best: an optimistic OOF, reported beside the last epochs')"),
     "ema": (_number(0, 1, high_open=True), "0 <= number < 1", "decay of an exponential moving average of the weights (evaluated and kept instead); 0 = off"),
-    "precision": (_choice("auto", "bf16", "fp16", "fp32"), "auto, bf16, fp16, fp32", "auto: bf16 on GPUs of compute capability 8.0+, fp16 + GradScaler below (T4), fp32 on CPU; bf16 on a CPU autocasts to bfloat16 where it has bf16 instructions (avx512_bf16, AMX), about 1.6x faster here"),
+    "precision": (_choice("auto", "bf16", "fp16", "fp32"), "auto, bf16, fp16, fp32", "auto: bf16 on GPUs of compute capability 8.0+, fp16 + GradScaler below (T4); on a CPU bf16 where it has bf16 instructions (avx512_bf16, AMX: 1.3-1.6x faster here, the same RMSE), else fp32; bf16 on a CPU without them is refused"),
     "device": (_device, "auto, cpu, cuda, cuda:<index>", "where training runs"),
     "eval_batch_size": (_int(1), "whole number >= 1", "batch of validation and test prediction"),
     "description": (_of_type(str, "a string"), "string", "what the recipe is and what it measured"),

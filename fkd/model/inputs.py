@@ -24,15 +24,16 @@ def pick_precision(name: str, device: torch.device):
     bf16 convolution below sm_80: "auto" therefore asks the compute capability. fp16 trains with a
     GradScaler (train_epoch makes one whenever this returns float16).
 
-    On a CPU, "auto" and "fp16" train in float32; "bf16" autocasts to bfloat16 on CPUs with bf16
-    instructions (oneDNN's avx512_bf16 or AMX kernels: 1.6x the training images/s of float32 on this
-    project's 2-core AMD EPYC) and is refused on the others."""
+    On a CPU, "auto" and "bf16" autocast to bfloat16 on CPUs with bf16 instructions (oneDNN's
+    avx512_bf16 or AMX kernels: 1.3-1.6x the training images/s of float32 on this project's 2-core AMD
+    EPYC, the same RMSE), where "auto" falls back to float32 and "bf16" is refused; "fp16" trains in
+    float32."""
     if name not in PRECISIONS:
         raise FkdError(f"precision {name!r} is not one of {', '.join(PRECISIONS)}")
     if name == "fp32":
         return None
     if device.type != "cuda":
-        if name != "bf16":
+        if name == "fp16" or name == "auto" and not cpu_has_bf16():
             return None
         if not cpu_has_bf16():
             raise FkdError("precision bf16 on this CPU: it has no bf16 instructions (avx512_bf16 or AMX); "

@@ -29,8 +29,9 @@ def add_arguments(parser):
     parser.add_argument("--out-dir", default="submissions", help="where submissions are kept")
     parser.add_argument("--out", help="also copy the submission here (e.g. /kaggle/working/submission.csv)")
     parser.add_argument("--stack", action="store_true",
-                        help="a linear stack per coordinate over the runs (fitted inside the folds for its OOF "
-                             "figure) instead of one blend weight per run")
+                        help="a linear stack over the runs (per coordinate, then per kind of face a ridge "
+                             "correction over every value; fitted inside the folds for its OOF figure) instead "
+                             "of one blend weight per run")
     parser.add_argument("--device", help="auto | cpu | cuda: where a run without stored test predictions is "
                         "re-predicted (default auto)")
 
@@ -73,10 +74,11 @@ def fitted_weights(run_dirs, images, truth):
 
 def run_predictions(data_dir, run_dirs, device=None, stacked=False):
     """Blend of the runs' test predictions with weights fitted on their OOF predictions; `stacked`:
-    a stack per coordinate instead (fkd.submit.stack), its OOF RMSE fitted inside the folds."""
+    a stack instead (fkd.submit.stack), its OOF RMSE fitted inside the folds."""
     images, truth = load_training(data_dir)
     image_ids, test_images = load_test(data_dir)
     weights, report = fitted_weights(run_dirs, images, truth)
+    kinds = lookup_kinds(load_lookup(data_dir), image_ids, truth)
     tests = []
     for run_dir in run_dirs:
         stored = rundir.read_test_predictions(run_dir)
@@ -87,8 +89,7 @@ def run_predictions(data_dir, run_dirs, device=None, stacked=False):
                 predict_runs,  # torch only when a run must be re-predicted
             )
             print(f"  {run_dir}: no stored predictions for these test images: predicting them")
-            test = predict_runs([run_dir], test_images, subsets=lookup_kinds(load_lookup(data_dir), image_ids, truth),
-                                device=device)
+            test = predict_runs([run_dir], test_images, subsets=kinds, device=device)
         tests.append(test)
     if not stacked:
         return image_ids, ensemble.blend(tests, weights), {"oof_rmse": report["blend"], **report}
@@ -96,10 +97,9 @@ def run_predictions(data_dir, run_dirs, device=None, stacked=False):
     if folds is None:
         raise FkdError("--stack needs runs on the same folds (their oof.csv fold columns differ)")
     oof_rmse = rmse(stack.stacked_oof(oofs, truth, folds), truth)
-    coefficients = stack.fit_stack(oofs, truth)
-    print(f"  stack per coordinate: OOF RMSE {oof_rmse:.4f} (fitted inside the folds; the blend's {report['blend']:.4f})")
-    return image_ids, stack.apply_stack(coefficients, tests), {
-        "oof_rmse": oof_rmse, **report, "stack": np.round(coefficients, 6).tolist()}
+    fitted = stack.fit_stack(oofs, truth)
+    print(f"  stack: OOF RMSE {oof_rmse:.4f} (fitted inside the folds; the blend's {report['blend']:.4f})")
+    return image_ids, stack.apply_stack(fitted, tests, kinds), {"oof_rmse": oof_rmse, **report, **stack.describe(fitted)}
 
 
 def write_run_submission(data_dir, run_dirs, name=None, out_dir="submissions", device=None, stacked=False) -> Path:

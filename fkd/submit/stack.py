@@ -1,23 +1,42 @@
-"""Stacking per coordinate: for each of the 30 output values, a linear model over the members'
-predictions of that value (non-negative weights and a free intercept, by scipy's bounded least
-squares), fitted on the members' out-of-fold predictions.
+"""Stacking: the members' out-of-fold predictions -> each of the 30 output values, in two stages.
+
+1. Per coordinate: a linear model over the members' predictions of that value (non-negative weights
+   and a free intercept, by scipy's bounded least squares).
+2. Per kind of row (complete, partial: each kind is its own output and its own framing) and per
+   coordinate: a ridge regression of what stage 1 leaves over every value every member predicts
+   (scikit-learn's RidgeCV, its penalty chosen by leave-one-out). The 30 values of a face are tied
+   together by its shape and by how the faces were cropped, and the second stage corrects a point by
+   where the others are (the second-best public solution stacked with an elastic net over its
+   members' predictions).
 
 The stack's own out-of-fold predictions are fitted inside the folds: fold k's rows are predicted by
-models fitted on the other folds' rows only, so the stack's OOF RMSE is as honest as its members'.
-The test predictions use models fitted on every row.
+a stack fitted on the other folds' rows only, so its OOF RMSE is as honest as its members'. The
+test predictions use a stack fitted on every row.
 """
+from typing import NamedTuple
+
 import numpy as np
 from scipy.optimize import lsq_linear
+from sklearn.linear_model import RidgeCV
 
 from fkd.core.errors import FkdError
+from fkd.core.keypoints import complete_rows
+
+RIDGE_ALPHAS = np.logspace(0, 5, 11)
+MIN_CORRECTION_ROWS = 20   # a kind with fewer labelled rows of a value keeps stage 1's prediction of it
 
 
-def fit_stack(oof_predictions, truth, rows=None) -> np.ndarray:
-    """Coefficients [30, members + 1] (the members' weights, then the intercept), fitted on `rows`
-    (default all) where each value is labelled."""
-    members = np.stack([np.asarray(p, np.float64) for p in oof_predictions], axis=-1)  # [N,30,M]
-    truth = np.asarray(truth, np.float64)
-    rows = np.arange(len(truth)) if rows is None else np.asarray(rows)
+class Stack(NamedTuple):
+    coefficients: np.ndarray   # [30, members + 1]: stage 1's member weights, then the intercept
+    corrections: dict          # kind -> [30] fitted RidgeCV (None: no correction) of stage 1's residual
+
+
+def _members(predictions) -> np.ndarray:
+    return np.stack([np.asarray(p, np.float64) for p in predictions], axis=-1)   # [N,30,M]
+
+
+def fit_coordinates(members, truth, rows) -> np.ndarray:
+    """Stage 1's coefficients [30, M + 1], fitted on `rows` where each value is labelled."""
     n_members = members.shape[-1]
     bounds = (np.r_[np.zeros(n_members), -np.inf], np.full(n_members + 1, np.inf))
     coefficients = np.zeros((truth.shape[1], n_members + 1))
@@ -30,18 +49,63 @@ def fit_stack(oof_predictions, truth, rows=None) -> np.ndarray:
     return coefficients
 
 
-def apply_stack(coefficients, predictions) -> np.ndarray:
-    """The stacked prediction [N,30] of the members' predictions (a list of [N,30])."""
-    members = np.stack([np.asarray(p, np.float64) for p in predictions], axis=-1)
-    return (np.einsum("ncm,cm->nc", members, coefficients[:, :-1]) + coefficients[:, -1]).astype(np.float32)
+def _per_coordinate(coefficients, members) -> np.ndarray:
+    return np.einsum("ncm,cm->nc", members, coefficients[:, :-1]) + coefficients[:, -1]
+
+
+def fit_stack(oof_predictions, truth, rows=None, kinds=None) -> Stack:
+    """The stack fitted on `rows` (default all) of the members' OOF predictions; kinds [N] of the
+    rows (default: 1 for a complete row, 0 for a partial one, as fkd.data.competition.lookup_kinds
+    numbers test images)."""
+    members = _members(oof_predictions)
+    truth = np.asarray(truth, np.float64)
+    rows = np.arange(len(truth)) if rows is None else np.asarray(rows)
+    kinds = complete_rows(truth).astype(np.int64) if kinds is None else np.asarray(kinds)
+    coefficients = fit_coordinates(members, truth, rows)
+    residual = truth - _per_coordinate(coefficients, members)
+    features = members.reshape(len(members), -1)
+    corrections = {}
+    for kind in np.unique(kinds[rows]):
+        of_kind = rows[kinds[rows] == kind]
+        models = []
+        for column in range(truth.shape[1]):
+            labelled = of_kind[~np.isnan(truth[of_kind, column])]
+            models.append(RidgeCV(alphas=RIDGE_ALPHAS).fit(features[labelled], residual[labelled, column])
+                          if len(labelled) >= MIN_CORRECTION_ROWS else None)
+        corrections[int(kind)] = models
+    return Stack(coefficients, corrections)
+
+
+def apply_stack(fitted: Stack, predictions, kinds) -> np.ndarray:
+    """The stacked prediction [N,30] of the members' predictions (a list of [N,30]) of images of
+    `kinds` [N]."""
+    members = _members(predictions)
+    out = _per_coordinate(fitted.coefficients, members)
+    features = members.reshape(len(members), -1)
+    kinds = np.asarray(kinds)
+    for kind, models in fitted.corrections.items():
+        of_kind = kinds == kind
+        if of_kind.any():
+            for column, model in enumerate(models):
+                if model is not None:
+                    out[of_kind, column] += model.predict(features[of_kind])
+    return out.astype(np.float32)
 
 
 def stacked_oof(oof_predictions, truth, folds) -> np.ndarray:
     """The stack's out-of-fold predictions: each fold's rows from a stack fitted on the other folds."""
     folds = np.asarray(folds)
+    kinds = complete_rows(np.asarray(truth)).astype(np.int64)
     out = np.full(np.shape(truth), np.nan, np.float32)
     for fold in np.unique(folds):
         inside = folds == fold
-        coefficients = fit_stack(oof_predictions, truth, rows=np.flatnonzero(~inside))
-        out[inside] = apply_stack(coefficients, [np.asarray(p)[inside] for p in oof_predictions])
+        fitted = fit_stack(oof_predictions, truth, rows=np.flatnonzero(~inside), kinds=kinds)
+        out[inside] = apply_stack(fitted, [np.asarray(p)[inside] for p in oof_predictions], kinds[inside])
     return out
+
+
+def describe(fitted: Stack) -> dict:
+    """What a submission's sidecar keeps of a stack: stage 1's coefficients and stage 2's penalties."""
+    return {"stack": np.round(fitted.coefficients, 6).tolist(),
+            "stack_ridge_alphas": {str(kind): [None if m is None else float(m.alpha_) for m in models]
+                                   for kind, models in fitted.corrections.items()}}
