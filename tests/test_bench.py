@@ -1,6 +1,9 @@
+import re
 import subprocess
 import sys
 from pathlib import Path
+
+import pytest
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -41,3 +44,21 @@ def test_the_face_section_prints_photos_against_crops_video_and_onnx(competition
     assert re.search(r"video: 60 frames of 640x480 with one face, \d+\.\d frames/s", lines[1])
     assert re.search(r"onnx: .* max difference \d\.\de-\d\d px; per face \d+\.\d\d ms with onnxruntime", lines[2])
     assert main(["bench", "--data-dir", str(competition), "--only", "face", "--face-run", str(tmp_path / "none")]) == 2
+
+
+def test_the_throughput_section_prints_each_loop_against_the_plain_one(competition, monkeypatch, capsys):
+    from fkd import bench
+    from fkd.model.inputs import cpu_has_bf16
+
+    monkeypatch.setattr(bench, "THROUGHPUT_ROWS", 128)
+    bench.bench_throughput(competition, model_name="lenet", repeats=1)
+    lines = [l for l in capsys.readouterr().out.splitlines() if l.startswith("throughput")]
+    assert "plain PyTorch DataLoader loop" in lines[-1]
+    fkd_lines = lines[:-1]
+    assert len(fkd_lines) == (3 if cpu_has_bf16() else 2)
+    plain = float(re.search(r": (\d+) images/s", lines[-1]).group(1))
+    for line in fkd_lines:
+        rate = float(re.search(r": (\d+) images/s", line).group(1))
+        ratio = float(re.search(r"\((\d+\.\d+)x the plain loop\)", line).group(1))
+        assert "precision fp32" in line or "precision bf16" in line
+        assert ratio == pytest.approx(rate / plain, rel=0.05)
