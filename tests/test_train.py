@@ -199,19 +199,25 @@ def test_a_failed_first_try_leaves_no_run_that_blocks_the_corrected_one(competit
     assert (run_dir / "metrics.json").is_file()
 
 
+def _ctrl_c_as_in_a_terminal():
+    """A child inherits an ignored SIGINT (and Python then leaves it ignored): start it as a terminal would."""
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
 def test_ctrl_c_then_rerun_finishes_without_redoing_folds(competition, tmp_path):
     config = tmp_path / "slow.yaml"
-    config.write_text("model: lenet\nfolds: 2\nepochs: 40\nbatch_size: 16\n")
+    config.write_text("model: lenet\nfolds: 2\nepochs: 100\nbatch_size: 16\n")
     command = [sys.executable, "-m", "fkd", "cv", "--data-dir", str(competition), "--config", str(config),
                "--runs-dir", str(tmp_path / "runs")]
     process = subprocess.Popen(command + ["--only-fold", "0"], cwd=REPO)
     assert process.wait(timeout=300) == 0
-    process = subprocess.Popen(command, cwd=REPO, stdout=subprocess.PIPE, text=True)
-    # interrupt while fold 1 trains (after its first of 40 epochs, ~10 s before it would finish):
+    process = subprocess.Popen(command, cwd=REPO, stdout=subprocess.PIPE, text=True,
+                               preexec_fn=_ctrl_c_as_in_a_terminal)
+    # interrupt while fold 1 trains (after its first of 100 epochs, 10-25 s before it would finish):
     # nothing of fold 1 may look finished
     deadline = time.time() + 120
     line = ""
-    while "fold 1 epoch 1/40" not in line and time.time() < deadline:
+    while "fold 1 epoch 1/100" not in line and time.time() < deadline:
         line = process.stdout.readline()
     assert process.poll() is None, f"fold 1 finished before it could be interrupted (last line: {line!r})"
     process.send_signal(signal.SIGINT)
@@ -572,13 +578,14 @@ def test_an_interrupted_fold_resumes_bit_for_bit(competition, tmp_path):
 
 def test_the_interrupt_message_says_a_rerun_resumes(competition, tmp_path):
     config = tmp_path / "slow.yaml"
-    config.write_text("model: lenet\nfolds: 2\nepochs: 40\nbatch_size: 16\n")
+    config.write_text("model: lenet\nfolds: 2\nepochs: 100\nbatch_size: 16\n")
     process = subprocess.Popen([sys.executable, "-m", "fkd", "cv", "--data-dir", str(competition), "--config",
                                 str(config), "--runs-dir", str(tmp_path / "runs")], cwd=REPO,
-                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                               preexec_fn=_ctrl_c_as_in_a_terminal)
     deadline = time.time() + 120
     line = ""
-    while "fold 0 epoch 2/40" not in line and time.time() < deadline:
+    while "fold 0 epoch 2/100" not in line and time.time() < deadline:
         line = process.stdout.readline()
     process.send_signal(signal.SIGINT)
     _, err = process.communicate(timeout=60)
