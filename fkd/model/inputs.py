@@ -33,9 +33,11 @@ def pick_precision(name: str, device: torch.device):
     if name == "fp32":
         return None
     if device.type != "cuda":
-        if name == "fp16" or name == "auto" and not cpu_has_bf16():
+        if name == "fp16":
             return None
         if not cpu_has_bf16():
+            if name == "auto":
+                return None
             raise FkdError("precision bf16 on this CPU: it has no bf16 instructions (avx512_bf16 or AMX); "
                            "use precision fp32 or auto")
         return torch.bfloat16

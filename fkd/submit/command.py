@@ -64,6 +64,11 @@ def fitted_weights(run_dirs, images, truth):
     """(weights, report): one blend weight per run, fitted on the runs' OOF predictions of this
     training data (refused when a run was trained on other faces); the report has each run's OOF RMSE."""
     _, oofs = run_oofs(run_dirs, images, truth)
+    return oof_weights(run_dirs, oofs, truth)
+
+
+def oof_weights(run_dirs, oofs, truth):
+    """(weights, report) of fitted_weights, from the runs' OOF predictions already read."""
     weights = ensemble.fit_weights(oofs, truth)
     report = ensemble.blend_report(oofs, truth, weights)
     for run_dir, member, weight in zip(run_dirs, report["members"], report["weights"]):
@@ -77,7 +82,8 @@ def run_predictions(data_dir, run_dirs, device=None, stacked=False):
     a stack instead (fkd.submit.stack), its OOF RMSE fitted inside the folds."""
     images, truth = load_training(data_dir)
     image_ids, test_images = load_test(data_dir)
-    weights, report = fitted_weights(run_dirs, images, truth)
+    folds, oofs = run_oofs(run_dirs, images, truth)
+    weights, report = oof_weights(run_dirs, oofs, truth)
     kinds = lookup_kinds(load_lookup(data_dir), image_ids, truth)
     tests = []
     for run_dir in run_dirs:
@@ -93,7 +99,6 @@ def run_predictions(data_dir, run_dirs, device=None, stacked=False):
         tests.append(test)
     if not stacked:
         return image_ids, ensemble.blend(tests, weights), {"oof_rmse": report["blend"], **report}
-    folds, oofs = run_oofs(run_dirs, images, truth)
     if folds is None:
         raise FkdError("--stack needs runs on the same folds (their oof.csv fold columns differ)")
     oof_rmse = rmse(stack.stacked_oof(oofs, truth, folds), truth)
