@@ -29,7 +29,7 @@ KERNEL_CONFIG := $(if $(filter command line environment,$(origin CONFIG)),$(CONF
 DATA_ARG := $(if $(DATA),--data-dir $(DATA))
 FINISHED_RUNS = $(patsubst %/metrics.json,%,$(wildcard runs/*/metrics.json))
 
-.PHONY: help install test demo data bench eda cv submit report kernel push status output lb lb-sync ledger export face video kaggle-env gpu-check clean
+.PHONY: help install test demo data bench eda cv submit report kernel push status output lb lb-sync ledger export face calibrate video kaggle-env gpu-check clean
 
 help:  ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | sed 's/:.*## /\t/' | expand -t 12
@@ -104,6 +104,10 @@ face: install  ## keypoints on photos: make face PHOTOS="a.jpg b.png" RUNS=runs/
 	$(if $(PHOTOS),,$(error PHOTOS is not set: make face PHOTOS="a.jpg b.png" RUNS=runs/a))
 	$(if $(RUNS)$(MODEL),,$(error RUNS is not set: make face PHOTOS="a.jpg" RUNS=runs/a (finished runs here: $(or $(FINISHED_RUNS),none)), or MODEL=model.onnx))
 	$(FKD) face $(PHOTOS) $(if $(MODEL),--model $(MODEL),--runs $(RUNS)) --out reports/faces $(if $(DEVICE),--device $(DEVICE))
+
+calibrate: install  ## where MTCNN puts its landmarks on the runs' training faces (for make face): make calibrate RUNS=runs/a [DATA=...]
+	$(if $(RUNS),,$(error RUNS is not set: make calibrate RUNS=runs/a (finished runs here: $(or $(FINISHED_RUNS),none))))
+	$(FKD) calibrate --runs $(RUNS) $(DATA_ARG)
 
 video: install  ## keypoints tracked on a video: make video VIDEO=clip.mp4 RUNS=runs/a (or MODEL=model.onnx)
 	$(if $(VIDEO),,$(error VIDEO is not set: make video VIDEO=clip.mp4 RUNS=runs/a))

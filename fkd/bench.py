@@ -241,6 +241,7 @@ class FoldModel:
 
         self.model, self.config = load_fold_model(Path(run_dir) / f"fold{fold}.pt")
         self.framing = read_framing(run_dir)
+        self.landmark_goal = None  # bench_face calibrates on the fold's own training faces
 
     def __call__(self, crops):
         from fkd.train.predict import predict_images
@@ -257,9 +258,11 @@ def squared_errors(predicted, truth):
 def bench_face(data_dir, run_dir, n_photos: int = 200, seed: int = 0) -> None:
     """Photos as good as the crops? Fold 0's model on its own validation faces, first as the 96-px crops
     the training faces are, then each face enlarged 1.5-3.5x, turned by up to 25 degrees and placed with
-    two other faces on clutter in an 800x600 photo, through fkd face's detection and refinement."""
+    two other faces on clutter in an 800x600 photo, through fkd face's detection and refinement, MTCNN's
+    crops framed to where it puts its landmarks on the fold's training faces (`fkd calibrate`)."""
     from fkd.data.synth import scene
-    from fkd.show.face import apply, invert, keypoints_to_photo, locate
+    from fkd.show.calibrate import calibrate_landmarks
+    from fkd.show.face import apply, invert, keypoints_to_photo, locate, mtcnn_available
     from fkd.show.video import FaceTracker
     from fkd.submit.export import export_onnx
     from fkd.train.rundir import load_checkpoint
@@ -269,6 +272,15 @@ def bench_face(data_dir, run_dir, n_photos: int = 200, seed: int = 0) -> None:
     rows = rng.choice(load_checkpoint(Path(run_dir) / "fold0.pt")["valid_index"], n_photos, replace=False)
     predict = FoldModel(run_dir)
     on_crops = predict(images[rows])
+    if mtcnn_available():
+        started = time.perf_counter()
+        training_rows = np.setdiff1d(np.arange(len(images)), load_checkpoint(Path(run_dir) / "fold0.pt")["valid_index"])
+        try:
+            predict.landmark_goal, calibrated = calibrate_landmarks(images[training_rows], seed + 1, n_photos)
+            told = f"MTCNN found {calibrated} of {n_photos} training faces of fold 0"
+        except FkdError as error:  # faces MTCNN does not take for faces (synthetic ones): framed as before
+            told = f"{error}; the crops are framed to the labels' positions"
+        print(f"face  calibration: {told} ({time.perf_counter() - started:.0f} s)", flush=True)
     crop_sums, photo_sums, found, started = [0.0, 0], [0.0, 0], [], time.perf_counter()
     for row, crop_prediction in zip(rows, on_crops):
         others = rng.choice(len(images), FACES_IN_A_PHOTO - 1, replace=False)

@@ -20,6 +20,7 @@ COMMANDS = {
     "eda": ("fkd.show.eda", "plots of a competition's data -> reports/eda/"),
     "report": ("fkd.show.report", "plots of a finished run: curves, per-keypoint RMSE, worst predictions"),
     "export": ("fkd.submit.export", "the ensemble of runs as one ONNX file (checked against fkd's own predictions)"),
+    "calibrate": ("fkd.show.calibrate", "where MTCNN puts its landmarks on a run's training faces, for fkd face's crops"),
     "face": ("fkd.show.face_command", "find faces in photos and videos and draw the predicted keypoints on them"),
     "kernel": ("fkd.kaggle.bundle", "build the single-file Kaggle kernel bundle"),
     "kaggle": ("fkd.kaggle.command", "push/status/output a kernel, submit to the leaderboard, sync scores"),

@@ -39,10 +39,11 @@ def test_the_face_section_prints_photos_against_crops_video_and_onnx(competition
     assert main(["bench", "--data-dir", str(competition), "--only", "face", "--face-run", str(run_dir),
                  "--face-photos", "6"]) == 0
     lines = [line for line in capsys.readouterr().out.splitlines() if line.startswith("face")]
-    assert len(lines) == 3
-    assert re.search(r"found \d+\.\d%; RMSE on the photos (\d+\.\d+|nan) px against", lines[0])
-    assert re.search(r"video: 60 frames of 640x480 with one face, \d+\.\d frames/s", lines[1])
-    assert re.search(r"onnx: .* max difference \d\.\de-\d\d px; per face \d+\.\d\d ms with onnxruntime", lines[2])
+    assert len(lines) == 4
+    assert re.search(r"calibration: (MTCNN found \d+ of 6 training faces|MTCNN found none)", lines[0])
+    assert re.search(r"found \d+\.\d%; RMSE on the photos (\d+\.\d+|nan) px against", lines[1])
+    assert re.search(r"video: 60 frames of 640x480 with one face, \d+\.\d frames/s", lines[2])
+    assert re.search(r"onnx: .* max difference \d\.\de-\d\d px; per face \d+\.\d\d ms with onnxruntime", lines[3])
     assert main(["bench", "--data-dir", str(competition), "--only", "face", "--face-run", str(tmp_path / "none")]) == 2
 
 

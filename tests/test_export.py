@@ -122,3 +122,21 @@ def test_the_readme_lines_for_your_own_code_run(two_runs, tmp_path, monkeypatch,
     exec(compile(code, "README.md", "exec"), {})
     printed = np.array([float(v) for v in re.findall(r"-?\d+\.\d*", capsys.readouterr().out)])
     np.testing.assert_allclose(printed, predict_runs(two_runs[1:], faces, device="cpu")[0], atol=1e-2)
+
+
+def test_the_onnx_file_carries_the_runs_framing_and_landmark_goal(two_runs, tmp_path):
+    from fkd.show.face import Predictor
+    from fkd.train.rundir import DETECTOR_FILE, read_framing, write_landmark_goal
+
+    out = tmp_path / "model.onnx"
+    goal = np.array([[65.4, 37.3], [30.2, 38.2], [48.4, 58.2], [62.9, 75.5], [33.4, 76.3]])
+    write_landmark_goal(two_runs[1], goal, faces=190, photos=200)
+    try:
+        export.export_onnx(two_runs[1:], out, [1.0], check_faces=4)
+    finally:
+        (two_runs[1] / DETECTOR_FILE).unlink()
+    onnx_predictor = Predictor(model=out)
+    np.testing.assert_allclose(onnx_predictor.landmark_goal, goal, atol=1e-3)
+    np.testing.assert_allclose(onnx_predictor.framing, read_framing(two_runs[1]), atol=1e-3)
+    export.export_onnx(two_runs[1:], out.with_name("plain.onnx"), [1.0], check_faces=4)
+    assert Predictor(model=out.with_name("plain.onnx")).landmark_goal is None

@@ -285,7 +285,7 @@ def test_mtcnn_landmarks_of_one_face_on_several_copies_are_their_median(monkeypa
         return copy, rotation
 
     def fake_detect(copy, min_size=24):
-        angle, rotation = rotations.get(id(copy), (0, None))
+        angle, rotation = rotations.pop(id(copy), (0, None))   # popped: a later array may reuse the id
         points = truth + [errors[angle], 0.0]
         points = points if rotation is None else face.apply(rotation, points)
         faces = [points]
@@ -302,5 +302,10 @@ def test_mtcnn_landmarks_of_one_face_on_several_copies_are_their_median(monkeypa
     assert len(boxes) == 1 and name == "mtcnn"
     median = truth + [np.median(list(errors.values())), 0.0]   # 0.5 px: the -18 copy's 30 px is outvoted
     np.testing.assert_allclose(matrices[0], face.landmark_matrix(median), atol=1e-6)
+    np.testing.assert_allclose(face.face_landmarks(photo)[0], median, atol=1e-9)   # what fkd calibrate measures
+    goal = np.array([[66.0, 37.0], [30.0, 37.0], [48.0, 58.0], [63.0, 79.0], [33.0, 79.0]])
+    _, calibrated, _, _ = face.find_faces(photo, "mtcnn", goal=goal)   # a run's calibrated goal frames it
+    np.testing.assert_allclose(calibrated[0], face.landmark_matrix(median, goal=goal), atol=1e-6)
+    assert not np.allclose(calibrated[0], matrices[0], atol=0.1)
     boxes, matrices, _, _ = face.find_faces(photo, "mtcnn", always=())
     np.testing.assert_allclose(matrices[0], face.landmark_matrix(truth), atol=1e-6)

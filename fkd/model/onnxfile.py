@@ -37,6 +37,8 @@ class OnnxKeypoints:
         self.metadata = json.loads(meta.get(METADATA_KEY, "{}"))
         framing = self.metadata.get("framing")
         self.framing = None if framing is None else np.array([np.nan if v is None else v for v in framing])
+        goal = self.metadata.get("landmark_goal")
+        self.landmark_goal = None if goal is None else np.array(goal, np.float64).reshape(5, 2)
 
     def predict(self, faces) -> np.ndarray:
         faces = np.asarray(faces)

@@ -45,7 +45,7 @@ from fkd.core.errors import FkdError
 from fkd.core.keypoints import KEYPOINTS, SIZE, as_points
 from fkd.data.shapes import similarity_matrix
 from fkd.model.onnxfile import OnnxKeypoints
-from fkd.train.rundir import read_framing
+from fkd.train.rundir import read_framing, read_landmark_goal
 
 # where Kaggle's training faces have their 4 core points (96 px crop): the refinement's target for
 # runs that do not record their own framing
@@ -172,9 +172,14 @@ def detect_landmarked(gray, min_size: int = 24):
     return boxes[order], points[order], probabilities[keep][order]
 
 
-def landmark_matrix(landmarks, framing=None) -> np.ndarray:
+def landmark_matrix(landmarks, framing=None, goal=None) -> np.ndarray:
     """The photo -> crop matrix that puts a face's eye centres and mouth corners (MTCNN's landmarks,
-    photo pixels) where the training faces have them (the run's framing; else Kaggle's)."""
+    photo pixels) where the training faces have them (the run's framing; else Kaggle's). With a
+    `goal` [5,2] (where MTCNN puts its 5 landmarks on the run's own training faces, `fkd calibrate`)
+    all five are matched to it instead: MTCNN's points are not the labels' (on the proxy its mouth
+    corners sit 3 px below the 300-W ones), and the goal carries that difference."""
+    if goal is not None:
+        return similarity_matrix(np.asarray(landmarks, np.float64), np.asarray(goal, np.float64))
     points = np.asarray(landmarks, np.float64)[[LANDMARKS.index(name) for name in FRAMED_BY]]
     goal = KAGGLE_FRAMED_BY
     if framing is not None:
@@ -393,21 +398,9 @@ class Detection(NamedTuple):
     framed_by: np.ndarray  # MTCNN: its 5 landmarks [5,2]; a cascade: its photo -> crop matrix
 
 
-def find_faces(photo_bgr, detector="auto", min_size=24, turns=TURNS, always=None, framing=None):
-    """(boxes [K,4], matrices [K,2,3] photo -> crop, crops uint8 [K,96,96], detector name).
-
-    MTCNN frames each crop by its landmarks (landmark_matrix, to the run's `framing`); a cascade's
-    box is framed by FRAMING. The detectors miss heads tilted much past 15 degrees (the cascades)
-    or 20 (MTCNN), so copies of the photo turned by each of `always` (default: MTCNN_TURNS for
-    MTCNN, ALWAYS_TURNS for a cascade) are searched too, and when no face has been found by then,
-    copies turned by each of `turns` in turn until one shows a face. Detections of one face on
-    several copies are one face: MTCNN's landmarks are their median (on a turned head its landmarks
-    lean towards upright, and the lean differs from copy to copy), a cascade's box the first one's.
-    A face seen only on turned copies must be confirmed by two eyes from OpenCV's eye cascade (a
-    turned copy's texture, or a cat, fools a face detector now and then; MTCNN_SURE of MTCNN's is
-    enough); its crop stands the head up, and its box is drawn where its centre falls on the photo."""
-    gray = to_gray(photo_bgr)
-    name = detector if detector != "auto" else available_detectors()[0]
+def _search(gray, name, min_size, turns, always):
+    """find_faces' search of the photo and its turned copies: (per face, its Detections in search
+    order; the detector's name)."""
     landmarked = name == "mtcnn"
     always = (MTCNN_TURNS if landmarked else ALWAYS_TURNS) if always is None else tuple(always)
     faces = []  # per face, its Detections on the copies, in search order
@@ -438,13 +431,33 @@ def find_faces(photo_bgr, detector="auto", min_size=24, turns=TURNS, always=None
                 faces.append([detection])
             else:
                 same.append(detection)
+    return faces, name
+
+
+def find_faces(photo_bgr, detector="auto", min_size=24, turns=TURNS, always=None, framing=None, goal=None):
+    """(boxes [K,4], matrices [K,2,3] photo -> crop, crops uint8 [K,96,96], detector name).
+
+    MTCNN frames each crop by its landmarks (landmark_matrix, to the run's `framing` or its landmark
+    `goal`); a cascade's box is framed by FRAMING. The detectors miss heads tilted much past 15 degrees (the cascades)
+    or 20 (MTCNN), so copies of the photo turned by each of `always` (default: MTCNN_TURNS for
+    MTCNN, ALWAYS_TURNS for a cascade) are searched too, and when no face has been found by then,
+    copies turned by each of `turns` in turn until one shows a face. Detections of one face on
+    several copies are one face: MTCNN's landmarks are their median (on a turned head its landmarks
+    lean towards upright, and the lean differs from copy to copy), a cascade's box the first one's.
+    A face seen only on turned copies must be confirmed by two eyes from OpenCV's eye cascade (a
+    turned copy's texture, or a cat, fools a face detector now and then; MTCNN_SURE of MTCNN's is
+    enough); its crop stands the head up, and its box is drawn where its centre falls on the photo."""
+    gray = to_gray(photo_bgr)
+    name = detector if detector != "auto" else available_detectors()[0]
+    landmarked = name == "mtcnn"
+    faces, name = _search(gray, name, min_size, turns, always)
     boxes, matrices, used = [], [], []
     for detections in faces:
         if not any(d.confirmed for d in detections):
             continue
         first = detections[0]
         (cx, cy), w, h = first.centre, first.width, first.height
-        matrix = (landmark_matrix(np.median([d.framed_by for d in detections], axis=0), framing) if landmarked
+        matrix = (landmark_matrix(np.median([d.framed_by for d in detections], axis=0), framing, goal) if landmarked
                   else first.framed_by)
         if matrix is None:
             continue
@@ -458,6 +471,14 @@ def find_faces(photo_bgr, detector="auto", min_size=24, turns=TURNS, always=None
     matrices = np.array(matrices).reshape(-1, 2, 3)
     crops = np.array([crop(gray, m) for m in matrices], dtype=np.uint8).reshape(-1, SIZE, SIZE)
     return boxes, matrices, crops, name
+
+
+def face_landmarks(photo_bgr, min_size=24) -> list:
+    """MTCNN's landmarks [5,2] of each face of a photo that find_faces keeps, in photo pixels: the
+    median over the copies that saw it, as find_faces frames it (what `fkd calibrate` measures)."""
+    faces, _ = _search(to_gray(photo_bgr), "mtcnn", min_size, TURNS, None)
+    return [np.median([d.framed_by for d in detections], axis=0)
+            for detections in faces if any(d.confirmed for d in detections)]
 
 
 BGR = {"left": (180, 119, 31), "right": (14, 127, 255), "centre": (44, 160, 44)}
@@ -560,6 +581,9 @@ class Predictor:
         # where the training faces have their points: the crops are framed to match
         framings = ([self.onnx.framing] if self.onnx else [read_framing(r) for r in self.run_dirs])
         self.framing = next((f for f in framings if f is not None), None)
+        # and where MTCNN puts its landmarks on those faces (`fkd calibrate`), when measured
+        goals = [self.onnx.landmark_goal] if self.onnx else [read_landmark_goal(r) for r in self.run_dirs]
+        self.landmark_goal = next((g for g in goals if g is not None), None)
         self.faces, self.seconds = 0, 0.0
 
     def __call__(self, crops):
@@ -596,7 +620,8 @@ class Located:
 def locate(photo_bgr, predict, detector="auto", min_size=24, refine=True) -> Located:
     """Find the faces of a photo, predict their keypoints and (refine) settle each crop on them."""
     framing = getattr(predict, "framing", None)
-    boxes, matrices, crops, name = find_faces(photo_bgr, detector, min_size, framing=framing)
+    boxes, matrices, crops, name = find_faces(photo_bgr, detector, min_size, framing=framing,
+                                              goal=getattr(predict, "landmark_goal", None))
     predictions = np.zeros((len(crops), 2 * len(KEYPOINTS)), np.float32)
     rounds = np.zeros(len(crops), int)
     if len(crops):

@@ -115,6 +115,7 @@ class FaceTracker:
         self.detections += 1
         # the turned copies cost a search each: only the first frame pays for them
         boxes, matrices, crops, _ = find_faces(frame_bgr, self.detector, self.min_size, framing=self.target,
+                                               goal=getattr(self.predict, "landmark_goal", None),
                                                **({} if not self.frames else {"turns": (), "always": ()}))
         seen = [t for t in self.tracks if t.points is not None]
         new = [k for k, m in enumerate(matrices)

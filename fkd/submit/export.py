@@ -26,7 +26,7 @@ from fkd.model.inputs import model_inputs, scale_pixels
 from fkd.model.onnxfile import INPUT, METADATA_KEY, OUTPUT, OnnxKeypoints
 from fkd.submit.command import fitted_weights
 from fkd.train.predict import RunsPredictor, predict_batch, tta_views
-from fkd.train.rundir import check_run_folders, read_framing
+from fkd.train.rundir import check_run_folders, read_framing, read_landmark_goal
 
 TOLERANCE_PX = 1e-3
 OPSET = 18
@@ -100,7 +100,9 @@ def export_onnx(run_dirs, out, weights, input_type: str = "uint8", check_faces: 
     metadata = {"runs": [str(r) for r, _ in kept], "weights": [round(float(w), 6) for _, w in kept],
                 "columns": COLUMNS, "input": f"{input_type} [N,{SIZE},{SIZE}], pixel values 0..255",
                 "output": "pixel coordinates [N,30], complete-kind output", "fkd_commit": source_commit(),
-                "framing": next((f.tolist() for f in map(read_framing, [r for r, _ in kept]) if f is not None), None)}
+                "framing": next((f.tolist() for f in map(read_framing, [r for r, _ in kept]) if f is not None), None),
+                "landmark_goal": next((g.tolist() for g in map(read_landmark_goal, [r for r, _ in kept])
+                                       if g is not None), None)}
     onnx.helper.set_model_props(model, {METADATA_KEY: json.dumps(metadata)})
 
     faces, _ = draw_faces(check_faces, rng=0)

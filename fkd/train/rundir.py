@@ -106,6 +106,27 @@ def read_framing(run_dir):
     return None if framing is None else np.array([np.nan if v is None else v for v in framing], np.float64)
 
 
+DETECTOR_FILE = "detector.json"
+
+
+def write_landmark_goal(run_dir, goal, faces: int, photos: int) -> None:
+    """detector.json: where MTCNN puts its 5 landmarks (fkd's order, crop pixels) on the run's
+    training faces, measured by `fkd calibrate` on `photos` of them (`faces` found)."""
+    write_json(Path(run_dir) / DETECTOR_FILE, {"detector": "mtcnn", "landmarks": np.round(goal, 3).tolist(),
+                                               "faces": int(faces), "photos": int(photos)})
+
+
+def read_landmark_goal(run_dir):
+    """The run's MTCNN landmark goal [5,2], or None for a run not calibrated."""
+    path = Path(run_dir) / DETECTOR_FILE
+    if not path.is_file():
+        return None
+    goal = np.array(read_json(path).get("landmarks"), np.float64)
+    if goal.shape != (5, 2) or not np.isfinite(goal).all():
+        raise FkdError("landmarks must be 5 finite (x, y) pairs", path=path)
+    return goal
+
+
 def check_same_data(run_dir, images, keypoints) -> None:
     """FkdError unless the run was trained on this training data (data.json; older runs: oof.csv's rows)."""
     path = Path(run_dir) / "data.json"

@@ -1,0 +1,81 @@
+"""fkd calibrate: where MTCNN puts its landmarks on a run's training faces, and fkd face framing to it."""
+import numpy as np
+import pytest
+
+from fkd.cli import main
+from fkd.core.errors import FkdError
+from fkd.core.keypoints import KEYPOINTS, as_points
+from fkd.data.synth import draw_faces
+from fkd.show import calibrate, face
+from fkd.train.rundir import read_landmark_goal, write_landmark_goal
+
+# a run's framing (the labels' mean) and a detector whose points differ from the labels: its mouth
+# corners 3 px lower and its eyes 1 px further apart than the labelled ones, on every face
+FRAMING = np.array([66, 37, 30, 37, 59, 38, 73, 38, 37, 38, 23, 38, 57, 29, 80, 30, 39, 29, 16, 30,
+                    48, 55, 62, 72, 34, 72, 48, 70, 48, 80], np.float64)
+LABELLED = as_points(FRAMING)[[KEYPOINTS.index(name) for name in face.LANDMARKS]]
+DETECTOR_BIAS = np.array([[0.5, 0.0], [-0.5, 0.0], [0.0, 0.0], [0.0, 3.0], [0.0, 3.0]])
+
+
+def biased_detector(monkeypatch, noise=0.4):
+    """calibrate's photos record where they placed their face; the fake search reports that face's
+    landmarks with the detector's bias and some noise, plus a face-like piece of clutter far off."""
+    placed = []
+    real_scene = calibrate.scene
+
+    def recording_scene(faces, rng, **kwargs):
+        photo, matrices = real_scene(faces, rng, **kwargs)
+        placed.append(matrices[0])
+        return photo, matrices
+
+    noise_rng = np.random.default_rng(3)
+
+    def fake_landmarks(photo):
+        seen = LABELLED + DETECTOR_BIAS + noise_rng.normal(0, noise, (5, 2))
+        return [face.apply(placed[-1], seen + 300.0), face.apply(placed[-1], seen)]
+
+    monkeypatch.setattr(calibrate, "scene", recording_scene)
+    monkeypatch.setattr(calibrate, "face_landmarks", fake_landmarks)
+
+
+def test_calibration_finds_the_detectors_own_points_and_frames_the_face_as_the_training_faces(monkeypatch):
+    biased_detector(monkeypatch)
+    images, _ = draw_faces(40, rng=1)
+    goal, found = calibrate.calibrate_landmarks(images, rng=0, photos=25)
+    assert found == 25
+    np.testing.assert_allclose(goal, LABELLED + DETECTOR_BIAS, atol=0.3)   # the clutter's face is not the one
+    paste = np.array([[2.1, -0.4, 130.0], [0.4, 2.1, 60.0]])              # a face framed like the training faces
+    landmarks = face.apply(paste, LABELLED + DETECTOR_BIAS)              # ... as the detector sees it
+    calibrated = face.landmark_matrix(landmarks, FRAMING, goal)
+    uncalibrated = face.landmark_matrix(landmarks, FRAMING)
+    true_crop = face.invert(paste)
+    assert face.crop_moved(true_crop, calibrated) < 0.4
+    assert face.crop_moved(true_crop, uncalibrated) > 2.0   # the bias frames it off by pixels
+
+
+def test_the_goal_is_stored_with_the_run_and_read_by_fkd_face(monkeypatch, tmp_path, competition, capsys):
+    biased_detector(monkeypatch)
+    monkeypatch.setattr(calibrate, "mtcnn_available", lambda: True)
+    run = tmp_path / "run"
+    run.mkdir()
+    assert face.Predictor([run]).landmark_goal is None          # not calibrated: fkd face frames as before
+    assert main(["calibrate", "--runs", str(run), "--data-dir", str(competition), "--photos", "12"]) == 0
+    assert "found 12 of 12 training faces" in capsys.readouterr().out
+    np.testing.assert_allclose(read_landmark_goal(run), LABELLED + DETECTOR_BIAS, atol=0.4)
+    np.testing.assert_allclose(face.Predictor([run]).landmark_goal, read_landmark_goal(run))
+    assert main(["calibrate", "--runs", str(tmp_path / "no-run"), "--data-dir", str(competition)]) == 2
+    assert "no such run folder" in capsys.readouterr().err
+
+
+def test_a_damaged_goal_is_a_one_line_error(tmp_path):
+    write_landmark_goal(tmp_path, LABELLED, faces=3, photos=4)
+    np.testing.assert_allclose(read_landmark_goal(tmp_path), LABELLED, atol=1e-3)
+    (tmp_path / "detector.json").write_text('{"landmarks": [[1, 2], [3, 4]]}')
+    with pytest.raises(FkdError, match="detector.json.*5 finite"):
+        read_landmark_goal(tmp_path)
+
+
+def test_no_face_found_on_any_photo_is_an_error(monkeypatch):
+    monkeypatch.setattr(calibrate, "face_landmarks", lambda photo: [])
+    with pytest.raises(FkdError, match="none of the 3 training faces"):
+        calibrate.calibrate_landmarks(draw_faces(5, rng=1)[0], rng=0, photos=3)
