@@ -269,12 +269,13 @@ def bench_face(data_dir, run_dir, n_photos: int = 200, seed: int = 0) -> None:
 
     images, truth = load_training(data_dir)
     rng = np.random.default_rng(seed)
-    rows = rng.choice(load_checkpoint(Path(run_dir) / "fold0.pt")["valid_index"], n_photos, replace=False)
+    valid_index = load_checkpoint(Path(run_dir) / "fold0.pt")["valid_index"]
+    rows = rng.choice(valid_index, n_photos, replace=False)
     predict = FoldModel(run_dir)
     on_crops = predict(images[rows])
     if mtcnn_available():
         started = time.perf_counter()
-        training_rows = np.setdiff1d(np.arange(len(images)), load_checkpoint(Path(run_dir) / "fold0.pt")["valid_index"])
+        training_rows = np.setdiff1d(np.arange(len(images)), valid_index)
         try:
             predict.landmark_goal, calibrated = calibrate_landmarks(images[training_rows], seed + 1, n_photos)
             told = f"MTCNN found {calibrated} of {n_photos} training faces of fold 0"

@@ -434,12 +434,17 @@ def _search(gray, name, min_size, turns, always):
     return faces, name
 
 
+def _median_landmarks(detections) -> np.ndarray:
+    """One face's MTCNN landmarks [5,2]: the median over the copies that saw it."""
+    return np.median([d.framed_by for d in detections], axis=0)
+
+
 def find_faces(photo_bgr, detector="auto", min_size=24, turns=TURNS, always=None, framing=None, goal=None):
     """(boxes [K,4], matrices [K,2,3] photo -> crop, crops uint8 [K,96,96], detector name).
 
     MTCNN frames each crop by its landmarks (landmark_matrix, to the run's `framing` or its landmark
-    `goal`); a cascade's box is framed by FRAMING. The detectors miss heads tilted much past 15 degrees (the cascades)
-    or 20 (MTCNN), so copies of the photo turned by each of `always` (default: MTCNN_TURNS for
+    `goal`); a cascade's box is framed by FRAMING. The detectors miss heads tilted much past 15
+    degrees (the cascades) or 20 (MTCNN), so copies of the photo turned by each of `always` (default: MTCNN_TURNS for
     MTCNN, ALWAYS_TURNS for a cascade) are searched too, and when no face has been found by then,
     copies turned by each of `turns` in turn until one shows a face. Detections of one face on
     several copies are one face: MTCNN's landmarks are their median (on a turned head its landmarks
@@ -457,8 +462,7 @@ def find_faces(photo_bgr, detector="auto", min_size=24, turns=TURNS, always=None
             continue
         first = detections[0]
         (cx, cy), w, h = first.centre, first.width, first.height
-        matrix = (landmark_matrix(np.median([d.framed_by for d in detections], axis=0), framing, goal) if landmarked
-                  else first.framed_by)
+        matrix = landmark_matrix(_median_landmarks(detections), framing, goal) if landmarked else first.framed_by
         if matrix is None:
             continue
         boxes.append(np.array([cx - (w - 1) / 2, cy - (h - 1) / 2, w, h]))
@@ -477,8 +481,7 @@ def face_landmarks(photo_bgr, min_size=24) -> list:
     """MTCNN's landmarks [5,2] of each face of a photo that find_faces keeps, in photo pixels: the
     median over the copies that saw it, as find_faces frames it (what `fkd calibrate` measures)."""
     faces, _ = _search(to_gray(photo_bgr), "mtcnn", min_size, TURNS, None)
-    return [np.median([d.framed_by for d in detections], axis=0)
-            for detections in faces if any(d.confirmed for d in detections)]
+    return [_median_landmarks(detections) for detections in faces if any(d.confirmed for d in detections)]
 
 
 BGR = {"left": (180, 119, 31), "right": (14, 127, 255), "centre": (44, 160, 44)}
