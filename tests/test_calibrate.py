@@ -79,3 +79,30 @@ def test_no_face_found_on_any_photo_is_an_error(monkeypatch):
     monkeypatch.setattr(calibrate, "face_landmarks", lambda photo: [])
     with pytest.raises(FkdError, match="none of the 3 training faces"):
         calibrate.calibrate_landmarks(draw_faces(5, rng=1)[0], rng=0, photos=3)
+
+
+class FixedPredictor:
+    """A predictor as locate reads one: the run's framing, its calibrated goal, points for any crop."""
+
+    def __init__(self, landmark_goal):
+        self.framing, self.landmark_goal = FRAMING, landmark_goal
+
+    def __call__(self, crops):
+        return np.tile(FRAMING.astype(np.float32), (len(crops), 1))
+
+
+def test_a_whole_photo_through_locate_is_framed_to_the_runs_calibrated_goal(monkeypatch):
+    paste = np.array([[2.1, -0.4, 130.0], [0.4, 2.1, 60.0]])          # the face as the training faces frame it
+    seen = face.apply(paste, LABELLED + DETECTOR_BIAS)                # where the detector puts its landmarks
+    monkeypatch.setattr(face, "MTCNN_TURNS", ())                       # the photo itself only
+    monkeypatch.setattr(face, "detect_landmarked", lambda gray, min_size=24: (
+        np.array([[*(seen.min(0) - 20), *(seen.max(0) - seen.min(0) + 40)]]), seen[None], np.array([0.99])))
+    photo = np.full((480, 640, 3), 128, np.uint8)
+    goal = LABELLED + DETECTOR_BIAS
+    calibrated = face.locate(photo, FixedPredictor(goal), detector="mtcnn")
+    uncalibrated = face.locate(photo, FixedPredictor(None), detector="mtcnn")
+    assert face.crop_moved(face.invert(paste), calibrated.matrices[0]) < 0.4
+    assert face.crop_moved(face.invert(paste), uncalibrated.matrices[0]) > 2.0
+    # the points come back to the photo through the calibrated crop: where the face's labels are
+    np.testing.assert_allclose(face.keypoints_to_photo(calibrated.predictions[0], calibrated.matrices[0]),
+                               face.apply(paste, as_points(FRAMING)), atol=0.5)
