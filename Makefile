@@ -105,7 +105,7 @@ face: install  ## keypoints on photos: make face PHOTOS="a.jpg b.png" RUNS=runs/
 	$(if $(RUNS)$(MODEL),,$(error RUNS is not set: make face PHOTOS="a.jpg" RUNS=runs/a (finished runs here: $(or $(FINISHED_RUNS),none)), or MODEL=model.onnx))
 	$(FKD) face $(PHOTOS) $(if $(MODEL),--model $(MODEL),--runs $(RUNS)) --out reports/faces $(if $(DEVICE),--device $(DEVICE))
 
-calibrate: install  ## where MTCNN puts its landmarks on the runs' training faces (for make face): make calibrate RUNS=runs/a [DATA=...]
+calibrate: install  ## where MTCNN puts its landmarks on the runs' training faces, and their framer (for make face; about 12 min): make calibrate RUNS=runs/a [DATA=...]
 	$(if $(RUNS),,$(error RUNS is not set: make calibrate RUNS=runs/a (finished runs here: $(or $(FINISHED_RUNS),none))))
 	$(FKD) calibrate --runs $(RUNS) $(DATA_ARG)
 

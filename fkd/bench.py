@@ -30,6 +30,7 @@ KAGGLE_TRAINING_ROWS = 7049
 FULL_CV_CONFIGS = ["configs/seed.yaml@1", "configs/seedcnn.yaml@1", "configs/lenet.yaml@1", "configs/cpu.yaml"]
 QUICK_CV_CONFIGS = ["configs/demo.yaml@1"]  # fold 0 of the demo recipe: about a minute on the proxy
 FULL_FACE_PHOTOS, QUICK_FACE_PHOTOS = 200, 60
+FULL_FRAMER, QUICK_FRAMER = (20, 6), (10, 3)  # the face section's framer: (epochs, misframed crops a face)
 
 
 def add_arguments(parser):
@@ -44,6 +45,9 @@ def add_arguments(parser):
     parser.add_argument("--face-run", help="the run the face section measures (default: the cv section's last run)")
     parser.add_argument("--face-photos", type=int,
                         help=f"photos the face section makes (default {FULL_FACE_PHOTOS}; {QUICK_FACE_PHOTOS} with --quick)")
+    parser.add_argument("--framer-epochs", type=int,
+                        help=f"epochs of the face section's framer (default {FULL_FRAMER[0]}; {QUICK_FRAMER[0]} with "
+                             "--quick; 0: none)")
     parser.add_argument("--cv-configs", nargs="+", default=FULL_CV_CONFIGS,
                         help="configs the cv section cross-validates after the mean shape; CONFIG@N trains "
                              "only its first N folds (the baselines, to keep the benchmark short)")
@@ -113,7 +117,10 @@ def run(args):
         if not (run_dir / "fold0.pt").is_file():
             raise FkdError(f"the face section needs a run with a fold0.pt: {run_dir} has none (run the cv "
                            "section first, or name one with --face-run)")
-        bench_face(data_dir, run_dir, args.face_photos or (QUICK_FACE_PHOTOS if args.quick else FULL_FACE_PHOTOS))
+        bench_face(data_dir, run_dir, args.face_photos or (QUICK_FACE_PHOTOS if args.quick else FULL_FACE_PHOTOS),
+                   framer_epochs=args.framer_epochs if args.framer_epochs is not None else
+                   QUICK_FRAMER[0] if args.quick else FULL_FRAMER[0],
+                   framer_variants=QUICK_FRAMER[1] if args.quick else FULL_FRAMER[1])
     return 0
 
 
@@ -241,7 +248,7 @@ class FoldModel:
 
         self.model, self.config = load_fold_model(Path(run_dir) / f"fold{fold}.pt")
         self.framing = read_framing(run_dir)
-        self.landmark_goal = None  # bench_face calibrates on the fold's own training faces
+        self.landmark_goal = self.framer = None  # bench_face calibrates on the fold's own training faces
 
     def __call__(self, crops):
         from fkd.train.predict import predict_images
@@ -255,14 +262,16 @@ def squared_errors(predicted, truth):
     return float(((np.asarray(predicted) - truth)[present] ** 2).sum()), int(present.sum())
 
 
-def bench_face(data_dir, run_dir, n_photos: int = 200, seed: int = 0) -> None:
+def bench_face(data_dir, run_dir, n_photos: int = 200, seed: int = 0, framer_epochs: int = 20,
+               framer_variants: int = 6) -> None:
     """Photos as good as the crops? Fold 0's model on its own validation faces, first as the 96-px crops
     the training faces are, then each face enlarged 1.5-3.5x, turned by up to 25 degrees and placed with
     two other faces on clutter in an 800x600 photo, through fkd face's detection and refinement, MTCNN's
-    crops framed to where it puts its landmarks on the fold's training faces (`fkd calibrate`)."""
+    crops framed to where it puts its landmarks on the fold's training faces and then by a framer
+    trained on them (`fkd calibrate`); the photos' figure is also given without the framer."""
     from fkd.data.synth import scene
-    from fkd.show.calibrate import calibrate_landmarks
-    from fkd.show.face import apply, invert, keypoints_to_photo, locate, mtcnn_available
+    from fkd.show.calibrate import calibrate_framer, calibrate_landmarks
+    from fkd.show.face import apply, crop, invert, keypoints_to_photo, locate, mtcnn_available, to_gray
     from fkd.show.video import FaceTracker
     from fkd.submit.export import export_onnx
     from fkd.train.rundir import load_checkpoint
@@ -282,11 +291,22 @@ def bench_face(data_dir, run_dir, n_photos: int = 200, seed: int = 0) -> None:
         except FkdError as error:  # faces MTCNN does not take for faces (synthetic ones): framed as before
             told = f"{error}; the crops are framed to the labels' positions"
         print(f"face  calibration: {told} ({time.perf_counter() - started:.0f} s)", flush=True)
-    crop_sums, photo_sums, found, started = [0.0, 0], [0.0, 0], [], time.perf_counter()
+        if framer_epochs and predict.landmark_goal is not None:
+            started = time.perf_counter()
+            predict.framer = calibrate_framer(images[training_rows], truth[training_rows],
+                                              predict.config["flip_axis"], seed + 2, framer_variants,
+                                              framer_epochs, log=lambda line: None)
+            print(f"face  framer: trained {framer_epochs} epochs on {framer_variants} misframed crops of each of "
+                  f"fold 0's training faces "
+                  f"({time.perf_counter() - started:.0f} s)", flush=True)
+    crop_sums, photo_sums, detected_sums = [0.0, 0], [0.0, 0], [0.0, 0]
+    found, seconds = [], 0.0
     for row, crop_prediction in zip(rows, on_crops):
         others = rng.choice(len(images), FACES_IN_A_PHOTO - 1, replace=False)
         photo, matrices = scene(images[[row, *others]], rng)
+        started = time.perf_counter()
         located = locate(photo, predict)
+        seconds += time.perf_counter() - started
         centre = apply(matrices[0], [47.5, 47.5])
         side = 96 * np.sqrt(abs(np.linalg.det(matrices[0][:, :2])))
         centres = [apply(invert(m), [47.5, 47.5]) for m in located.matrices]
@@ -296,19 +316,26 @@ def bench_face(data_dir, run_dir, n_photos: int = 200, seed: int = 0) -> None:
             continue
         k = int(np.argmin(distances))
         in_face = apply(invert(matrices[0]), keypoints_to_photo(located.predictions[k], located.matrices[k]))
-        for sums, predicted in ((photo_sums, in_face.reshape(-1)), (crop_sums, crop_prediction)):
+        detected = located.detected[k]  # the same face framed without the framer
+        unframed = apply(invert(matrices[0]), keypoints_to_photo(predict(crop(to_gray(photo), detected)[None])[0],
+                                                                  detected))
+        for sums, predicted in ((photo_sums, in_face.reshape(-1)), (crop_sums, crop_prediction),
+                                (detected_sums, unframed.reshape(-1))):
             error, count = squared_errors(predicted, truth[row])
             sums[0] += error
             sums[1] += count
         found.append(True)
-    seconds = time.perf_counter() - started
-    crop_rmse, photo_rmse = (np.sqrt(sums[0] / sums[1]) if sums[1] else float("nan") for sums in (crop_sums, photo_sums))
+    crop_rmse, photo_rmse, detected_rmse = (np.sqrt(sums[0] / sums[1]) if sums[1] else float("nan")
+                                            for sums in (crop_sums, photo_sums, detected_sums))
     all_crops = np.sqrt(squared_errors(on_crops, truth[rows])[0] / squared_errors(on_crops, truth[rows])[1])
     print(f"face  {run_dir} fold 0 on {n_photos} of its validation faces, each in an 800x600 photo with "
           f"{FACES_IN_A_PHOTO - 1} other faces and clutter (enlarged 1.5-3.5x, turned up to 25 degrees): found "
           f"{100 * np.mean(found):.1f}%; RMSE on the photos {photo_rmse:.4f} px against {crop_rmse:.4f} on the "
           f"same faces' crops ({photo_rmse / crop_rmse:.3f}x; all {n_photos} crops {all_crops:.4f}); "
           f"{seconds / n_photos:.2f} s a photo", flush=True)
+    print(f"face  framer: on the photos {photo_rmse:.4f} px with it, {detected_rmse:.4f} ({detected_rmse / crop_rmse:.3f}x "
+          f"the crops) framed by MTCNN's landmarks alone" if predict.framer is not None else
+          "face  framer: none (no MTCNN, or --framer-epochs 0)", flush=True)
 
     photo, matrices = scene(images[rows[:1]], rng, width=640, height=480, scales=(2.0, 2.0), max_roll=0)
     tracker = FaceTracker(predict)

@@ -140,3 +140,24 @@ def test_the_onnx_file_carries_the_runs_framing_and_landmark_goal(two_runs, tmp_
     np.testing.assert_allclose(onnx_predictor.framing, read_framing(two_runs[1]), atol=1e-3)
     export.export_onnx(two_runs[1:], out.with_name("plain.onnx"), [1.0], check_faces=4)
     assert Predictor(model=out.with_name("plain.onnx")).landmark_goal is None
+
+
+def test_the_onnx_file_carries_the_runs_framer(two_runs, tmp_path):
+    from fkd.show.calibrate import calibrate_framer
+    from fkd.show.face import Predictor
+    from fkd.train.rundir import FRAMER_FILE
+
+    images, keypoints = draw_faces(30, rng=11)
+    framer = calibrate_framer(images, keypoints, 47.5, rng=0, variants=1, epochs=1, log=lambda line: None)
+    framer.save(two_runs[1] / FRAMER_FILE)
+    out = tmp_path / "model.onnx"
+    try:
+        export.export_onnx(two_runs[1:], out, [1.0], check_faces=4)
+    finally:
+        (two_runs[1] / FRAMER_FILE).unlink()
+    faces, _ = draw_faces(5, rng=12)
+    onnx_predictor = Predictor(model=out)
+    np.testing.assert_allclose(onnx_predictor.framer(faces), framer(faces), atol=1e-4)
+    np.testing.assert_allclose(onnx_predictor(faces), predict_runs(two_runs[1:], faces, device="cpu"), atol=1e-3)
+    export.export_onnx(two_runs[1:], out.with_name("plain.onnx"), [1.0], check_faces=4)
+    assert Predictor(model=out.with_name("plain.onnx")).framer is None

@@ -352,15 +352,12 @@ def draw_faces(n: int, rng=None):
 
 # ---------------------------------------------------------------- a photo of several faces
 
-def scene(faces, rng=None, width: int = 800, height: int = 600, scales=(1.5, 3.5), max_roll: float = 25.0):
-    """A cluttered grayscale photo holding the given 96x96 faces, each enlarged by a random factor
-    in `scales`, turned by up to `max_roll` degrees and put where it overlaps no other (its border
-    feathered into the clutter). Returns (photo uint8 [height,width], one 2x3 face -> photo matrix
-    a face; None for a face that found no room)."""
-    rng = rng if isinstance(rng, np.random.Generator) else np.random.default_rng(rng)
+def clutter(rng, width: int, height: int, items=(8, 20)) -> np.ndarray:
+    """A float32 grey background of smooth blotches with boxes, discs and lines of any grey (how many:
+    uniform in the `items` range)."""
     coarse = rng.normal(0, 1, (height // 40 + 2, width // 40 + 2)).astype(np.float32)
     photo = rng.uniform(60, 190) + 45 * cv2.resize(coarse, (width, height), interpolation=cv2.INTER_CUBIC)
-    for _ in range(int(rng.integers(8, 20))):  # clutter: boxes, discs and lines of any grey
+    for _ in range(int(rng.integers(*items))):
         x, y = int(rng.integers(0, width)), int(rng.integers(0, height))
         size, grey = int(rng.integers(10, 120)), float(rng.uniform(0, 255))
         kind = rng.integers(3)
@@ -371,9 +368,26 @@ def scene(faces, rng=None, width: int = 800, height: int = 600, scales=(1.5, 3.5
         else:
             cv2.line(photo, (x, y), (int(rng.integers(0, width)), int(rng.integers(0, height))), grey,
                      int(rng.integers(1, 6)))
-    feather = np.zeros((SIZE, SIZE), np.float32)
-    feather[3:-3, 3:-3] = 1
-    feather = cv2.GaussianBlur(feather, (0, 0), 2)
+    return photo
+
+
+def _feather(side: int, insets) -> np.ndarray:
+    """A side x side mask: 1 inside the insets (left, right, top, bottom, pixels), blurred to 0 at
+    the edge."""
+    left, right, top, bottom = (int(v) for v in insets)
+    mask = np.zeros((side, side), np.float32)
+    mask[top:side - bottom, left:side - right] = 1
+    return cv2.GaussianBlur(mask, (0, 0), 2)
+
+
+def scene(faces, rng=None, width: int = 800, height: int = 600, scales=(1.5, 3.5), max_roll: float = 25.0):
+    """A cluttered grayscale photo holding the given 96x96 faces, each enlarged by a random factor
+    in `scales`, turned by up to `max_roll` degrees and put where it overlaps no other (its border
+    feathered into the clutter). Returns (photo uint8 [height,width], one 2x3 face -> photo matrix
+    a face; None for a face that found no room)."""
+    rng = rng if isinstance(rng, np.random.Generator) else np.random.default_rng(rng)
+    photo = clutter(rng, width, height, (8, 20))
+    feather = _feather(SIZE, (3, 3, 3, 3))
     placed, matrices = [], []
     for face in faces:
         matrix = None
@@ -396,6 +410,27 @@ def scene(faces, rng=None, width: int = 800, height: int = 600, scales=(1.5, 3.5
             photo = alpha * pasted + (1 - alpha) * photo
         matrices.append(matrix)
     return np.clip(np.round(photo), 0, 255).astype(np.uint8), matrices
+
+
+def framing_photo(face, rng, edge: float = 14.0):
+    """One 96x96 face on clutter, enlarged 1.5-3.5x and turned by up to 25 degrees, for teaching a
+    framer: the pasted patch's edge lies on each side at a random distance in [-edge, edge] pixels
+    from the crop's (the face mirrored beyond it), so where the edge is says nothing about how the
+    face is framed. Returns (photo uint8, the face -> photo matrix)."""
+    pad = int(np.ceil(edge))
+    side = SIZE + 2 * pad
+    padded = cv2.copyMakeBorder(np.asarray(face, np.uint8), pad, pad, pad, pad, cv2.BORDER_REFLECT_101)
+    scale = rng.uniform(1.5, 3.5)
+    width = int(side * scale * 1.5) + 8
+    photo = clutter(rng, width, width, (2, 6))
+    mask = _feather(side, pad + 3 + rng.uniform(-edge, edge, 4))
+    matrix = cv2.getRotationMatrix2D(((side - 1) / 2, (side - 1) / 2), rng.uniform(-25, 25), scale)
+    matrix[:, 2] += (width - side) / 2
+    alpha = cv2.warpAffine(mask, matrix, (width, width), flags=cv2.INTER_LINEAR)
+    pasted = cv2.warpAffine(padded.astype(np.float32), matrix, (width, width), flags=cv2.INTER_LINEAR)
+    photo = np.clip(np.round(alpha * pasted + (1 - alpha) * photo), 0, 255).astype(np.uint8)
+    face_to_padded = np.array([[1.0, 0.0, pad], [0.0, 1.0, pad]])
+    return photo, np.hstack([matrix[:, :2], (matrix[:, :2] @ face_to_padded[:, 2] + matrix[:, 2])[:, None]])
 
 
 # ---------------------------------------------------------------- a competition

@@ -118,7 +118,8 @@ def conv_stages(widths, depth: int = 1, stem: int = 0):
 
 class ConvNet(nn.Module):
     """fkd's compact CPU model: per stage (3x3 conv, BatchNorm, ReLU) x depth, then 2x2 max-pool;
-    96 -> 48 -> 24 -> 12 -> 6; then dropout and a fully-connected layer to 30.
+    96 -> 48 -> 24 -> 12 -> 6; then dropout and a fully-connected layer to 30 (or `outputs`: the
+    framer's 3).
 
     downsample=2 averages 2x2 pixels first (the network sees 48 px): about 4x less compute, for CPUs.
     stem=C puts one 3x3 conv of C channels and a 2x2 max-pool before the stages: a learned halving
@@ -126,7 +127,7 @@ class ConvNet(nn.Module):
     """
 
     def __init__(self, widths=(32, 64, 128, 256), depth: int = 1, hidden: int = 512, dropout: float = 0.2,
-                 downsample: int = 1, stem: int = 0):
+                 downsample: int = 1, stem: int = 0, outputs: int = N_COLUMNS):
         super().__init__()
         self.downsample = downsample
         self.features, channels = conv_stages(widths, depth, stem)
@@ -134,7 +135,7 @@ class ConvNet(nn.Module):
         self.head = nn.Sequential(
             nn.Flatten(), nn.Dropout(dropout),
             nn.Linear(channels * side * side, hidden), nn.ReLU(inplace=True), nn.Dropout(dropout),
-            nn.Linear(hidden, N_COLUMNS),
+            nn.Linear(hidden, outputs),
         )
 
     def forward(self, x):

@@ -1,27 +1,42 @@
-"""`fkd calibrate --runs RUN... --data-dir DIR`: where MTCNN puts its 5 landmarks on the runs'
-own training faces, so that `fkd face` frames a photo's face the way those faces were framed.
+"""`fkd calibrate --runs RUN... --data-dir DIR`: teach `fkd face` to frame a photo's face the way the
+runs' own training faces were framed, in two steps, both measured on those faces placed on photos.
 
-MTCNN's landmarks are not the labels: its eye centres, nose and mouth corners follow its own
-definitions, and the training faces' crops follow theirs (on the proxy, MTCNN's mouth corners sit
-about 3 px below the 300-W ones, which frames every photo's face 8% too small when MTCNN's points
-are put where the labels are). So each of `photos` training faces is placed on a cluttered photo
-as `make bench` places its faces (enlarged 1.5-3x, turned up to 25 degrees), found by the same
-search `fkd face` runs, and MTCNN's landmarks are taken back into the face's 96x96 crop through
-the placement; their median over the faces is the goal that `fkd face` then matches all five
-landmarks to (runs/<name>/detector.json, carried into `fkd export`'s ONNX file).
+1. The detector's goal. MTCNN's landmarks are not the labels: its eye centres, nose and mouth corners
+   follow its own definitions, and the training faces' crops follow theirs (on the proxy, MTCNN's
+   mouth corners sit about 3 px below the 300-W ones, which frames every photo's face 8% too small
+   when MTCNN's points are put where the labels are). So each of `photos` training faces is placed
+   on a cluttered photo as `make bench` places its faces (enlarged 1.5-3x, turned up to 25 degrees),
+   found by the same search `fkd face` runs, and MTCNN's landmarks are taken back into the face's
+   96x96 crop through the placement; their median over the faces is the goal that `fkd face` then
+   matches all five landmarks to (runs/<name>/detector.json, carried into `fkd export`'s ONNX file).
+2. The framer (fkd.train.framer, runs/<name>/framer.pt). The median leaves each face's own framing
+   error (on the proxy about 1.3 px, 1.6 px and 6% sd in x, y and size). Each training face is put
+   on clutter (fkd.data.synth.framing_photo) and cropped off its true crop by a random zoom, shift
+   and turn, of about the size of MTCNN's errors; the framer learns from those crops the correction
+   back to the training set's framing (fkd.data.framing), and `fkd face` crops again by it.
 """
+import json
 import time
+from pathlib import Path
 
+import cv2
 import numpy as np
 
 from fkd.core.errors import FkdError
+from fkd.core.keypoints import as_points, complete_rows, flip_keypoints
 from fkd.data.competition import find_data_dir, load_training
-from fkd.data.synth import scene
-from fkd.show.face import apply, face_landmarks, invert, mtcnn_available
-from fkd.train.rundir import check_run_folders, write_landmark_goal
+from fkd.data.framing import CENTRE, framing_rule, framing_stats, rule_correction
+from fkd.data.synth import framing_photo, scene
+from fkd.show.face import apply, compose, crop, face_landmarks, invert, mtcnn_available
+from fkd.train.framer import train_framer
+from fkd.train.rundir import FRAMER_FILE, check_run_folders, read_json, write_landmark_goal
 
 PHOTOS = 200
 PLACED = dict(width=500, height=500, scales=(1.5, 3.0), max_roll=25.0)
+# the framer's crops: off the true crop by up to these (uniform), a little wider than MTCNN's median
+# crop is off on the proxy (sd 1.3 px in x, 1.6 px in y, 6% in size; its turn levels the head)
+MISFRAMED = {"shift_x": 5.0, "shift_y": 3.5, "log_zoom": 0.1, "turn": 30.0}
+VARIANTS, EPOCHS = 6, 20
 
 
 def calibrate_landmarks(images, rng=None, photos: int = PHOTOS):
@@ -39,10 +54,66 @@ def calibrate_landmarks(images, rng=None, photos: int = PHOTOS):
     return np.median(found, axis=0), len(found)
 
 
+def row_axes(keypoints, flip_axis) -> np.ndarray:
+    """Each row's labels' mirror axis: the config's one number, or [partial rows, complete rows]."""
+    axis = flip_axis if isinstance(flip_axis, (list, tuple)) else (flip_axis, flip_axis)
+    return np.where(complete_rows(np.asarray(keypoints)), float(axis[1]), float(axis[0]))
+
+
+def misframing(rng) -> np.ndarray:
+    """A random crop -> crop similarity about the crop's centre, of MISFRAMED's sizes."""
+    matrix = cv2.getRotationMatrix2D((CENTRE, CENTRE), rng.uniform(-MISFRAMED["turn"], MISFRAMED["turn"]),
+                                     float(np.exp(rng.uniform(-MISFRAMED["log_zoom"], MISFRAMED["log_zoom"]))))
+    matrix[:, 2] += (rng.uniform(-MISFRAMED["shift_x"], MISFRAMED["shift_x"]),
+                     rng.uniform(-MISFRAMED["shift_y"], MISFRAMED["shift_y"]))
+    return matrix
+
+
+def framer_examples(images, keypoints, rule, axes, rng, variants: int = VARIANTS):
+    """(crops uint8 [M,96,96], corrections [M,3]): `variants` crops of each face that has framing
+    stats, half of them of its mirror image, each put on clutter and cropped off its true crop by a
+    random misframing, with the correction that frames it by `rule` again."""
+    crops, corrections = [], []
+    for face, labels, axis in zip(images, keypoints, axes):
+        if np.isnan(framing_stats(as_points(labels))).any():
+            continue
+        for _ in range(variants):
+            seen, points = face, as_points(labels)
+            if rng.uniform() < 0.5:
+                seen, points = np.ascontiguousarray(face[:, ::-1]), as_points(flip_keypoints(labels, axis))
+            photo, placed = framing_photo(seen, rng)
+            off = misframing(rng)
+            crops.append(crop(photo, compose(off, invert(placed))))
+            corrections.append(rule_correction(apply(off, points), rule))
+    return np.array(crops, np.uint8).reshape(-1, 96, 96), np.array(corrections, np.float32).reshape(-1, 3)
+
+
+def calibrate_framer(images, keypoints, flip_axis, rng=None, variants: int = VARIANTS, epochs: int = EPOCHS,
+                     log=print):
+    """A Framer trained on the training faces `images`/`keypoints` (labels' mirror axis `flip_axis`)."""
+    rng = rng if isinstance(rng, np.random.Generator) else np.random.default_rng(rng)
+    rule = framing_rule(keypoints)
+    if not rule:
+        raise FkdError("no training face labels both eyes and the mouth: the framer has nothing to learn")
+    axes = row_axes(keypoints, flip_axis)
+    started = time.perf_counter()
+    crops, corrections = framer_examples(images, keypoints, rule, axes, rng, variants)
+    log(f"framer: {len(crops)} misframed crops of {len(crops) // variants} training faces "
+        f"({time.perf_counter() - started:.0f} s)")
+    stats = np.array([framing_stats(points) for points in as_points(np.asarray(keypoints, np.float64))])
+    framed = ~np.isnan(stats).any(1)
+    return train_framer(crops, corrections, np.median(stats[framed, 0]), float(np.mean(axes[framed])),
+                        epochs, seed=int(rng.integers(2**31)), log=log)
+
+
 def add_arguments(parser):
     parser.add_argument("--runs", nargs="+", required=True, metavar="RUN_DIR", help="run folder(s) to calibrate")
     parser.add_argument("--data-dir", help="the competition folder the runs trained on (default: data/ or /kaggle/input)")
     parser.add_argument("--photos", type=int, default=PHOTOS, help=f"training faces placed on photos (default {PHOTOS})")
+    parser.add_argument("--framer-epochs", type=int, default=EPOCHS,
+                        help=f"epochs of the framer's training (default {EPOCHS}; 0: no framer)")
+    parser.add_argument("--framer-variants", type=int, default=VARIANTS,
+                        help=f"misframed crops of each training face (default {VARIANTS})")
     parser.add_argument("--seed", type=int, default=0)
 
 
@@ -52,11 +123,25 @@ def run(args):
     if args.photos < 1:
         raise FkdError(f"--photos must be at least 1, got {args.photos}")
     check_run_folders(args.runs)
-    images, _ = load_training(find_data_dir(args.data_dir))
+    if args.framer_epochs < 0 or args.framer_variants < 1:
+        raise FkdError("--framer-epochs must be at least 0 and --framer-variants at least 1")
+    axes = [read_json(Path(run_dir) / "config.json").get("flip_axis", 47.5)
+            if (Path(run_dir) / "config.json").is_file() else 47.5 for run_dir in args.runs]
+    images, keypoints = load_training(find_data_dir(args.data_dir))
     started = time.perf_counter()
     goal, faces = calibrate_landmarks(images, args.seed, args.photos)
     for run_dir in args.runs:
         write_landmark_goal(run_dir, goal, faces, args.photos)
     print(f"MTCNN found {faces} of {args.photos} training faces ({time.perf_counter() - started:.0f} s); "
           f"its landmarks in the crop: {np.round(goal, 2).tolist()} -> detector.json in {', '.join(args.runs)}")
+    if args.framer_epochs:
+        framers = {}
+        for run_dir, axis in zip(args.runs, axes):  # runs whose labels mirror alike share one framer
+            key = json.dumps(axis)
+            if key not in framers:
+                framers[key] = calibrate_framer(images, keypoints, axis, args.seed + 1, args.framer_variants,
+                                                args.framer_epochs)
+            framers[key].save(Path(run_dir) / FRAMER_FILE)
+        print(f"framer trained ({time.perf_counter() - started:.0f} s in all) -> {FRAMER_FILE} in "
+              f"{', '.join(args.runs)}")
     return 0

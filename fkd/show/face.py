@@ -7,7 +7,9 @@ one explicit 2x3 affine matrix M (photo -> crop); the runs predict the keypoints
 them back to photo pixels exactly. Then the refinement (`settle`): the predicted eye centres, nose
 tip and bottom lip define a similarity (scale, rotation, shift) that puts them where Kaggle's faces
 have them, the face is cropped again with it (this also levels a tilted head) and predicted again,
-until the crop moves less than half a pixel (at most REFINE_PASSES rounds).
+until the crop moves less than half a pixel (at most REFINE_PASSES rounds). An MTCNN crop is not
+refined on the points (they lean towards the training framing, and the refinement then drifts); it
+is cropped again once by the run's framer when it has one (`fkd calibrate`, fkd.train.framer).
 Writes `<stem>_keypoints.png` (photo, detector box in white, final crop square in yellow, points)
 and `<stem>_keypoints.json` (per face: box, matrices, the 15 named points in photo pixels).
 
@@ -43,9 +45,10 @@ import numpy as np
 from fkd.core.atomic import atomic_path, write_text
 from fkd.core.errors import FkdError
 from fkd.core.keypoints import KEYPOINTS, SIZE, as_points
+from fkd.data.framing import correction_matrix
 from fkd.data.shapes import similarity_matrix
 from fkd.model.onnxfile import OnnxKeypoints
-from fkd.train.rundir import read_framing, read_landmark_goal
+from fkd.train.rundir import FRAMER_FILE, read_framing, read_landmark_goal
 
 # where Kaggle's training faces have their 4 core points (96 px crop): the refinement's target for
 # runs that do not record their own framing
@@ -76,6 +79,7 @@ FRAMING = {
 REFINE_LIMITS = (0.6, 1.7, 40.0)  # a refinement is kept only if it rescales by 0.6..1.7 and turns by < 40 deg
 REFINE_PASSES = 4   # photos: at most this many refinements a face ...
 SETTLED_PX = 0.5    # ... and none once its crop moves less than this (in crop pixels)
+FRAMER_WEIGHT = 1.0  # how much of the framer's correction an MTCNN crop is moved by
 
 HAAR_FILE = "haarcascade_frontalface_default.xml"
 EYE_FILE = "haarcascade_eye.xml"
@@ -370,6 +374,15 @@ def settle(grays, matrices, predictions, predict, passes: int = REFINE_PASSES, t
     return matrices, crops, predictions, rounds
 
 
+def reframe(gray, matrices, framer, weight: float = FRAMER_WEIGHT):
+    """(matrices, crops): each face's crop moved by `weight` of the correction its framer reads from
+    it (fkd.train.framer), so the face is framed as the training faces are."""
+    matrices = np.asarray(matrices, np.float64).reshape(-1, 2, 3)
+    corrections = framer(np.array([crop(gray, m) for m in matrices], np.uint8).reshape(-1, SIZE, SIZE))
+    matrices = np.array([compose(correction_matrix(weight * c), m) for c, m in zip(corrections, matrices)]).reshape(-1, 2, 3)
+    return matrices, np.array([crop(gray, m) for m in matrices], np.uint8).reshape(-1, SIZE, SIZE)
+
+
 def compose(outer, inner) -> np.ndarray:
     """The 2x3 affine that applies `inner`, then `outer`."""
     outer, inner = np.asarray(outer, np.float64), np.asarray(inner, np.float64)
@@ -587,6 +600,10 @@ class Predictor:
         # and where MTCNN puts its landmarks on those faces (`fkd calibrate`), when measured
         goals = [self.onnx.landmark_goal] if self.onnx else [read_landmark_goal(r) for r in self.run_dirs]
         self.landmark_goal = next((g for g in goals if g is not None), None)
+        # and the framer that reads how far a crop is from that framing (`fkd calibrate`), when trained
+        framers = [Path(r) / FRAMER_FILE for r in self.run_dirs if (Path(r) / FRAMER_FILE).is_file()]
+        self.framer = (self.onnx.corrections if self.onnx and self.onnx.has_framer
+                       else _RunFramer(framers[0]) if framers and not self.onnx else None)
         self.faces, self.seconds = 0, 0.0
 
     def __call__(self, crops):
@@ -608,34 +625,57 @@ class Predictor:
                 f"a face ({self.engine})")
 
 
+class _RunFramer:
+    """A run's framer.pt, loaded at the first face (it needs torch)."""
+
+    def __init__(self, path):
+        self.path, self.framer = Path(path), None
+
+    def __call__(self, crops):
+        if self.framer is None:
+            from fkd.train.framer import Framer  # torch, only once a face needs it
+
+            self.framer = Framer.load(self.path)
+        return self.framer(crops)
+
+
 @dataclass
 class Located:
     """The faces of one photo: detector boxes [K,4], photo -> crop matrices [K,2,3], crops
-    [K,96,96], keypoints in crop pixels [K,30], how many refinements each took, the detector."""
+    [K,96,96], keypoints in crop pixels [K,30], how many refinements each took, the detector, and
+    the matrices as the detector framed them (before the framer or the refinement)."""
     boxes: np.ndarray
     matrices: np.ndarray
     crops: np.ndarray
     predictions: np.ndarray
     rounds: np.ndarray
     detector: str
+    detected: np.ndarray
 
 
 def locate(photo_bgr, predict, detector="auto", min_size=24, refine=True) -> Located:
-    """Find the faces of a photo, predict their keypoints and (refine) settle each crop on them."""
+    """Find the faces of a photo, predict their keypoints and (refine) frame each crop better: an
+    MTCNN crop by the predictor's framer when it has one, a cascade's by settling on its points."""
     framing = getattr(predict, "framing", None)
+    framer = getattr(predict, "framer", None)
     boxes, matrices, crops, name = find_faces(photo_bgr, detector, min_size, framing=framing,
                                               goal=getattr(predict, "landmark_goal", None))
-    predictions = np.zeros((len(crops), 2 * len(KEYPOINTS)), np.float32)
+    detected = matrices
     rounds = np.zeros(len(crops), int)
+    landmarked = name.startswith("mtcnn")
+    if len(crops) and refine and landmarked and framer is not None:
+        matrices, crops = reframe(to_gray(photo_bgr), matrices, framer)
+        rounds[:] = 1
+    predictions = np.zeros((len(crops), 2 * len(KEYPOINTS)), np.float32)
     if len(crops):
         predictions = np.asarray(predict(crops), dtype=np.float32).reshape(len(crops), -1)
         # MTCNN's landmarks frame a crop closer to the training faces' than the refinement does
-        # (`make bench`'s face section measured both): its faces are not refined
-        if refine and not name.startswith("mtcnn"):
+        # (`make bench`'s face section measured both): its faces are not refined on their points
+        if refine and not landmarked:
             gray = to_gray(photo_bgr)
             matrices, crops, predictions, rounds = settle([gray] * len(crops), matrices, predictions, predict,
                                                           target=framing)
-    return Located(np.asarray(boxes).reshape(-1, 4), matrices, crops, predictions, rounds, name)
+    return Located(np.asarray(boxes).reshape(-1, 4), matrices, crops, predictions, rounds, name, detected)
 
 
 def process_photos(paths, run_dirs, out_dir, detector="auto", min_size=24, flip_tta=True,

@@ -3,7 +3,9 @@
 The graph takes faces [N,96,96] (uint8 by default, `--input float32` for 0..255 floats; any N) and
 returns the 30 pixel coordinates of the complete-kind output (all 15 points): every fold model of
 every run, each with its run's test-time views and flip setting, the runs blended by the weights
-`fkd submit` fits on their out-of-fold predictions (`--equal`: equal weights). Before the file is
+`fkd submit` fits on their out-of-fold predictions (`--equal`: equal weights). When a run has a
+framer (`fkd calibrate`), a second output, "corrections" [N,3], is the framer's: `fkd face --model`
+frames photos with it. Before the file is
 kept, onnxruntime's predictions are compared with fkd's own on a batch of faces; above 1e-3 px the
 export fails and nothing is written.
 """
@@ -23,14 +25,26 @@ from fkd.core.provenance import source_commit
 from fkd.data.competition import find_data_dir, load_training
 from fkd.data.synth import draw_faces
 from fkd.model.inputs import model_inputs, scale_pixels
-from fkd.model.onnxfile import INPUT, METADATA_KEY, OUTPUT, OnnxKeypoints
+from fkd.model.onnxfile import CORRECTIONS, INPUT, METADATA_KEY, OUTPUT, OnnxKeypoints
 from fkd.submit.command import fitted_weights
 from fkd.train.predict import RunsPredictor, predict_batch, tta_views
-from fkd.train.rundir import check_run_folders, read_framing, read_landmark_goal
+from fkd.train.framer import Framer
+from fkd.train.rundir import FRAMER_FILE, check_run_folders, read_framing, read_landmark_goal
 
 TOLERANCE_PX = 1e-3
 OPSET = 18
 INPUT_TYPES = {"uint8": torch.uint8, "float32": torch.float32}
+
+
+class WithFramer(nn.Module):
+    """faces -> (the blend's keypoints, the framer's corrections): one graph, two outputs."""
+
+    def __init__(self, blend, framer_graph):
+        super().__init__()
+        self.blend, self.framer = blend, framer_graph
+
+    def forward(self, faces):
+        return self.blend(faces), self.framer(faces)
 
 
 class Blend(nn.Module):
@@ -91,9 +105,13 @@ def export_onnx(run_dirs, out, weights, input_type: str = "uint8", check_faces: 
         """What fkd itself predicts for these faces (complete-kind output), blended as the graph is."""
         return sum(weight * predictor(faces) for predictor, (_, weight) in zip(predictors, kept))
 
+    framers = [Path(r) / FRAMER_FILE for r, _ in kept if (Path(r) / FRAMER_FILE).is_file()]
+    framer = Framer.load(framers[0]) if framers else None
+    graph = blend if framer is None else WithFramer(blend, framer.graph).eval()
+    outputs = [OUTPUT] if framer is None else [OUTPUT, CORRECTIONS]
     example = torch.zeros(2, SIZE, SIZE, dtype=INPUT_TYPES[input_type])
     with torch.no_grad():
-        program = torch.onnx.export(blend, (example,), dynamo=True, input_names=[INPUT], output_names=[OUTPUT],
+        program = torch.onnx.export(graph, (example,), dynamo=True, input_names=[INPUT], output_names=outputs,
                                     dynamic_shapes=({0: torch.export.Dim("batch", min=1)},),
                                     opset_version=OPSET, external_data=False, verbose=False)
     model = program.model_proto
@@ -102,7 +120,8 @@ def export_onnx(run_dirs, out, weights, input_type: str = "uint8", check_faces: 
                 "output": "pixel coordinates [N,30], complete-kind output", "fkd_commit": source_commit(),
                 "framing": next((f.tolist() for f in map(read_framing, [r for r, _ in kept]) if f is not None), None),
                 "landmark_goal": next((g.tolist() for g in map(read_landmark_goal, [r for r, _ in kept])
-                                       if g is not None), None)}
+                                       if g is not None), None),
+                "framer": None if framer is None else str(framers[0])}
     onnx.helper.set_model_props(model, {METADATA_KEY: json.dumps(metadata)})
 
     faces, _ = draw_faces(check_faces, rng=0)
@@ -114,6 +133,8 @@ def export_onnx(run_dirs, out, weights, input_type: str = "uint8", check_faces: 
         got = session.predict(faces.astype(np.float32) if input_type == "float32" else faces)
         one_by_one = np.concatenate([session.predict(face[None]) for face in faces[:3]])
         difference = float(max(np.abs(got - expected).max(), np.abs(one_by_one - expected[:3]).max()))
+        if framer is not None:  # the framer's zoom (log) and shift (px) too
+            difference = max(difference, float(np.abs(session.corrections(faces) - framer(faces)).max()))
         if not difference <= TOLERANCE_PX:
             raise FkdError(f"onnxruntime and fkd differ by up to {difference:.2e} px on {check_faces} faces "
                            f"(limit {TOLERANCE_PX:g}): not written", path=out)

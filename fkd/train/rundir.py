@@ -107,6 +107,7 @@ def read_framing(run_dir):
 
 
 DETECTOR_FILE = "detector.json"
+FRAMER_FILE = "framer.pt"  # fkd.train.framer's model: how far a photo's crop is from the training framing
 
 
 def write_landmark_goal(run_dir, goal, faces: int, photos: int) -> None:
@@ -158,8 +159,9 @@ def save_checkpoint(checkpoint: dict, path: Path) -> None:
         torch.save(checkpoint, tmp)
 
 
-def load_checkpoint(path: Path, device="cpu") -> dict:
-    """A fold checkpoint; a truncated or otherwise damaged file is an FkdError that names it."""
+def load_checkpoint(path: Path, device="cpu", remedy="rerun `fkd cv` to train this fold again") -> dict:
+    """A fold checkpoint (or the framer's); a truncated or otherwise damaged file is an FkdError that
+    names it and says what to rerun."""
     import torch  # here, not at the top: `fkd submit` and `fkd report` read run folders without torch
 
     try:
@@ -168,7 +170,7 @@ def load_checkpoint(path: Path, device="cpu") -> dict:
         raise FkdError("no such checkpoint", path=path) from None
     except Exception as error:  # noqa: BLE001 - torch raises RuntimeError, EOFError, UnpicklingError, ...
         raise FkdError(f"damaged checkpoint ({type(error).__name__}: {str(error).splitlines()[0] if str(error) else ''}); "
-                       "rerun `fkd cv` to train this fold again", path=path) from None
+                       f"{remedy}", path=path) from None
     if not isinstance(checkpoint, dict) or "state_dict" not in checkpoint:
         raise FkdError("not a fold checkpoint of fkd (no state_dict)", path=path)
     return checkpoint
