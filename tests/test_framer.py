@@ -131,3 +131,13 @@ def test_row_axes_follow_the_configs_mirror_axis():
     np.testing.assert_array_equal(calibrate.row_axes(keypoints, [48.5, 48.1]),
                                   np.where(complete_rows(keypoints), 48.1, 48.5))
     np.testing.assert_array_equal(calibrate.row_axes(keypoints, 47.5), np.full(6, 47.5))
+
+
+def test_mirror_images_of_a_one_sided_labelling_are_left_out():
+    images, keypoints = draw_faces(8, rng=10)
+    keypoints[:, 8:20] = keypoints[:, 26:] = np.nan   # eyes, one eye's corners, nose, mouth corners
+    rule = framing_rule(keypoints)
+    crops, corrections = calibrate.framer_examples(images, keypoints, rule, np.full(8, 47.5),
+                                                   np.random.default_rng(0), variants=6)
+    assert 0 < len(crops) < 48 and len(crops) == len(corrections)   # the mirrored ones have no rule
+    assert not np.isnan(corrections).any()

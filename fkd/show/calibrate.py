@@ -83,8 +83,11 @@ def framer_examples(images, keypoints, rule, axes, rng, variants: int = VARIANTS
                 seen, points = np.ascontiguousarray(face[:, ::-1]), as_points(flip_keypoints(labels, axis))
             photo, placed = framing_photo(seen, rng)
             off = misframing(rng)
+            correction = rule_correction(apply(off, points), rule)
+            if np.isnan(correction).any():
+                continue  # a mirrored labelling the rule has no row of (a one-sided pattern)
             crops.append(crop(photo, compose(off, invert(placed))))
-            corrections.append(rule_correction(apply(off, points), rule))
+            corrections.append(correction)
     return np.array(crops, np.uint8).reshape(-1, 96, 96), np.array(corrections, np.float32).reshape(-1, 3)
 
 
