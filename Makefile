@@ -56,7 +56,7 @@ demo: install  ## the whole loop on a synthetic folder: cv -> submit -> check ->
 data: install  ## download the competition into data/ (needs a Kaggle token)
 	$(FKD) kaggle download --out $(or $(DATA),data)
 
-bench: install  ## quick figures on the proxy folder (parse, throughput, a short CV, photos vs crops, video, ONNX; about 6 min); FULL=1: every recipe
+bench: install  ## quick figures on the proxy folder (parse, throughput, a short CV, photos vs crops, video, ONNX; about 7 min); FULL=1: every recipe
 	$(FKD) bench --data-dir $(PROXY) $(if $(FULL),,--quick)
 
 eda: install  ## plots of the data -> reports/eda/

@@ -28,7 +28,7 @@ from fkd.data.folds import load_folds
 SECTIONS = ("parse", "throughput", "cv", "face")
 KAGGLE_TRAINING_ROWS = 7049
 FULL_CV_CONFIGS = ["configs/seed.yaml@1", "configs/seedcnn.yaml@1", "configs/lenet.yaml@1", "configs/cpu.yaml"]
-QUICK_CV_CONFIGS = ["configs/demo.yaml@1"]  # fold 0 of the demo recipe: about a minute on the proxy
+QUICK_CV_CONFIGS = ["configs/demo-proxy.yaml@1"]  # fold 0 of the demo recipe: about a minute on the proxy
 FULL_FACE_PHOTOS, QUICK_FACE_PHOTOS = 200, 60
 FULL_FRAMER, QUICK_FRAMER = (20, 6), (10, 3)  # the face section's framer: (epochs, misframed crops a face)
 
