@@ -271,7 +271,7 @@ def bench_face(data_dir, run_dir, n_photos: int = 200, seed: int = 0, framer_epo
     trained on them (`fkd calibrate`); the photos' figure is also given without the framer."""
     from fkd.data.synth import scene
     from fkd.show.calibrate import calibrate_framer, calibrate_landmarks
-    from fkd.show.face import apply, crop, invert, keypoints_to_photo, locate, mtcnn_available, to_gray
+    from fkd.show.face import apply, crop, invert, keypoints_to_photo, locate, mtcnn_available
     from fkd.show.video import FaceTracker
     from fkd.submit.export import export_onnx
     from fkd.train.rundir import load_checkpoint
@@ -316,11 +316,12 @@ def bench_face(data_dir, run_dir, n_photos: int = 200, seed: int = 0, framer_epo
             continue
         k = int(np.argmin(distances))
         in_face = apply(invert(matrices[0]), keypoints_to_photo(located.predictions[k], located.matrices[k]))
-        detected = located.detected[k]  # the same face framed without the framer
-        unframed = apply(invert(matrices[0]), keypoints_to_photo(predict(crop(to_gray(photo), detected)[None])[0],
-                                                                  detected))
-        for sums, predicted in ((photo_sums, in_face.reshape(-1)), (crop_sums, crop_prediction),
-                                (detected_sums, unframed.reshape(-1))):
+        measured = [(photo_sums, in_face.reshape(-1)), (crop_sums, crop_prediction)]
+        if predict.framer is not None:  # the same face framed by MTCNN's landmarks alone
+            detected = located.detected[k]
+            unframed = keypoints_to_photo(predict(crop(photo, detected)[None])[0], detected)
+            measured.append((detected_sums, apply(invert(matrices[0]), unframed).reshape(-1)))
+        for sums, predicted in measured:
             error, count = squared_errors(predicted, truth[row])
             sums[0] += error
             sums[1] += count

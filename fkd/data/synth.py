@@ -429,8 +429,8 @@ def framing_photo(face, rng, edge: float = 14.0):
     alpha = cv2.warpAffine(mask, matrix, (width, width), flags=cv2.INTER_LINEAR)
     pasted = cv2.warpAffine(padded.astype(np.float32), matrix, (width, width), flags=cv2.INTER_LINEAR)
     photo = np.clip(np.round(alpha * pasted + (1 - alpha) * photo), 0, 255).astype(np.uint8)
-    face_to_padded = np.array([[1.0, 0.0, pad], [0.0, 1.0, pad]])
-    return photo, np.hstack([matrix[:, :2], (matrix[:, :2] @ face_to_padded[:, 2] + matrix[:, 2])[:, None]])
+    matrix[:, 2] += matrix[:, :2] @ (pad, pad)   # the face sits `pad` pixels into the padded patch
+    return photo, matrix
 
 
 # ---------------------------------------------------------------- a competition

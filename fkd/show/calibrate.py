@@ -22,6 +22,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 
+from fkd.core.config import DEFAULTS
 from fkd.core.errors import FkdError
 from fkd.core.keypoints import as_points, complete_rows, flip_keypoints
 from fkd.data.competition import find_data_dir, load_training
@@ -128,8 +129,8 @@ def run(args):
     check_run_folders(args.runs)
     if args.framer_epochs < 0 or args.framer_variants < 1:
         raise FkdError("--framer-epochs must be at least 0 and --framer-variants at least 1")
-    axes = [read_json(Path(run_dir) / "config.json").get("flip_axis", 47.5)
-            if (Path(run_dir) / "config.json").is_file() else 47.5 for run_dir in args.runs]
+    axes = [read_json(Path(run_dir) / "config.json").get("flip_axis", DEFAULTS["flip_axis"])
+            if (Path(run_dir) / "config.json").is_file() else DEFAULTS["flip_axis"] for run_dir in args.runs]
     images, keypoints = load_training(find_data_dir(args.data_dir))
     started = time.perf_counter()
     goal, faces = calibrate_landmarks(images, args.seed, args.photos)
