@@ -49,6 +49,19 @@ def test_crop_and_back_mapping_round_trip(detector):
     assert np.abs(back - truth_in_photo).max() < 0.5
 
 
+def test_crop_of_an_enlarged_face_is_sharper_than_bilinear_with_scikit_images_blur():
+    images, _ = draw_faces(1, rng=4)
+    paste = paste_matrix(2.3, 17.0, 140.0, 90.0)
+    canvas = cv2.warpAffine(images[0], paste, (480, 400), flags=cv2.INTER_LINEAR, borderValue=128)
+    matrix = face.invert(paste)
+    sigma = (1 / np.sqrt(abs(np.linalg.det(matrix[:, :2]))) - 1) / 2
+    blurred = cv2.GaussianBlur(canvas, (0, 0), sigma)
+    bilinear = cv2.warpAffine(blurred, matrix, (96, 96), flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
+    inner = (slice(8, -8), slice(8, -8))
+    error = np.abs(face.crop(canvas, matrix).astype(float) - images[0])[inner].mean()
+    assert error < 0.9 * np.abs(bilinear.astype(float) - images[0])[inner].mean()
+
+
 def test_refinement_levels_a_tilted_face_and_maps_back_exactly():
     images, keypoints = draw_faces(1, rng=5)
     paste = paste_matrix(1.7, 12.0, 90.0, 40.0)
