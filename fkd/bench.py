@@ -117,10 +117,10 @@ def run(args):
         if not (run_dir / "fold0.pt").is_file():
             raise FkdError(f"the face section needs a run with a fold0.pt: {run_dir} has none (run the cv "
                            "section first, or name one with --face-run)")
+        framer_epochs, framer_variants = QUICK_FRAMER if args.quick else FULL_FRAMER
         bench_face(data_dir, run_dir, args.face_photos or (QUICK_FACE_PHOTOS if args.quick else FULL_FACE_PHOTOS),
-                   framer_epochs=args.framer_epochs if args.framer_epochs is not None else
-                   QUICK_FRAMER[0] if args.quick else FULL_FRAMER[0],
-                   framer_variants=QUICK_FRAMER[1] if args.quick else FULL_FRAMER[1])
+                   framer_epochs=framer_epochs if args.framer_epochs is None else args.framer_epochs,
+                   framer_variants=framer_variants)
     return 0
 
 

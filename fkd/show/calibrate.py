@@ -30,7 +30,7 @@ from fkd.data.framing import CENTRE, framing_rule, framing_stats, rule_correctio
 from fkd.data.synth import framing_photo, scene
 from fkd.show.face import apply, compose, crop, face_landmarks, invert, mtcnn_available
 from fkd.train.framer import train_framer
-from fkd.train.rundir import FRAMER_FILE, check_run_folders, read_json, write_landmark_goal
+from fkd.train.rundir import FRAMER_FILE, check_run_folders, read_run_config, write_landmark_goal
 
 PHOTOS = 200
 PLACED = dict(width=500, height=500, scales=(1.5, 3.0), max_roll=25.0)
@@ -129,8 +129,7 @@ def run(args):
     check_run_folders(args.runs)
     if args.framer_epochs < 0 or args.framer_variants < 1:
         raise FkdError("--framer-epochs must be at least 0 and --framer-variants at least 1")
-    axes = [read_json(Path(run_dir) / "config.json").get("flip_axis", DEFAULTS["flip_axis"])
-            if (Path(run_dir) / "config.json").is_file() else DEFAULTS["flip_axis"] for run_dir in args.runs]
+    axes = [read_run_config(run_dir).get("flip_axis", DEFAULTS["flip_axis"]) for run_dir in args.runs]
     images, keypoints = load_training(find_data_dir(args.data_dir))
     started = time.perf_counter()
     goal, faces = calibrate_landmarks(images, args.seed, args.photos)

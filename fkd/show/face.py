@@ -48,7 +48,7 @@ from fkd.core.keypoints import KEYPOINTS, SIZE, as_points
 from fkd.data.framing import correction_matrix
 from fkd.data.shapes import similarity_matrix
 from fkd.model.onnxfile import OnnxKeypoints
-from fkd.train.rundir import FRAMER_FILE, read_framing, read_landmark_goal
+from fkd.train.rundir import first_framer, read_framing, read_landmark_goal
 
 # where Kaggle's training faces have their 4 core points (96 px crop): the refinement's target for
 # runs that do not record their own framing
@@ -375,12 +375,12 @@ def settle(grays, matrices, predictions, predict, passes: int = REFINE_PASSES, t
     return matrices, crops, predictions, rounds
 
 
-def reframe(gray, matrices, framer):
-    """(matrices, crops): each face's crop moved by the correction its framer reads from it
-    (fkd.train.framer), so the face is framed as the training faces are. (Moving by 0.5-0.85 of it
-    did no better on `make bench`'s photos, and a second pass gained 0.2%.)"""
+def reframe(gray, matrices, crops, framer):
+    """(matrices, crops): each face's crop (crops[k] = crop(gray, matrices[k])) moved by the correction
+    its framer reads from it (fkd.train.framer), so the face is framed as the training faces are.
+    (Moving by 0.5-0.85 of it did no better on `make bench`'s photos, and a second pass gained 0.2%.)"""
     matrices = np.asarray(matrices, np.float64).reshape(-1, 2, 3)
-    corrections = framer(np.array([crop(gray, m) for m in matrices], np.uint8).reshape(-1, SIZE, SIZE))
+    corrections = framer(np.asarray(crops, np.uint8).reshape(-1, SIZE, SIZE))
     matrices = np.array([compose(correction_matrix(c), m) for c, m in zip(corrections, matrices)]).reshape(-1, 2, 3)
     return matrices, np.array([crop(gray, m) for m in matrices], np.uint8).reshape(-1, SIZE, SIZE)
 
@@ -606,8 +606,8 @@ class Predictor:
         if self.onnx:
             self.framer = self.onnx.corrections if self.onnx.has_framer else None
         else:
-            framers = [Path(r) / FRAMER_FILE for r in self.run_dirs if (Path(r) / FRAMER_FILE).is_file()]
-            self.framer = _RunFramer(framers[0]) if framers else None
+            framer = first_framer(self.run_dirs)
+            self.framer = None if framer is None else _RunFramer(framer)
         self.faces, self.seconds = 0, 0.0
 
     def __call__(self, crops):
@@ -668,7 +668,7 @@ def locate(photo_bgr, predict, detector="auto", min_size=24, refine=True) -> Loc
     rounds = np.zeros(len(crops), int)
     landmarked = name.startswith("mtcnn")
     if len(crops) and refine and landmarked and framer is not None:
-        matrices, crops = reframe(to_gray(photo_bgr), matrices, framer)
+        matrices, crops = reframe(to_gray(photo_bgr), matrices, crops, framer)
         rounds[:] = 1
     predictions = np.zeros((len(crops), 2 * len(KEYPOINTS)), np.float32)
     if len(crops):

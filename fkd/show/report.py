@@ -24,6 +24,7 @@ from fkd.train.rundir import (
     check_same_data,
     read_json,
     read_oof_rows,
+    read_run_config,
     read_test_predictions,
 )
 
@@ -190,7 +191,7 @@ def write_run_report(run_dir, images=None, keypoints=None, test_images=None, wor
     run_dir = Path(run_dir)
     if not run_dir.is_dir():
         raise FkdError("no such run folder", path=run_dir)
-    config = read_json(run_dir / "config.json") if (run_dir / "config.json").is_file() else {}
+    config = read_run_config(run_dir)
     name = config.get("name") or run_dir.name
     metrics = read_json(run_dir / "metrics.json")
     history = read_history(run_dir)

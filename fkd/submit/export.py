@@ -29,7 +29,7 @@ from fkd.model.onnxfile import CORRECTIONS, INPUT, METADATA_KEY, OUTPUT, OnnxKey
 from fkd.submit.command import fitted_weights
 from fkd.train.predict import RunsPredictor, predict_batch, tta_views
 from fkd.train.framer import Framer
-from fkd.train.rundir import FRAMER_FILE, check_run_folders, read_framing, read_landmark_goal
+from fkd.train.rundir import check_run_folders, first_framer, read_framing, read_landmark_goal
 
 TOLERANCE_PX = 1e-3
 OPSET = 18
@@ -105,8 +105,8 @@ def export_onnx(run_dirs, out, weights, input_type: str = "uint8", check_faces: 
         """What fkd itself predicts for these faces (complete-kind output), blended as the graph is."""
         return sum(weight * predictor(faces) for predictor, (_, weight) in zip(predictors, kept))
 
-    framers = [Path(r) / FRAMER_FILE for r, _ in kept if (Path(r) / FRAMER_FILE).is_file()]
-    framer = Framer.load(framers[0]) if framers else None
+    framer_path = first_framer(r for r, _ in kept)
+    framer = None if framer_path is None else Framer.load(framer_path)
     graph = blend if framer is None else WithFramer(blend, framer.graph).eval()
     outputs = [OUTPUT] if framer is None else [OUTPUT, CORRECTIONS]
     example = torch.zeros(2, SIZE, SIZE, dtype=INPUT_TYPES[input_type])
@@ -121,7 +121,7 @@ def export_onnx(run_dirs, out, weights, input_type: str = "uint8", check_faces: 
                 "framing": next((f.tolist() for f in map(read_framing, [r for r, _ in kept]) if f is not None), None),
                 "landmark_goal": next((g.tolist() for g in map(read_landmark_goal, [r for r, _ in kept])
                                        if g is not None), None),
-                "framer": None if framer is None else str(framers[0])}
+                "framer": None if framer is None else str(framer_path)}
     onnx.helper.set_model_props(model, {METADATA_KEY: json.dumps(metadata)})
 
     faces, _ = draw_faces(check_faces, rng=0)

@@ -30,6 +30,12 @@ def read_json(path):
     return read_file_json(path, missing="missing: is this a finished run?")
 
 
+def read_run_config(run_dir) -> dict:
+    """The run's config.json; {} for a folder that has none (a run from before it was written)."""
+    path = Path(run_dir) / "config.json"
+    return read_json(path) if path.is_file() else {}
+
+
 def _read_table(path, key) -> pd.DataFrame:
     path = Path(path)
     try:
@@ -108,6 +114,11 @@ def read_framing(run_dir):
 
 DETECTOR_FILE = "detector.json"
 FRAMER_FILE = "framer.pt"  # fkd.train.framer's model: how far a photo's crop is from the training framing
+
+
+def first_framer(run_dirs):
+    """The framer.pt of the first of these runs that has one (`fkd calibrate`); None when none has."""
+    return next((Path(r) / FRAMER_FILE for r in run_dirs if (Path(r) / FRAMER_FILE).is_file()), None)
 
 
 def write_landmark_goal(run_dir, goal, faces: int, photos: int) -> None:
