@@ -197,3 +197,16 @@ def test_a_scene_places_every_face_apart_and_says_where():
         assert np.abs(back[10:-10, 10:-10].astype(float) - faces[i][10:-10, 10:-10]).mean() < 8
     _, crowded = scene(draw_faces(6, rng=1)[0], rng=0, width=300, height=300)
     assert crowded[0] is not None and any(m is None for m in crowded)   # no room for them all: the rest are None
+
+
+def test_a_scene_keeps_every_pixel_of_each_face_out_to_its_edge():
+    # a photo holds the whole face, so the bench's crops of it miss nothing the training crops have
+    from fkd.data.synth import draw_faces, scene
+
+    faces, _ = draw_faces(3, rng=4)
+    photo, matrices = scene(faces, rng=0, width=1400, height=600, scales=(2.0, 3.0))
+    ring = np.ones((96, 96), bool)
+    ring[3:-3, 3:-3] = False
+    for face, matrix in zip(faces, matrices):
+        back = cv2.warpAffine(photo, cv2.invertAffineTransform(matrix), (96, 96), flags=cv2.INTER_LINEAR)
+        assert np.abs(back[ring].astype(float) - face[ring]).mean() < 3
