@@ -59,7 +59,8 @@ def test_the_goal_is_stored_with_the_run_and_read_by_fkd_face(monkeypatch, tmp_p
     run = tmp_path / "run"
     run.mkdir()
     assert face.Predictor([run]).landmark_goal is None          # not calibrated: fkd face frames as before
-    assert main(["calibrate", "--runs", str(run), "--data-dir", str(competition), "--photos", "12"]) == 0
+    assert main(["calibrate", "--runs", str(run), "--data-dir", str(competition), "--photos", "12",
+                 "--framer-epochs", "0"]) == 0
     assert "found 12 of 12 training faces" in capsys.readouterr().out
     np.testing.assert_allclose(read_landmark_goal(run), LABELLED + DETECTOR_BIAS, atol=0.4)
     np.testing.assert_allclose(face.Predictor([run]).landmark_goal, read_landmark_goal(run))

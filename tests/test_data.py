@@ -245,6 +245,13 @@ def test_kinds_of_the_proxys_test_images(tmp_path):
         pytest.skip(f"{proxy} is absent: the proxy folder lives in ../shared, beside the repository")
     _, keypoints = data.load_training(proxy)
     ids, _ = data.load_test(proxy)
-    kinds = data.lookup_kinds(data.load_lookup(proxy), ids, keypoints)
-    assert (kinds[ids <= 321] == 1).all() and (kinds[ids > 321] == 0).all()
+    lookup = data.load_lookup(proxy)
+    kinds = data.lookup_kinds(lookup, ids, keypoints)
+    # the folder's own lookup says which image is which kind: all 30 values asked, or the partial rows' 10
+    asked = lookup.groupby("ImageId").size().reindex(ids).to_numpy()
+    assert set(asked) == {30, 10}
+    np.testing.assert_array_equal(kinds, (asked == 30).astype(np.int64))
+    # and, as its README says, the complete kind comes first
+    n_complete = int((asked == 30).sum())
+    assert (kinds[ids <= n_complete] == 1).all() and (kinds[ids > n_complete] == 0).all()
     assert data.partial_columns(keypoints).sum() == 10

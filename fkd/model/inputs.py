@@ -1,5 +1,7 @@
 """The model-input path shared by training and prediction: the device, the precision, uint8 faces
 to model inputs, the labels' mirror axis, the forward call and the model on its device."""
+import os
+
 import torch
 
 from fkd.core.errors import FkdError
@@ -47,7 +49,14 @@ def pick_precision(name: str, device: torch.device):
     return torch.bfloat16 if name == "bf16" else torch.float16
 
 
+CPU_BF16_VARIABLE = "FKD_CPU_BF16"
+
+
 def cpu_has_bf16() -> bool:
+    """Whether this CPU has bf16 instructions; FKD_CPU_BF16=0 says it has not, so that `auto` trains in
+    float32 as on a CPU without them (the test suite's fp32 run: `FKD_CPU_BF16=0 make test`)."""
+    if os.environ.get(CPU_BF16_VARIABLE, "").strip() == "0":
+        return False
     return bool(torch.cpu._is_avx512_bf16_supported() or torch.cpu._is_amx_tile_supported())
 
 

@@ -12,7 +12,6 @@ from pathlib import Path
 import numpy as np
 import torch
 import torch.nn.functional as F
-from timm.utils import ModelEmaV3
 from tqdm.auto import tqdm
 
 from fkd.core.atomic import atomic_path
@@ -157,6 +156,9 @@ def make_ema(model, config: dict):
     so the random initial weights never linger in the average."""
     if not config["ema"]:
         return None
+    # timm's import costs seconds of every process's start (it pulls in torchvision): only EMA runs pay it
+    from timm.utils import ModelEmaV3
+
     return ModelEmaV3(model, decay=config["ema"], use_warmup=True, warmup_power=1.0)
 
 
