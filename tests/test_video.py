@@ -57,13 +57,16 @@ def write_clip(path, frames, fps=25.0):
 
 @pytest.fixture(scope="module")
 def face_model(tmp_path_factory):
-    """One fold of make demo's recipe on 1,200 synthetic faces (about half a minute)."""
+    """One fold of make demo's recipe on 1,200 synthetic faces, seeing them at 48 px (3x faster to
+    train than 96), in float32 on every CPU."""
     from fkd.core.config import load_config
     from fkd.train.cv import run_cv
 
     root = tmp_path_factory.mktemp("video-model")
     data = write_competition(root / "data", n_train=1200, n_test=8, seed=1)
-    config = load_config("configs/demo.yaml", name="video", only_folds=[0])
+    demo = load_config("configs/demo.yaml")
+    config = load_config("configs/demo.yaml", name="video", only_folds=[0], precision="fp32",
+                         model_options={**demo["model_options"], "downsample": 2})
     return run_cv(data, config, root / "runs")
 
 
