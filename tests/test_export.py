@@ -17,7 +17,7 @@ from fkd.data.competition import load_training
 from fkd.data.synth import draw_faces
 from fkd.model.onnxfile import OnnxKeypoints
 from fkd.submit import export
-from fkd.submit.command import fitted_weights
+from fkd.submit.blend import fitted_weights
 from fkd.train.predict import predict_runs
 
 REPO = Path(__file__).resolve().parents[1]

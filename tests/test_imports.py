@@ -100,3 +100,31 @@ def test_the_checker_catches_an_upward_import(tmp_path):
     probe.write_text("from fkd.train.loop import train_fold\n\n\ndef lazy():\n    from fkd.show import plots\n")
     assert upward_imports([probe], tmp_path) == ["fkd/core/probe.py:1 imports fkd.train.loop",
                                                  "fkd/core/probe.py:5 imports fkd.show"]
+
+
+HEAVY = ("torch", "timm", "cv2", "sklearn", "numba", "scipy", "matplotlib")
+
+
+def heavy_modules(argv, cwd) -> list:
+    """The heavy third-party packages `fkd ARGV` imports, run as the command line runs it."""
+    code = ("import sys; from fkd.cli import main\n"
+            "try:\n    status = main(sys.argv[1:])\nexcept SystemExit as exit:\n    status = exit.code\n"
+            f"print(sorted({{m.split('.')[0] for m in sys.modules}} & set({HEAVY!r})))\n"
+            "sys.exit(status)")
+    env = {**__import__("os").environ, "PYTHONPATH": str(REPO)}
+    result = subprocess.run([sys.executable, "-c", code, *argv], cwd=cwd, capture_output=True, text=True, env=env)
+    assert result.returncode == 0, result.stderr
+    return eval(result.stdout.strip().splitlines()[-1])
+
+
+def test_light_commands_import_no_model_library(competition, tmp_path):
+    out = tmp_path / "subs"
+    mean = ["submit", "--data-dir", str(competition), "--model", "mean", "--out-dir", str(out)]
+    heavy_modules(mean, tmp_path)                                     # the first run may parse and cache
+    assert heavy_modules(mean, tmp_path) == []                        # a cached mean submission: nothing heavy
+    [first, *_] = sorted(out.glob("*.csv"))
+    lookup = str(competition / "IdLookupTable.csv")
+    assert heavy_modules(["check-submission", str(first), "--lookup", lookup], tmp_path) == []
+    assert heavy_modules(["config"], tmp_path) == []
+    assert heavy_modules(["--help"], tmp_path) == []
+    assert heavy_modules(["submit", "--help"], tmp_path) == []

@@ -79,7 +79,7 @@ def test_re_prediction_takes_each_images_kind_and_the_runs_own_views(competition
     flipped = predict_runs([run_dir], test_images, subsets=kinds, flip_tta=True, device="cpu")
     np.testing.assert_allclose(flipped, stored, atol=1e-4)  # True keeps the run's own setting (no flip)
     # the submit path itself, once the stored predictions are gone
-    from fkd.submit.command import run_predictions
+    from fkd.submit.blend import run_predictions
 
     (run_dir / "test_pred.csv").unlink()
     _, blended, _ = run_predictions(competition, [run_dir])

@@ -3,8 +3,10 @@
 Pixels are parsed by one compiled pass over the file's bytes (numba); the keypoint columns by pandas. The cache is rebuilt
 whenever the source file's size or modification time changes. Where numba cannot be imported (a numba built for
 another numpy stops at import, as on one Kaggle image in 2026), a numpy parser with the same checks takes over,
-after a one-line warning.
+after a one-line warning. numba is imported, and the parser compiled (or loaded from numba's cache), only when a file
+is parsed: a command that reads the .npy cache never pays for it.
 """
+import functools
 import hashlib
 import io
 import json
@@ -19,13 +21,6 @@ import pandas as pd
 from fkd.core.atomic import atomic_path, write_text
 from fkd.core.errors import FkdError, row_label
 from fkd.core.keypoints import COLUMNS, SIZE, partial_columns
-
-try:
-    import numba
-except Exception as error:  # noqa: BLE001 - a mismatched numba raises ImportError, AttributeError or SystemError
-    numba = None
-    sys.stderr.write(f"fkd: numba unavailable ({type(error).__name__}: {str(error).splitlines()[0] if str(error) else ''}); "
-                     "pixels are parsed with numpy instead (slower)\n")
 
 
 N_PIXELS = SIZE * SIZE
@@ -116,14 +111,11 @@ _PIXEL_PROBLEMS = {
 }
 
 
-prange = numba.prange if numba is not None else range
-
-
 def _scan_rows(buffer, starts, ends, out, problems):
     # Hand-written because no library parses 65M small space-separated integers fast enough:
     # pandas, pyarrow split+cast and np.fromstring all take 3-10x longer (see `make bench`).
     n_values = out.shape[1]
-    for row in prange(starts.shape[0]):
+    for row in range(starts.shape[0]):
         count = 0
         value = 0
         digits = 0
@@ -189,8 +181,22 @@ def _scan_pixels_numpy(buffer, starts, ends, out, problems):
         out[row] = values
 
 
-_scan_pixels = (numba.njit(parallel=True, nogil=True, cache=True)(_scan_rows) if numba is not None
-                else _scan_pixels_numpy)
+@functools.cache
+def _pixel_scanner():
+    """_scan_rows compiled by numba (cached on disk after the first time), or the numpy parser where
+    numba cannot be imported, after a one-line warning."""
+    try:
+        import numba  # seconds to import: only a file being parsed pays for it
+    except Exception as error:  # noqa: BLE001 - a mismatched numba raises ImportError, AttributeError or SystemError
+        first_line = str(error).splitlines()[0] if str(error) else ""
+        sys.stderr.write(f"fkd: numba unavailable ({type(error).__name__}: {first_line}); "
+                         "pixels are parsed with numpy instead (slower)\n")
+        return _scan_pixels_numpy
+    return numba.njit(nogil=True, cache=True)(_scan_rows)
+
+
+def _scan_pixels(buffer, starts, ends, out, problems):
+    _pixel_scanner()(buffer, starts, ends, out, problems)
 
 
 def _parse_images(buffer, starts, ends, path) -> np.ndarray:

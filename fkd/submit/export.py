@@ -26,7 +26,7 @@ from fkd.data.competition import find_data_dir, load_training
 from fkd.data.synth import draw_faces
 from fkd.model.inputs import model_inputs, scale_pixels
 from fkd.model.onnxfile import CORRECTIONS, INPUT, METADATA_KEY, OUTPUT, OnnxKeypoints
-from fkd.submit.command import fitted_weights
+from fkd.submit.blend import fitted_weights
 from fkd.train.predict import RunsPredictor, predict_batch, tta_views
 from fkd.train.framer import Framer
 from fkd.train.rundir import check_run_folders, first_framer, read_framing, read_landmark_goal
