@@ -44,7 +44,7 @@ $(VENV)/.installed: requirements.txt requirements-nodeps.txt
 install: $(VENV)/.installed  ## make the virtual environment and install requirements.txt
 
 test: install  ## run the tests (synthetic data; no Kaggle account, no network)
-	$(PY) -m pytest -q --durations=15
+	$(PY) -m pytest -q -n 2 --dist loadfile --durations=15
 
 demo: install  ## the whole loop on a synthetic folder: cv -> submit -> check -> kernel bundle
 	$(FKD) synth --out $(DEMO)/data --train 1200 --test 120 --seed 0

@@ -14,6 +14,9 @@ def test_parse_bench_prints_both_figures(competition):
     assert result.returncode == 0, result.stderr
     line = [l for l in result.stdout.splitlines() if l.startswith("parse")][0]
     assert "300 rows" in line and "fkd" in line and "notebook way" in line and "reload from .npy cache" in line
+    line = [l for l in result.stdout.splitlines() if "fkd submit --model mean" in l][0]
+    assert re.search(r"cold \(no .npy cache\) \d+\.\d\d s, \d+\.\dx faster than the notebook way.*; cached \d+\.\d\d s$",
+                     line), line
 
 
 def test_quick_bench_cv_runs_only_the_short_recipe(competition, monkeypatch, tmp_path):

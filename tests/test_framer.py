@@ -56,7 +56,7 @@ def test_a_framing_photo_holds_the_face_where_its_matrix_says():
 def trained():
     """A framer trained on synthetic faces, and misframed crops of other faces with their corrections."""
     images, keypoints = draw_faces(260, rng=6)
-    framer = calibrate.calibrate_framer(images[:220], keypoints[:220], 47.5, rng=0, variants=5, epochs=8,
+    framer = calibrate.calibrate_framer(images[:220], keypoints[:220], 47.5, rng=0, variants=3, epochs=8,
                                         log=lambda line: None)
     rule = framing_rule(keypoints[:220])
     crops, corrections = calibrate.framer_examples(images[220:], keypoints[220:], rule,
@@ -70,7 +70,8 @@ def test_the_framer_reads_how_far_a_crop_is_from_the_training_framing(trained):
     assert read.shape == (len(crops), 3)
     left = np.sqrt(((read - corrections) ** 2).mean(0))
     spread = corrections.std(0)
-    assert (left < 0.6 * spread).all(), (left, spread)   # zoom, dx and dy: most of each misframing is read
+    # zoom, dx and dy: most of each misframing is read (0.31-0.40 of the spread here, seed 0)
+    assert (left < 0.6 * spread).all(), (left, spread)
 
 
 def test_a_saved_framer_reads_the_same_and_a_damaged_one_is_a_one_line_error(trained, tmp_path):

@@ -207,19 +207,19 @@ def _ctrl_c_as_in_a_terminal():
 
 def test_ctrl_c_then_rerun_finishes_without_redoing_folds(competition, tmp_path):
     config = tmp_path / "slow.yaml"
-    # 20 short epochs (0.3-0.6 s each): a wide window to interrupt fold 1 in, and a short test
-    config.write_text("model: lenet\nfolds: 2\nepochs: 20\nbatch_size: 16\n")
+    # 10 short epochs (0.3-1.2 s each): a wide window to interrupt fold 1 in, and a short test
+    config.write_text("model: lenet\nfolds: 2\nepochs: 10\nbatch_size: 16\n")
     command = [sys.executable, "-m", "fkd", "cv", "--data-dir", str(competition), "--config", str(config),
                "--runs-dir", str(tmp_path / "runs")]
     process = subprocess.Popen(command + ["--only-fold", "0"], cwd=REPO)
     assert process.wait(timeout=300) == 0
     process = subprocess.Popen(command, cwd=REPO, stdout=subprocess.PIPE, text=True,
                                preexec_fn=_ctrl_c_as_in_a_terminal)
-    # interrupt while fold 1 trains (after its first of 20 epochs, seconds before it would finish):
+    # interrupt while fold 1 trains (after its first of 10 epochs, seconds before it would finish):
     # nothing of fold 1 may look finished
     deadline = time.time() + 120
     line = ""
-    while "fold 1 epoch 1/20" not in line and time.time() < deadline:
+    while "fold 1 epoch 1/10" not in line and time.time() < deadline:
         line = process.stdout.readline()
     assert process.poll() is None, f"fold 1 finished before it could be interrupted (last line: {line!r})"
     process.send_signal(signal.SIGINT)
@@ -592,15 +592,15 @@ def test_an_interrupted_fold_resumes_bit_for_bit(competition, tmp_path):
 
 def test_the_interrupt_message_says_a_rerun_resumes(competition, tmp_path):
     config = tmp_path / "slow.yaml"
-    # 20 short epochs (0.3-0.6 s each): a wide window to interrupt fold 1 in, and a short test
-    config.write_text("model: lenet\nfolds: 2\nepochs: 20\nbatch_size: 16\n")
+    # 10 short epochs (0.3-1.2 s each): a wide window to interrupt fold 1 in, and a short test
+    config.write_text("model: lenet\nfolds: 2\nepochs: 10\nbatch_size: 16\n")
     process = subprocess.Popen([sys.executable, "-m", "fkd", "cv", "--data-dir", str(competition), "--config",
                                 str(config), "--runs-dir", str(tmp_path / "runs")], cwd=REPO,
                                stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
                                preexec_fn=_ctrl_c_as_in_a_terminal)
     deadline = time.time() + 120
     line = ""
-    while "fold 0 epoch 2/20" not in line and time.time() < deadline:
+    while "fold 0 epoch 2/10" not in line and time.time() < deadline:
         line = process.stdout.readline()
     assert process.poll() is None, f"fold 0 finished before it could be interrupted (last line: {line!r})"
     process.send_signal(signal.SIGINT)
