@@ -247,8 +247,23 @@ def _split_lines(raw: bytes):
 
 
 def _parse_numbers(raw, starts, ends, columns, path, dtype, allow_empty):
-    """The leading comma-separated numeric fields of each line, via pandas on just those bytes."""
+    """The leading comma-separated numeric fields of each line, via pandas on just those bytes: its C
+    parser first (a tenth of the time), and where that fails or reads a value that is not finite,
+    cell by cell, to name the bad one."""
     text = b"\n".join(raw[s:e] for s, e in zip(starts, ends))
+    try:
+        table = pd.read_csv(io.BytesIO(text), header=None, names=columns, dtype=np.float64,
+                            keep_default_na=False, na_values=[""])
+        values = table.to_numpy(dtype=np.float64)
+        missing = np.isnan(values)
+        if len(values) == len(starts) and np.isfinite(values[~missing]).all() and (allow_empty or not missing.any()):
+            return values.astype(dtype)
+    except (ValueError, pd.errors.ParserError):
+        pass
+    return _parse_numbers_cell_by_cell(text, columns, path, dtype, allow_empty)
+
+
+def _parse_numbers_cell_by_cell(text, columns, path, dtype, allow_empty):
     table = pd.read_csv(io.BytesIO(text), header=None, names=columns, dtype=str,
                         keep_default_na=False, na_filter=False)
     values = np.empty((len(table), len(columns)), dtype=np.float64)
