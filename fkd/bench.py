@@ -171,6 +171,7 @@ def bench_throughput(data_dir, model_name: str = "seedcnn", repeats: int = 2) ->
     from fkd.core.config import DEFAULT_AUGMENT
     from fkd.model.inputs import cpu_has_bf16, make_model
     from fkd.model.nets import build_model
+    from fkd.train.labels import resolve_flip_axis
     from fkd.train.loop import (
         make_optimizer,
         make_schedule,
@@ -186,7 +187,8 @@ def bench_throughput(data_dir, model_name: str = "seedcnn", repeats: int = 2) ->
     if cpu_has_bf16():
         loops.append(("fkd loop, default augmentation, precision bf16", DEFAULT_AUGMENT, "bf16"))
     for label, augment, precision in loops:
-        config = load_config(None, model=model_name, epochs=repeats, augment=dict(augment), precision=precision)
+        config = resolve_flip_axis(load_config(None, model=model_name, epochs=repeats, augment=dict(augment),
+                                               precision=precision), images, keypoints, log=lambda line: None)
         torch.manual_seed(0)
         model = make_model(config)
         optimizer = make_optimizer(model, config)

@@ -96,6 +96,6 @@ def test_prediction_shows_a_progress_bar_over_its_batches(monkeypatch):
         return iterable
 
     monkeypatch.setattr(predict_module, "tqdm", spy)
-    config = {**DEFAULTS, "eval_batch_size": 4, "tta_scales": [0.95, 1.0]}
+    config = {**DEFAULTS, "eval_batch_size": 4, "tta_scales": [0.95, 1.0], "flip_axis": 47.5}
     predict_images(Centroid(), dot_images([(40, 50)] * 10), config, "cpu")
     assert len(bars) == 1 and bars[0]["desc"] == "predict 10 faces x 4 views" and bars[0]["disable"] is None

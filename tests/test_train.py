@@ -97,8 +97,9 @@ def test_flip_tta_maps_predictions_back():
 
     images = np.zeros((1, 96, 96), np.uint8)
     images[0, 40, 70] = 255
-    plain = predict_images(Mirror(), images, dict(DEFAULTS), "cpu", flip_tta=False)
-    tta = predict_images(Mirror(), images, dict(DEFAULTS), "cpu", flip_tta=True)
+    integer_centres = {**DEFAULTS, "flip_axis": 47.5}
+    plain = predict_images(Mirror(), images, integer_centres, "cpu", flip_tta=False)
+    tta = predict_images(Mirror(), images, integer_centres, "cpu", flip_tta=True)
     assert plain[0, :4].tolist() == [70, 40, 70, 40]
     np.testing.assert_allclose(tta[0, :4], plain[0, :4])
     twice = flip_keypoints(flip_keypoints(torch.arange(30.0)[None]))
@@ -149,9 +150,11 @@ def test_cv_learns_the_synthetic_faces_and_writes_the_run(larger_competition, tm
     images, truth = load_training(larger_competition)
     valid = checkpoint["valid_index"]
     subsets = complete_rows(truth[valid]).astype(np.int64)
-    with_views = predict_images(model, images[valid], config, "cpu", subsets=subsets)
+    trained = checkpoint["config"]   # flip_axis: auto resolved to the axes the fold trained with
+    assert trained["flip_axis"] == pytest.approx([47.5, 47.5], abs=0.3)
+    with_views = predict_images(model, images[valid], trained, "cpu", subsets=subsets)
     np.testing.assert_allclose(checkpoint["val_pred"], with_views, atol=1e-4)
-    plain = predict_images(model, images[valid], {**config, "tta_scales": [1.0]}, "cpu", subsets=subsets)
+    plain = predict_images(model, images[valid], {**trained, "tta_scales": [1.0]}, "cpu", subsets=subsets)
     assert np.abs(plain - with_views).max() > 1e-3
 
 
@@ -370,7 +373,7 @@ def test_grad_clip_caps_each_step_and_the_epoch_reports_gradient_norms():
 
     def one_epoch(grad_clip):
         torch.manual_seed(0)
-        config = _quick_config(device="cpu", grad_clip=grad_clip, augment={})
+        config = _quick_config(device="cpu", grad_clip=grad_clip, augment={}, flip_axis=47.5)
         model = make_model(config)
         before = [p.detach().clone() for p in model.parameters()]
         optimizer = make_optimizer(model, config)

@@ -37,7 +37,7 @@ DEFAULTS = {
     "flip_tta": True,
     "tta_scales": [1.0],
     "tta_shift": 0.0,
-    "flip_axis": 47.5,
+    "flip_axis": "auto",
     "keep": "last",
     "ema": 0.0,
     "precision": "auto",
@@ -161,11 +161,11 @@ def _tta_scales(v):
 
 
 def _flip_axis(v):
-    if _is_number(v) and 40 <= v <= 56:
+    if v == "auto" or (_is_number(v) and 40 <= v <= 56):
         return None
     if isinstance(v, list) and len(v) == 2 and all(_is_number(x) and 40 <= x <= 56 for x in v):
         return None
-    return "is not an axis in pixels (about 47.5) or a pair [partial rows, complete rows]"
+    return "is not auto, an axis in pixels (about 47.5) or a pair [partial rows, complete rows]"
 
 
 def _device(v):
@@ -201,7 +201,7 @@ REFERENCE = {
     "flip_tta": (_of_type(bool, "true or false"), "true, false", "average each prediction with its mirror's (labels swapped back)"),
     "tta_scales": (_tta_scales, "list of zooms in [0.5, 2]", "test-time zooms about the image centre, predictions mapped back and averaged"),
     "tta_shift": (_number(0, 8), "0 <= number <= 8", "> 0: each zoom also moved this many pixels left/right/up/down"),
-    "flip_axis": (_flip_axis, "number, or [partial rows, complete rows]", "the labels' mirror axis: 47.5 = pixel centres on integers (48.5 for 1-based labels)"),
+    "flip_axis": (_flip_axis, "auto, a number, or [partial rows, complete rows]", "the labels' mirror axis: auto = estimated per label subset from the training faces when training starts (fkd.data.mirror; printed, and kept in the run's config.json); 47.5 = pixel centres on integers, 48.5 = 1-based labels"),
     "keep": (_choice("last", "best"), "last, best", "the fold's kept epoch: last (chosen without looking at the scored fold); best (the epoch its validation fold scores best: an optimistic OOF, reported beside the last epochs')"),
     "ema": (_number(0, 1, high_open=True), "0 <= number < 1", "decay of an exponential moving average of the weights (evaluated and kept instead); 0 = off"),
     "precision": (_choice("auto", "bf16", "fp16", "fp32"), "auto, bf16, fp16, fp32", "auto: bf16 on GPUs of compute capability 8.0+, fp16 + GradScaler below (T4); on a CPU bf16 where it has bf16 instructions (avx512_bf16, AMX: 1.3-1.6x faster here, the same RMSE), else fp32; bf16 on a CPU without them is refused"),

@@ -84,6 +84,9 @@ def flip_axis(config: dict, subsets, n: int, device):
     """The labels' mirror axis: one number, or [core-point rows, complete rows] when the two subsets
     were labelled with different pixel conventions (then a [n,1] tensor, one axis per image)."""
     axis = config.get("flip_axis", 47.5)
+    if axis == "auto":
+        raise FkdError("flip_axis auto is estimated from the training faces when training starts "
+                       "(fkd.train.labels.resolve_flip_axis): this config was never resolved")
     if not isinstance(axis, (list, tuple)):
         return float(axis)
     if subsets is None:

@@ -22,9 +22,8 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from fkd.core.config import DEFAULTS
 from fkd.core.errors import FkdError
-from fkd.core.keypoints import as_points, complete_rows, flip_keypoints
+from fkd.core.keypoints import FLIP_AXIS, as_points, complete_rows, flip_keypoints
 from fkd.data.competition import find_data_dir, load_training
 from fkd.data.framing import CENTRE, framing_rule, framing_stats, rule_correction
 from fkd.data.synth import framing_photo, scene
@@ -129,7 +128,8 @@ def run(args):
     check_run_folders(args.runs)
     if args.framer_epochs < 0 or args.framer_variants < 1:
         raise FkdError("--framer-epochs must be at least 0 and --framer-variants at least 1")
-    axes = [read_run_config(run_dir).get("flip_axis", DEFAULTS["flip_axis"]) for run_dir in args.runs]
+    # a run's config.json names its (resolved) axis; 47.5 for a folder whose config does not
+    axes = [read_run_config(run_dir).get("flip_axis", FLIP_AXIS) for run_dir in args.runs]
     images, keypoints = load_training(find_data_dir(args.data_dir))
     started = time.perf_counter()
     goal, faces = calibrate_landmarks(images, args.seed, args.photos)

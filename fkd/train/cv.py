@@ -58,17 +58,18 @@ def _check_same_run(run_dir: Path, config: dict) -> None:
 
 def run_cv(data_dir, config: dict, runs_dir="runs") -> Path:
     """Train every missing fold of `config`; when all folds exist, write the run's results."""
-    from fkd.train.labels import training_labels
+    from fkd.train.labels import resolve_flip_axis, training_labels
     from fkd.train.loop import format_seconds, train_fold
     from fkd.train.rundir import load_checkpoint, save_checkpoint
 
     data_dir = find_data_dir(data_dir)
     run_dir = Path(runs_dir) / config["name"]
+    images, truth = load_training(data_dir)
+    config = resolve_flip_axis(config, images, truth, log)
     _check_same_run(run_dir, config)
     run_dir.mkdir(parents=True, exist_ok=True)
     rundir.write_json(run_dir / "config.json", {**config, "fkd_commit": source_commit()})
 
-    images, truth = load_training(data_dir)
     image_ids, test_images = load_test(data_dir)
     folds = load_folds(data_dir, config["folds"], config["fold_seed"])
     labels = training_labels(truth, config)

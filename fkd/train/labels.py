@@ -1,10 +1,23 @@
 """The targets a fold trains on: NaN for missing values (masked), or the original project's
-forward fill; optionally without the rows farthest from the mean shape."""
+forward fill; optionally without the rows farthest from the mean shape; and the labels' mirror axis
+when the config leaves it to the data (`flip_axis: auto`)."""
 import numpy as np
 import pandas as pd
 
 from fkd.core.errors import FkdError
+from fkd.data.mirror import estimate_flip_axis
 from fkd.data.shapes import label_outliers
+
+
+def resolve_flip_axis(config: dict, images, keypoints, log=print) -> dict:
+    """The config, its `flip_axis: auto` replaced by [partial rows, complete rows] estimated from these
+    training faces (fkd.data.mirror); any other flip_axis as it is."""
+    if config.get("flip_axis") != "auto":
+        return config
+    axes = estimate_flip_axis(images, keypoints)
+    log(f"flip_axis auto: {axes[0]} for the partial rows, {axes[1]} for the complete rows "
+        f"(estimated from {len(images)} training faces)")
+    return {**config, "flip_axis": axes}
 
 
 def training_labels(keypoints: np.ndarray, config: dict) -> np.ndarray:

@@ -30,6 +30,7 @@ from fkd.model.inputs import (
     scale_pixels,
 )
 from fkd.model.nets import to_normalised
+from fkd.train.labels import resolve_flip_axis
 from fkd.train.predict import predict_images, tta_views
 from fkd.train.pseudo import fill_missing
 
@@ -216,6 +217,7 @@ def train_fold(fold: int, images: np.ndarray, labels: np.ndarray, truth: np.ndar
     seed_everything(config["seed"] * 100 + fold)
     train_index = np.flatnonzero(folds != fold)
     valid_index = np.flatnonzero(folds == fold)
+    config = resolve_flip_axis(config, images[train_index], truth[train_index], log)  # fkd cv resolved it already
     if config["pseudo_labels"]:
         labels = fill_missing(labels, images, truth, train_index, fold, config, device)
     train_images = torch.from_numpy(images[train_index]).to(device)
