@@ -1,0 +1,150 @@
+"""The kernel bundle end to end, outside the repository: built, run as Kaggle runs it (single and split
+layouts), in this project's environment and in one with Kaggle's package versions. Apart from
+test_kernel.py so that `make test`'s two workers can share the long runs."""
+import json
+import os
+import shutil
+import subprocess
+import sys
+import zipfile
+from pathlib import Path
+
+import pytest
+from test_kernel import REPO, config, no_kaggle_identity  # noqa: F401 - fixtures used here by name
+
+from fkd.kaggle import bundle
+from fkd.model.inputs import cpu_has_bf16
+
+
+# ---------------------------------------------------------------- end to end, outside the repository
+
+@pytest.fixture(scope="module")
+def small_competition(tmp_path_factory) -> Path:
+    from fkd.data.synth import write_competition
+    # 128 rows: 2 folds of 64 give 2 steps an epoch at batch 32 (OneCycle needs more than 1 step)
+    return write_competition(tmp_path_factory.mktemp("small-competition"), n_train=128, n_test=8, seed=1)
+
+
+def kaggle_input(competition: Path, root: Path) -> Path:
+    """root/facial-keypoints-detection/ laid out as on Kaggle: training.zip, test.zip, two csv files."""
+    folder = root / "facial-keypoints-detection"
+    folder.mkdir(parents=True)
+    for stem in ("training", "test"):
+        with zipfile.ZipFile(folder / f"{stem}.zip", "w", zipfile.ZIP_DEFLATED) as archive:
+            archive.write(competition / f"{stem}.csv", f"{stem}.csv")
+    for name in ("IdLookupTable.csv", "SampleSubmission.csv"):
+        (folder / name).write_bytes((competition / name).read_bytes())
+    return root
+
+
+@pytest.fixture(scope="session")
+def kaggle_python() -> Path:
+    """The python of a virtual environment with Kaggle's versions (requirements-kaggle.txt), built once."""
+    from fkd.kaggle import env as kaggle_env
+
+    return kaggle_env.ensure()
+
+
+@pytest.fixture(params=["project", "kaggle-versions"])
+def bundle_python(request) -> str:
+    """The bundle runs twice: in this project's environment and in one with Kaggle's package versions."""
+    return sys.executable if request.param == "project" else str(request.getfixturevalue("kaggle_python"))
+
+
+def run_bundle(script: Path, input_root: Path, working: Path, cwd: Path, python=sys.executable, **extra_env):
+    """The script in a fresh Python whose cwd and PYTHONPATH hold no trace of the repository."""
+    env = {k: v for k, v in os.environ.items() if k not in ("PYTHONPATH", "PYTHONHOME")}
+    env.update(FKD_KAGGLE_INPUT=str(input_root), FKD_KAGGLE_WORKING=str(working),
+               FKD_CACHE_DIR=str(cwd / "cache"), CUDA_VISIBLE_DEVICES="", OMP_NUM_THREADS="1",
+               MPLBACKEND="Agg", HOME=str(cwd / "home"), **extra_env)
+    cwd.mkdir(parents=True, exist_ok=True)
+    result = subprocess.run([str(python), str(script)], cwd=cwd, env=env, capture_output=True,
+                            text=True, timeout=900)
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    assert str(REPO) not in result.stdout.split("fkd-kernel", 2)[1].split("\n")[0]  # the unpacked copy ran
+    return result.stdout
+
+
+def check_submission_cli(submission: Path, lookup: Path):
+    result = subprocess.run([sys.executable, "-m", "fkd", "check-submission", str(submission),
+                             "--lookup", str(lookup)], cwd=REPO, capture_output=True, text=True)
+    assert result.returncode == 0, result.stderr
+
+
+def test_mean_shape_bundle_builds(tmp_path):
+    bundle.build(None, tmp_path / "kernel", mean_shape=True, username="alice")
+    plan = eval((tmp_path / "kernel" / "fkd_kernel.py").read_text().split("PLAN = ", 1)[1].split("\n", 1)[0])
+    assert plan["mean_shape"] is True and plan["mode"] == "single"
+
+
+def test_bundle_trains_and_submits_outside_the_repository(small_competition, config, tmp_path, bundle_python):
+    """The built script alone: 2-fold cv (two fold processes as on a 2-GPU machine), blend, checked file."""
+    input_root = kaggle_input(small_competition, tmp_path / "input")
+    bundle.build(config, tmp_path / "kernel", folds=2, username="alice")
+    working = tmp_path / "working"
+    log = run_bundle(tmp_path / "kernel" / "fkd_kernel.py", input_root, working, tmp_path / "elsewhere",
+                     python=bundle_python, FKD_KERNEL_GPUS="2")
+    assert f"precision {'bf16' if cpu_has_bf16() else 'fp32'}" in log and "training images/s" in log   # auto on a CPU
+    assert "[gpu0 fold" in log and "[gpu1 fold" in log and "fkd submit" in log
+    run = working / "runs" / "tiny"
+    assert {"fold0.pt", "fold1.pt", "oof.csv", "metrics.json", "test_pred.csv"} <= {p.name for p in run.iterdir()}
+    check_submission_cli(working / "submission.csv", input_root / "facial-keypoints-detection" / "IdLookupTable.csv")
+
+
+def test_split_kernels_train_folds_and_the_ensemble_blends_them(small_competition, config, tmp_path,
+                                                               bundle_python):
+    """Fold kernels one after the other, their outputs mounted as Kaggle does, then the ensemble kernel."""
+    input_root = kaggle_input(small_competition, tmp_path / "input")
+    manifest = bundle.build(config, tmp_path / "kernel", folds=2, split=True, username="alice")
+    for entry in manifest["kernels"][:2]:
+        working = tmp_path / f"working-{entry['dir']}"
+        run_bundle(tmp_path / "kernel" / entry["dir"] / "fkd_kernel.py", input_root, working, tmp_path / "cwd",
+                   python=bundle_python)
+        assert sorted(p.name for p in (working / "runs" / "tiny").glob("*.pt")) == [f"{entry['dir']}.pt"]
+        assert not (working / "submission.csv").exists()
+        shutil.copytree(working, input_root / entry["id"].split("/")[1])  # /kaggle/input/<kernel slug>/
+    working = tmp_path / "working-ensemble"
+    log = run_bundle(tmp_path / "kernel" / "ensemble" / "fkd_kernel.py", input_root, working, tmp_path / "cwd",
+                     python=bundle_python)
+    assert "done already" in log and "fold 0 epoch" not in log  # gathered, not retrained
+    assert (working / "runs" / "tiny" / "oof.csv").is_file()
+    check_submission_cli(working / "submission.csv", input_root / "facial-keypoints-detection" / "IdLookupTable.csv")
+
+
+def test_the_kaggle_environment_has_kaggles_versions(kaggle_python):
+    """Every pinned package but torch/torchvision resolves to its pinned version inside the environment."""
+    from fkd.kaggle import env as kaggle_env
+
+    probe = ("import importlib, importlib.metadata as m, json, sys; "
+             "names = json.loads(sys.argv[1]); "
+             "print(json.dumps({n: [m.version(n), m.distribution(n).locate_file('').as_posix()] for n in names}))")
+    pins = kaggle_env.pinned()
+    result = subprocess.run([str(kaggle_python), "-c", probe, json.dumps(sorted(pins))], capture_output=True,
+                            text=True, cwd="/")
+    assert result.returncode == 0, result.stderr
+    found = json.loads(result.stdout)
+    env = str(kaggle_python.parent.parent)
+    for name, version in kaggle_env.installed_here().items():
+        assert found[name][0] == version, f"{name} {found[name][0]}, not Kaggle's {version}"
+        assert found[name][1].startswith(env), f"{name} comes from {found[name][1]}, not the Kaggle environment"
+    assert set(pins) - set(kaggle_env.installed_here()) == set(kaggle_env.FROM_THE_PROJECT)
+
+
+def test_folds_are_the_same_under_kaggles_scikit_learn(competition, kaggle_python):
+    """Runs trained on Kaggle and here are blended on one set of folds, whatever scikit-learn each has."""
+    import sklearn
+
+    from fkd.data.competition import load_training
+    from fkd.data.folds import make_folds
+
+    script = ("import json, sys, sklearn; from fkd.data.competition import load_training; from fkd.data.folds import make_folds; "
+              "images, keypoints = load_training(sys.argv[1]); "
+              "print(sklearn.__version__, json.dumps(make_folds(images, keypoints, 5, 3).tolist()))")
+    env = dict(os.environ, PYTHONPATH=str(REPO), FKD_CACHE_DIR=str(competition / "kaggle-cache"))
+    result = subprocess.run([str(kaggle_python), "-c", script, str(competition)], capture_output=True, text=True,
+                            env=env, cwd="/")
+    assert result.returncode == 0, result.stderr
+    version, folds = result.stdout.split(" ", 1)
+    assert version == "1.6.1" and sklearn.__version__ != "1.6.1"
+    images, keypoints = load_training(competition)
+    assert json.loads(folds) == make_folds(images, keypoints, 5, 3).tolist()
