@@ -98,7 +98,8 @@ def bench_parse(data_dir, rows: int = KAGGLE_TRAINING_ROWS) -> None:
     with tempfile.TemporaryDirectory() as name:
         folder = Path(name)
         path = kaggle_sized_csv(data_dir, folder, rows)
-        shutil.copyfile(source_file(data_dir, "test"), folder / source_file(data_dir, "test").name)
+        test_file = source_file(data_dir, "test")
+        shutil.copyfile(test_file, folder / test_file.name)
         shutil.copyfile(Path(data_dir) / "IdLookupTable.csv", folder / "IdLookupTable.csv")
         size = path.stat().st_size / 1e6
         raw = path.read_bytes()
@@ -171,7 +172,7 @@ def bench_throughput(data_dir, model_name: str = "seedcnn", repeats: int = 2) ->
     from fkd.core.config import DEFAULT_AUGMENT
     from fkd.model.inputs import cpu_has_bf16, make_model
     from fkd.model.nets import build_model
-    from fkd.train.labels import resolve_flip_axis
+    from fkd.data.mirror import estimate_flip_axis
     from fkd.train.loop import (
         make_optimizer,
         make_schedule,
@@ -182,13 +183,14 @@ def bench_throughput(data_dir, model_name: str = "seedcnn", repeats: int = 2) ->
     images, keypoints = load_training(data_dir)
     images, keypoints = images[:THROUGHPUT_ROWS], keypoints[:THROUGHPUT_ROWS]
     results = {}
+    axes = estimate_flip_axis(images, keypoints)  # what `flip_axis: auto` trains with, once for every loop
     loops = [("fkd loop, no augmentation, precision fp32", {}, "fp32"),
              ("fkd loop, default augmentation, precision fp32", DEFAULT_AUGMENT, "fp32")]
     if cpu_has_bf16():
         loops.append(("fkd loop, default augmentation, precision bf16", DEFAULT_AUGMENT, "bf16"))
     for label, augment, precision in loops:
-        config = resolve_flip_axis(load_config(None, model=model_name, epochs=repeats, augment=dict(augment),
-                                               precision=precision), images, keypoints, log=lambda line: None)
+        config = load_config(None, model=model_name, epochs=repeats, augment=dict(augment), precision=precision,
+                             flip_axis=axes)
         torch.manual_seed(0)
         model = make_model(config)
         optimizer = make_optimizer(model, config)

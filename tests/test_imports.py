@@ -1,6 +1,7 @@
 """The house rules, read from fkd's own source: imports run one way, down the layers, and the kernel's
 runner pulls in no plotting."""
 import ast
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -111,7 +112,7 @@ def heavy_modules(argv, cwd) -> list:
             "try:\n    status = main(sys.argv[1:])\nexcept SystemExit as exit:\n    status = exit.code\n"
             f"print(sorted({{m.split('.')[0] for m in sys.modules}} & set({HEAVY!r})))\n"
             "sys.exit(status)")
-    env = {**__import__("os").environ, "PYTHONPATH": str(REPO)}
+    env = {**os.environ, "PYTHONPATH": str(REPO)}
     result = subprocess.run([sys.executable, "-c", code, *argv], cwd=cwd, capture_output=True, text=True, env=env)
     assert result.returncode == 0, result.stderr
     return eval(result.stdout.strip().splitlines()[-1])

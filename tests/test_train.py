@@ -595,7 +595,7 @@ def test_an_interrupted_fold_resumes_bit_for_bit(competition, tmp_path):
 
 def test_the_interrupt_message_says_a_rerun_resumes(competition, tmp_path):
     config = tmp_path / "slow.yaml"
-    # 10 short epochs (0.3-1.2 s each): a wide window to interrupt fold 1 in, and a short test
+    # 10 short epochs (0.3-1.2 s each): interrupted after fold 0's second
     config.write_text("model: lenet\nfolds: 2\nepochs: 10\nbatch_size: 16\n")
     process = subprocess.Popen([sys.executable, "-m", "fkd", "cv", "--data-dir", str(competition), "--config",
                                 str(config), "--runs-dir", str(tmp_path / "runs")], cwd=REPO,

@@ -26,7 +26,7 @@ MIN_ROWS = 20                          # fewer faces in a subset: it takes the o
 def image_axis(images) -> float:
     """The pixel column about which the mean of `images` [N,96,96] best matches its mirror image
     (least squares, cubic interpolation, to 0.01 px)."""
-    mean = np.asarray(images, np.float64).mean(axis=0)
+    mean = np.mean(images, axis=0, dtype=np.float64)
     inside = mean[np.ix_(COMPARED_ROWS, COMPARED_COLUMNS)]
     rows = np.broadcast_to(COMPARED_ROWS[:, None], inside.shape)
 
@@ -57,6 +57,5 @@ def estimate_flip_axis(images, keypoints) -> list:
     partial = ~complete & ~np.isnan(keypoints).all(axis=1)
     axes = [subset_axis(images[rows], keypoints[rows]) if rows.sum() >= MIN_ROWS else None
             for rows in (partial, complete)]
-    if axes[0] is None and axes[1] is None:
-        return [FLIP_AXIS, FLIP_AXIS]
-    return [round(axes[0] if axes[0] is not None else axes[1], 2), round(axes[1] if axes[1] is not None else axes[0], 2)]
+    estimated = [axis for axis in axes if axis is not None] or [FLIP_AXIS]
+    return [round(estimated[0] if axis is None else axis, 2) for axis in axes]

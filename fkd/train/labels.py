@@ -9,11 +9,13 @@ from fkd.data.mirror import estimate_flip_axis
 from fkd.data.shapes import label_outliers
 
 
-def resolve_flip_axis(config: dict, images, keypoints, log=print) -> dict:
+def resolve_flip_axis(config: dict, images, keypoints, log=print, rows=None) -> dict:
     """The config, its `flip_axis: auto` replaced by [partial rows, complete rows] estimated from these
-    training faces (fkd.data.mirror); any other flip_axis as it is."""
+    training faces (`rows` of them, default all; fkd.data.mirror); any other flip_axis as it is."""
     if config.get("flip_axis") != "auto":
         return config
+    if rows is not None:
+        images, keypoints = images[rows], keypoints[rows]
     axes = estimate_flip_axis(images, keypoints)
     log(f"flip_axis auto: {axes[0]} for the partial rows, {axes[1]} for the complete rows "
         f"(estimated from {len(images)} training faces)")

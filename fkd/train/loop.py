@@ -217,7 +217,7 @@ def train_fold(fold: int, images: np.ndarray, labels: np.ndarray, truth: np.ndar
     seed_everything(config["seed"] * 100 + fold)
     train_index = np.flatnonzero(folds != fold)
     valid_index = np.flatnonzero(folds == fold)
-    config = resolve_flip_axis(config, images[train_index], truth[train_index], log)  # fkd cv resolved it already
+    config = resolve_flip_axis(config, images, truth, log, rows=train_index)  # fkd cv resolved it already
     if config["pseudo_labels"]:
         labels = fill_missing(labels, images, truth, train_index, fold, config, device)
     train_images = torch.from_numpy(images[train_index]).to(device)
