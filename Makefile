@@ -24,12 +24,13 @@ PHOTOS  ?=
 MODEL   ?=
 STACK   ?=
 VIDEO   ?=
+HOLDOUT ?= build/holdout
 # `make kernel` ships the GPU recipe unless CONFIG is given on the command line or in the environment
 KERNEL_CONFIG := $(if $(filter command line environment,$(origin CONFIG)),$(CONFIG),configs/gpu.yaml)
 DATA_ARG := $(if $(DATA),--data-dir $(DATA))
 FINISHED_RUNS = $(patsubst %/metrics.json,%,$(wildcard runs/*/metrics.json))
 
-.PHONY: help install test demo data bench eda cv submit report kernel push status output lb lb-sync ledger export face calibrate video kaggle-env gpu-check clean
+.PHONY: help install test demo data holdout bench eda cv submit report kernel push status output lb lb-sync ledger export face calibrate video kaggle-env gpu-check clean
 
 help:  ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | sed 's/:.*## /\t/' | expand -t 12
@@ -55,6 +56,9 @@ demo: install  ## the whole loop on a synthetic folder: cv -> submit -> check ->
 
 data: install  ## download the competition into data/ (needs a Kaggle token)
 	$(FKD) kaggle download --out $(or $(DATA),data)
+
+holdout: install  ## a local leaderboard: one fold of the training rows kept out as a test set with answers -> $(HOLDOUT)/ (score: fkd check-submission SUB --lookup $(HOLDOUT) --answers $(HOLDOUT)/answers.csv)
+	$(FKD) holdout $(DATA_ARG) --out $(HOLDOUT)
 
 bench: install  ## quick figures on the proxy folder (parse, throughput, a short CV, photos vs crops, video, ONNX; about 7 min); FULL=1: every recipe
 	$(FKD) bench --data-dir $(PROXY) $(if $(FULL),,--quick)

@@ -75,8 +75,9 @@ def check_frame(frame: pd.DataFrame, lookup: pd.DataFrame, path="submission") ->
                            row=row_label(row), column="Location")
 
 
-def check_submission(path, lookup: pd.DataFrame) -> None:
-    """Validate a submission file; raises FkdError naming the file, row and column."""
+def check_submission(path, lookup: pd.DataFrame) -> pd.DataFrame:
+    """Validate a submission file and return it (RowId, Location as text); raises FkdError naming the
+    file, row and column."""
     path = Path(path)
     if not path.is_file():
         raise FkdError("no such file", path=path)
@@ -96,6 +97,7 @@ def check_submission(path, lookup: pd.DataFrame) -> None:
     except (pd.errors.ParserError, pd.errors.EmptyDataError) as error:
         raise FkdError(f"is not a readable csv ({str(error).splitlines()[0]})", path=path) from None
     check_frame(frame, lookup, path)
+    return frame
 
 
 def write_submission(frame: pd.DataFrame, name: str, out_dir="submissions", lookup=None, meta=None) -> Path:
