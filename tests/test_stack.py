@@ -1,5 +1,5 @@
 """Stacking: per coordinate it uses each member where it is good, per kind of face it corrects a value by
-the others, its OOF is fitted inside the folds, and `fkd submit --stack` writes a checked submission."""
+the others, its OOF is fitted inside folds of its own and tells what it does to kept-out faces, and `fkd submit --stack` writes a checked submission."""
 import json
 
 import numpy as np
@@ -73,6 +73,40 @@ def test_the_stacks_oof_never_sees_the_fold_it_predicts():
     assert np.abs(first[folds == 1] - second[folds == 1]).max() > 1e-3
 
 
+def fold_models_with_quirks(n=900, held=300, k=3, seed=2):
+    """Training truth [n,30] with each row's OOF prediction from the fold model that did not train on
+    it, and `held` kept-out faces with every fold model's prediction of them. Fold model f is
+    48 + scale_f x (truth - 48) + offset_f + noise: each model has its own quirk, which a stack fitted
+    on that model's OOF predictions learns."""
+    rng = np.random.default_rng(seed)
+    truth, held_truth = rng.uniform(30, 66, (n, 30)), rng.uniform(30, 66, (held, 30))
+    folds = np.arange(n) % k
+    scales, offsets = rng.uniform(0.8, 1.2, (k, 30)), rng.normal(0, 1.0, (k, 30))
+    model = lambda f, t: 48 + scales[f] * (t - 48) + offsets[f] + rng.normal(0, 1.0, t.shape)
+    oof = np.empty_like(truth)
+    for f in range(k):
+        oof[folds == f] = model(f, truth[folds == f])
+    held_predictions = np.stack([model(f, held_truth) for f in range(k)])
+    return oof, truth, folds, held_predictions, held_truth
+
+
+def test_the_stacks_oof_tells_what_it_does_to_faces_it_never_saw():
+    oof, truth, folds, held_predictions, held_truth = fold_models_with_quirks()
+    fitted, kinds = stack.fit_stack([oof], truth), np.ones(len(held_truth), int)
+    # the stack's gain on kept-out faces, model by model (the OOF figure has one model's prediction a row)
+    held_ratio = np.mean([rmse(stack.apply_stack(fitted, [p], kinds), held_truth) / rmse(p, held_truth)
+                          for p in held_predictions])
+    blend = rmse(oof, truth)
+    images = np.random.default_rng(0).integers(0, 256, (len(truth), 96, 96), dtype=np.uint8)
+    own_folds = stack.stacking_folds(images, truth)
+    assert {(f, g) for f, g in zip(folds, own_folds)} == {(f, g) for f in range(3) for g in range(5)}
+    reported = rmse(stack.stacked_oof([oof], truth, own_folds), truth) / blend
+    along_the_runs_folds = rmse(stack.stacked_oof([oof], truth, folds), truth) / blend
+    assert held_ratio < 0.95
+    assert abs(reported - held_ratio) < 0.05
+    assert along_the_runs_folds > held_ratio + 0.15   # a stack that never saw the fold's model
+
+
 def test_too_few_labelled_rows_is_one_clear_error():
     a, b, truth, _ = members_good_at_different_coordinates(n=40)
     truth[:, 7] = np.nan
@@ -90,7 +124,8 @@ def test_submit_with_stack_writes_a_checked_submission(competition, tmp_path, ca
     out = tmp_path / "submissions"
     assert main(["submit", "--data-dir", str(competition), "--runs", *map(str, runs), "--stack",
                  "--name", "stacked", "--out-dir", str(out)]) == 0
-    assert "stack: OOF RMSE" in capsys.readouterr().out
+    out = capsys.readouterr().out
+    assert "stack: OOF RMSE" in out and "fitted inside its own 5 folds" in out
     (written,) = out.glob("*-stacked.csv")
     meta = json.loads(written.with_name(written.name + ".json").read_text())
     assert np.shape(meta["stack"]) == (30, 3)

@@ -19,26 +19,23 @@ from fkd.submit.submission import submission_frame, write_submission
 from fkd.train import rundir
 
 
-def run_oofs(run_dirs, images, truth):
-    """(folds [N], [each run's OOF predictions [N,30]]) of runs trained on this training data (others
-    are refused); folds None when the runs' folds differ."""
-    oofs, all_folds = [], []
+def run_oofs(run_dirs, images, truth) -> list:
+    """Each run's OOF predictions [N,30] of this training data (runs trained on other faces are refused)."""
+    oofs = []
     for run_dir in run_dirs:
         rundir.check_same_data(run_dir, images, truth)
-        folds, oof = rundir.read_oof(run_dir)
+        _, oof = rundir.read_oof(run_dir)
         if oof.shape != truth.shape:
             raise FkdError(f"oof.csv has {len(oof)} rows but the training data has {len(truth)}: "
                            "was this run trained on another folder?", path=run_dir)
         oofs.append(oof)
-        all_folds.append(folds)
-    same = all(f is not None and np.array_equal(f, all_folds[0]) for f in all_folds)
-    return (all_folds[0] if same else None), oofs
+    return oofs
 
 
 def fitted_weights(run_dirs, images, truth):
     """(weights, report): one blend weight per run, fitted on the runs' OOF predictions of this
     training data (refused when a run was trained on other faces); the report has each run's OOF RMSE."""
-    _, oofs = run_oofs(run_dirs, images, truth)
+    oofs = run_oofs(run_dirs, images, truth)
     return oof_weights(run_dirs, oofs, truth)
 
 
@@ -54,10 +51,10 @@ def oof_weights(run_dirs, oofs, truth):
 
 def run_predictions(data_dir, run_dirs, device=None, stacked=False):
     """Blend of the runs' test predictions with weights fitted on their OOF predictions; `stacked`:
-    a stack instead (fkd.submit.stack), its OOF RMSE fitted inside the folds."""
+    a stack instead (fkd.submit.stack), its OOF RMSE fitted inside the stack's own folds."""
     images, truth = load_training(data_dir)
     image_ids, test_images = load_test(data_dir)
-    folds, oofs = run_oofs(run_dirs, images, truth)
+    oofs = run_oofs(run_dirs, images, truth)
     weights, report = oof_weights(run_dirs, oofs, truth)
     kinds = lookup_kinds(load_lookup(data_dir), image_ids, truth)
     tests = []
@@ -74,11 +71,10 @@ def run_predictions(data_dir, run_dirs, device=None, stacked=False):
         tests.append(test)
     if not stacked:
         return image_ids, ensemble.blend(tests, weights), {"oof_rmse": report["blend"], **report}
-    if folds is None:
-        raise FkdError("--stack needs runs on the same folds (their oof.csv fold columns differ)")
-    oof_rmse = rmse(stack.stacked_oof(oofs, truth, folds), truth)
+    oof_rmse = rmse(stack.stacked_oof(oofs, truth, stack.stacking_folds(images, truth)), truth)
     fitted = stack.fit_stack(oofs, truth)
-    print(f"  stack: OOF RMSE {oof_rmse:.4f} (fitted inside the folds; the blend's {report['blend']:.4f})")
+    print(f"  stack: OOF RMSE {oof_rmse:.4f} (fitted inside its own {stack.STACKING_FOLDS} folds; "
+          f"the blend's {report['blend']:.4f})")
     return image_ids, stack.apply_stack(fitted, tests, kinds), {"oof_rmse": oof_rmse, **report, **stack.describe(fitted)}
 
 
