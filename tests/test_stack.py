@@ -124,8 +124,8 @@ def test_submit_with_stack_writes_a_checked_submission(competition, tmp_path, ca
     out = tmp_path / "submissions"
     assert main(["submit", "--data-dir", str(competition), "--runs", *map(str, runs), "--stack",
                  "--name", "stacked", "--out-dir", str(out)]) == 0
-    out = capsys.readouterr().out
-    assert "stack: OOF RMSE" in out and "fitted inside its own 5 folds" in out
+    printed = capsys.readouterr().out
+    assert "stack: OOF RMSE" in printed and "fitted inside its own 5 folds" in printed
     (written,) = out.glob("*-stacked.csv")
     meta = json.loads(written.with_name(written.name + ".json").read_text())
     assert np.shape(meta["stack"]) == (30, 3)
