@@ -107,3 +107,21 @@ def test_a_whole_photo_through_locate_is_framed_to_the_runs_calibrated_goal(monk
     # the points come back to the photo through the calibrated crop: where the face's labels are
     np.testing.assert_allclose(face.keypoints_to_photo(calibrated.predictions[0], calibrated.matrices[0]),
                                face.apply(paste, as_points(FRAMING)), atol=0.5)
+
+
+def test_a_run_is_never_calibrated_on_another_folders_faces(monkeypatch, tmp_path, competition, capsys):
+    from fkd.train.rundir import FRAMER_FILE, write_data_stamp
+
+    monkeypatch.setattr(calibrate, "mtcnn_available", lambda: True)
+    monkeypatch.setattr(calibrate, "face_landmarks", lambda photo: [np.zeros((5, 2))])
+    run = tmp_path / "run"
+    run.mkdir()
+    write_data_stamp(run, *draw_faces(30, rng=2))                  # trained on other faces than competition's
+    write_landmark_goal(run, LABELLED, faces=3, photos=4)
+    (run / FRAMER_FILE).write_bytes(b"the run's own framer")
+    before = {path.name: path.read_bytes() for path in run.iterdir()}
+    assert main(["calibrate", "--runs", str(run), "--data-dir", str(competition), "--photos", "3",
+                 "--framer-epochs", "1", "--framer-variants", "1"]) == 2
+    error = capsys.readouterr().err.strip()
+    assert len(error.splitlines()) == 1 and str(run) in error and "other training data" in error
+    assert {path.name: path.read_bytes() for path in run.iterdir()} == before   # nothing overwritten

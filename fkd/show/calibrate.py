@@ -29,7 +29,13 @@ from fkd.data.framing import CENTRE, framing_rule, framing_stats, rule_correctio
 from fkd.data.synth import framing_photo, scene
 from fkd.show.face import apply, compose, crop, face_landmarks, invert, mtcnn_available
 from fkd.train.framer import train_framer
-from fkd.train.rundir import FRAMER_FILE, check_run_folders, read_run_config, write_landmark_goal
+from fkd.train.rundir import (
+    FRAMER_FILE,
+    check_run_folders,
+    check_same_data,
+    read_run_config,
+    write_landmark_goal,
+)
 
 PHOTOS = 200
 PLACED = dict(width=500, height=500, scales=(1.5, 3.0), max_roll=25.0)
@@ -131,6 +137,8 @@ def run(args):
     # a run's config.json names its (resolved) axis; 47.5 for a folder whose config does not
     axes = [read_run_config(run_dir).get("flip_axis", FLIP_AXIS) for run_dir in args.runs]
     images, keypoints = load_training(find_data_dir(args.data_dir))
+    for run_dir in args.runs:  # never a calibration on another folder's faces over the run's own
+        check_same_data(run_dir, images, keypoints)
     started = time.perf_counter()
     goal, faces = calibrate_landmarks(images, args.seed, args.photos)
     for run_dir in args.runs:
