@@ -322,3 +322,17 @@ def test_mtcnn_landmarks_of_one_face_on_several_copies_are_their_median(monkeypa
     assert not np.allclose(calibrated[0], matrices[0], atol=0.1)
     boxes, matrices, _, _ = face.find_faces(photo, "mtcnn", always=())
     np.testing.assert_allclose(matrices[0], face.landmark_matrix(truth), atol=1e-6)
+
+
+def test_an_out_that_is_a_file_is_a_one_line_error_before_any_work(tmp_path, monkeypatch, capsys):
+    calls = []
+    fake_predict_module(monkeypatch, calls)
+    photo = tmp_path / "astronaut.png"
+    cv2.imwrite(str(photo), cv2.cvtColor(data.astronaut(), cv2.COLOR_RGB2BGR))
+    taken = tmp_path / "notes.txt"
+    taken.write_text("mine")
+    for out in (taken, taken / "faces"):
+        assert main(["face", str(photo), "--runs", str(tmp_path), "--out", str(out)]) == 2
+        error = capsys.readouterr().err.strip()
+        assert len(error.splitlines()) == 1 and "notes.txt" in error, error
+    assert taken.read_text() == "mine" and calls == []   # nothing lost, nothing predicted

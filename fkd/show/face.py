@@ -42,7 +42,7 @@ from typing import NamedTuple
 import cv2
 import numpy as np
 
-from fkd.core.atomic import atomic_path, write_text
+from fkd.core.atomic import atomic_path, check_writable, write_text
 from fkd.core.errors import FkdError
 from fkd.core.keypoints import KEYPOINTS, SIZE, as_points
 from fkd.data.framing import correction_matrix
@@ -687,10 +687,10 @@ def process_photos(paths, run_dirs, out_dir, detector="auto", min_size=24, flip_
                    refine=True, save_crops=False, predict=None, device=None, model=None) -> list:
     """Detect, predict (and refine), write PNG + JSON per photo; return the JSON records.
     `predict` (uint8 [N,96,96] -> [N,30] px) defaults to a Predictor of the runs or of the ONNX model."""
-    out = Path(out_dir)
     predict = predict or Predictor(run_dirs, model, flip_tta, device)
     paths = photo_paths(paths)
     photos = [read_photo(p) for p in paths]  # every file is checked before any work
+    out = check_writable(out_dir)            # and the place the results go
     records = []
     for path, stem, photo in zip(paths, _stems(paths), photos):
         found = locate(photo, predict, detector, min_size, refine)

@@ -22,7 +22,7 @@ import cv2
 import numpy as np
 from tqdm.auto import tqdm
 
-from fkd.core.atomic import atomic_path
+from fkd.core.atomic import atomic_path, check_writable
 from fkd.core.errors import FkdError
 from fkd.core.keypoints import COLUMNS, SIZE
 from fkd.show.face import (
@@ -176,18 +176,6 @@ def open_video(source):
     fps = capture.get(cv2.CAP_PROP_FPS)
     fps = fps if fps and np.isfinite(fps) and 0 < fps < 1000 else FALLBACK_FPS
     return capture, fps, max(0, int(capture.get(cv2.CAP_PROP_FRAME_COUNT)))
-
-
-def check_writable(out_dir) -> Path:
-    out = Path(out_dir)
-    try:
-        out.mkdir(parents=True, exist_ok=True)
-        with atomic_path(out / ".fkd-write-check"):
-            pass
-    except OSError as error:
-        raise FkdError(f"cannot write there: {error.strerror or error}", path=out) from None
-    (out / ".fkd-write-check").unlink(missing_ok=True)
-    return out
 
 
 def process_video(source, predict, out_dir, detector="auto", min_size=24, detect_every=30, smooth=0.0,
