@@ -125,7 +125,7 @@ def test_the_readme_lines_for_your_own_code_run(two_runs, tmp_path, monkeypatch,
 
 
 def test_the_onnx_file_carries_the_runs_framing_and_landmark_goal(two_runs, tmp_path):
-    from fkd.show.face import Predictor
+    from fkd.photo.locate import Predictor
     from fkd.train.rundir import DETECTOR_FILE, read_framing, write_landmark_goal
 
     out = tmp_path / "model.onnx"
@@ -143,8 +143,8 @@ def test_the_onnx_file_carries_the_runs_framing_and_landmark_goal(two_runs, tmp_
 
 
 def test_the_onnx_file_carries_the_runs_framer(two_runs, tmp_path):
-    from fkd.show.calibrate import calibrate_framer
-    from fkd.show.face import Predictor
+    from fkd.photo.frame import calibrate_framer
+    from fkd.photo.locate import Predictor
     from fkd.train.rundir import FRAMER_FILE
 
     images, keypoints = draw_faces(30, rng=11)
