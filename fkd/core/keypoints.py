@@ -43,7 +43,7 @@ FLIP_COLUMN_PERMUTATION = np.array(
 )
 
 
-FLIP_AXIS = (SIZE - 1) / 2
+FLIP_AXIS = CENTRE  # labels whose pixel centres are integers mirror about the frame's middle
 
 
 def side(name: str) -> str:

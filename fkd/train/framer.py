@@ -1,10 +1,10 @@
 """The framer: a small CNN that reads from a face's crop alone how far that crop is from the training
-set's framing (the rule and its corrections: fkd.photo.frame): the zoom and shift that would frame the face as the training faces
-are framed. `fkd face` crops a photo's face by its detector's landmarks, asks the framer, and crops
-again, so the keypoint models see the face as they were trained to see faces. It matters because a
-model trained on faces framed one way follows a moved face only part of the way (on the proxy, whose
-crops were cut by their own labels, about 0.6 of a move): each pixel of framing error stays in its
-points as 0.4 px.
+set's framing (the rule and its corrections: fkd.photo.frame): the zoom and shift that would frame
+the face as the training faces are framed. `fkd face` crops a photo's face by its detector's
+landmarks, asks the framer, and crops again, so the keypoint models see the face as they were
+trained to see faces. It matters because a model trained on faces framed one way follows a moved
+face only part of the way (on the proxy, whose crops were cut by their own labels, about 0.6 of a
+move): each pixel of framing error stays in its points as 0.4 px.
 
 Trained by `fkd calibrate` on the run's training faces (fkd.photo.frame makes the examples) and
 kept as runs/<name>/framer.pt; it predicts with flip TTA. It sits here, below fkd.photo, because
