@@ -295,10 +295,12 @@ def bench_face(data_dir, run_dir, n_photos: int = 200, seed: int = 0, framer_epo
     two other faces on clutter in an 800x600 photo, through fkd face's detection and refinement, MTCNN's
     crops framed to where it puts its landmarks on the fold's training faces and then by a framer
     trained on them (`fkd calibrate`); the photos' figure is also given without the framer."""
-    from fkd.data.synth import scene
-    from fkd.show.calibrate import calibrate_framer, calibrate_landmarks
-    from fkd.show.face import apply, crop, invert, keypoints_to_photo, locate, mtcnn_available
-    from fkd.show.video import FaceTracker
+    from fkd.photo.detect import mtcnn_available
+    from fkd.photo.frame import calibrate_framer, calibrate_landmarks
+    from fkd.photo.geometry import apply, crop, invert, keypoints_to_photo
+    from fkd.photo.locate import locate
+    from fkd.photo.scenes import scene
+    from fkd.photo.track import FaceTracker
     from fkd.submit.export import export_onnx
     from fkd.train.rundir import load_checkpoint
 

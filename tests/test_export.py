@@ -125,7 +125,7 @@ def test_the_readme_lines_for_your_own_code_run(two_runs, tmp_path, monkeypatch,
 
 
 def test_the_onnx_file_carries_the_runs_framing_and_landmark_goal(two_runs, tmp_path):
-    from fkd.show.face import Predictor
+    from fkd.photo.locate import Predictor
     from fkd.train.rundir import DETECTOR_FILE, read_framing, write_landmark_goal
 
     out = tmp_path / "model.onnx"
@@ -143,8 +143,8 @@ def test_the_onnx_file_carries_the_runs_framing_and_landmark_goal(two_runs, tmp_
 
 
 def test_the_onnx_file_carries_the_runs_framer(two_runs, tmp_path):
-    from fkd.show.calibrate import calibrate_framer
-    from fkd.show.face import Predictor
+    from fkd.photo.frame import calibrate_framer
+    from fkd.photo.locate import Predictor
     from fkd.train.rundir import FRAMER_FILE
 
     images, keypoints = draw_faces(30, rng=11)
@@ -161,3 +161,18 @@ def test_the_onnx_file_carries_the_runs_framer(two_runs, tmp_path):
     np.testing.assert_allclose(onnx_predictor(faces), predict_runs(two_runs[1:], faces, device="cpu"), atol=1e-3)
     export.export_onnx(two_runs[1:], out.with_name("plain.onnx"), [1.0], check_faces=4)
     assert Predictor(model=out.with_name("plain.onnx")).framer is None
+
+
+def test_an_out_that_cannot_be_written_is_a_one_line_error_before_the_export(two_runs, tmp_path, monkeypatch, capsys):
+    def no_work(*args, **kwargs):
+        raise AssertionError("the export started before its destination was checked")
+
+    monkeypatch.setattr(export, "RunsPredictor", no_work)
+    monkeypatch.setattr(export, "fitted_weights", no_work)
+    taken = tmp_path / "notes.txt"
+    taken.write_text("mine")
+    for out, named in [("/proc/m.onnx", "/proc"), (str(taken / "m.onnx"), "notes.txt")]:
+        assert main(["export", "--runs", *map(str, two_runs), "--out", out, "--equal"]) == 2, out
+        error = capsys.readouterr().err.strip()
+        assert len(error.splitlines()) == 1 and named in error, error
+    assert taken.read_text() == "mine"

@@ -10,9 +10,9 @@ from skimage import data
 
 from fkd.cli import main
 from fkd.core.errors import FkdError
-from fkd.core.keypoints import as_points
+from fkd.core.keypoints import KEYPOINTS, as_points
 from fkd.data.synth import draw_faces
-from fkd.show import face
+from fkd.photo import detect, geometry, locate
 
 
 def paste_matrix(scale, angle_deg, tx, ty):
@@ -27,7 +27,7 @@ def box_giving(matrix_inverse, framing):
     s = matrix_inverse[0, 0]
     side = 96 / s
     w = side / framing.side
-    cx, cy = face.apply(face.invert(matrix_inverse), [47.5, 47.5])
+    cx, cy = geometry.apply(geometry.invert(matrix_inverse), [47.5, 47.5])
     return (cx - framing.dx * w - (w - 1) / 2, cy - framing.dy * w - (w - 1) / 2, w, w)
 
 
@@ -36,16 +36,16 @@ def test_crop_and_back_mapping_round_trip(detector):
     images, keypoints = draw_faces(1, rng=3)
     paste = paste_matrix(2.3, 0.0, 117.3, 64.8)
     canvas = cv2.warpAffine(images[0], paste, (480, 360), flags=cv2.INTER_LINEAR, borderValue=128)
-    truth_in_photo = face.apply(paste, as_points(keypoints[0]))
+    truth_in_photo = geometry.apply(paste, as_points(keypoints[0]))
 
-    matrix = face.crop_matrix(box_giving(face.invert(paste), face.FRAMING[detector]), face.FRAMING[detector])
-    np.testing.assert_allclose(matrix, face.invert(paste), atol=1e-9)
-    crop = face.crop(canvas, matrix)
+    matrix = geometry.crop_matrix(box_giving(geometry.invert(paste), detect.FRAMING[detector]), detect.FRAMING[detector])
+    np.testing.assert_allclose(matrix, geometry.invert(paste), atol=1e-9)
+    crop = geometry.crop(canvas, matrix)
     assert crop.shape == (96, 96) and crop.dtype == np.uint8
     # the crop is the face we pasted (blurred a little by the two resamplings)
     assert np.abs(crop.astype(float) - images[0]).mean() < 6
     # the 96-px truth mapped back lands where we pasted it
-    back = face.keypoints_to_photo(keypoints[0], matrix)
+    back = geometry.keypoints_to_photo(keypoints[0], matrix)
     assert np.abs(back - truth_in_photo).max() < 0.5
 
 
@@ -53,12 +53,12 @@ def test_crop_of_an_enlarged_face_is_sharper_than_bilinear_with_scikit_images_bl
     images, _ = draw_faces(1, rng=4)
     paste = paste_matrix(2.3, 17.0, 140.0, 90.0)
     canvas = cv2.warpAffine(images[0], paste, (480, 400), flags=cv2.INTER_LINEAR, borderValue=128)
-    matrix = face.invert(paste)
+    matrix = geometry.invert(paste)
     sigma = (1 / np.sqrt(abs(np.linalg.det(matrix[:, :2]))) - 1) / 2
     blurred = cv2.GaussianBlur(canvas, (0, 0), sigma)
     bilinear = cv2.warpAffine(blurred, matrix, (96, 96), flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
     inner = (slice(8, -8), slice(8, -8))
-    error = np.abs(face.crop(canvas, matrix).astype(float) - images[0])[inner].mean()
+    error = np.abs(geometry.crop(canvas, matrix).astype(float) - images[0])[inner].mean()
     assert error < 0.9 * np.abs(bilinear.astype(float) - images[0])[inner].mean()
 
 
@@ -66,26 +66,26 @@ def test_refinement_levels_a_tilted_face_and_maps_back_exactly():
     images, keypoints = draw_faces(1, rng=5)
     paste = paste_matrix(1.7, 12.0, 90.0, 40.0)
     canvas = cv2.warpAffine(images[0], paste, (400, 300), flags=cv2.INTER_LINEAR, borderValue=100)
-    truth_in_photo = face.apply(paste, as_points(keypoints[0]))
-    first = face.crop_matrix((100, 50, 150, 150), face.FRAMING["lbp"])   # a rough box, no rotation
-    in_first_crop = face.apply(first, truth_in_photo).reshape(-1)         # a perfect first prediction
-    refined = face.refined_matrix(first, in_first_crop)
+    truth_in_photo = geometry.apply(paste, as_points(keypoints[0]))
+    first = geometry.crop_matrix((100, 50, 150, 150), detect.FRAMING["lbp"])   # a rough box, no rotation
+    in_first_crop = geometry.apply(first, truth_in_photo).reshape(-1)         # a perfect first prediction
+    refined = locate.refined_matrix(first, in_first_crop)
     assert refined is not None
     angle = np.degrees(np.arctan2(refined[1, 0], refined[0, 0]))
     assert abs(angle - 12.0) < 3.0                                        # the tilt is undone
-    core = face.apply(refined, truth_in_photo[face.CORE_INDEX])
-    assert np.abs(core - face.CORE_TARGET).max() < 6                      # Kaggle framing
-    crop = face.crop(canvas, refined)
-    truth_in_crop = face.apply(refined, truth_in_photo).reshape(-1)
-    back = face.keypoints_to_photo(truth_in_crop, refined)
+    core = geometry.apply(refined, truth_in_photo[locate.CORE_INDEX])
+    assert np.abs(core - locate.CORE_TARGET).max() < 6                      # Kaggle framing
+    crop = geometry.crop(canvas, refined)
+    truth_in_crop = geometry.apply(refined, truth_in_photo).reshape(-1)
+    back = geometry.keypoints_to_photo(truth_in_crop, refined)
     assert np.abs(back - truth_in_photo).max() < 0.5
     assert crop.std() > 10
 
 
 def test_detects_the_astronaut_once_where_her_face_is():
     gray = cv2.cvtColor(data.astronaut(), cv2.COLOR_RGB2GRAY)
-    boxes, name = face.detect_faces(gray)
-    assert name in face.available_detectors()
+    boxes, name = detect.detect_faces(gray)
+    assert name in detect.available_detectors()
     assert len(boxes) == 1
     x, y, w, h = boxes[0]
     # her eyes are near (202, 101) and (245, 102), her mouth near (222, 148)
@@ -97,7 +97,7 @@ def test_corrupt_file_is_a_one_line_error(tmp_path, capsys):
     bad = tmp_path / "broken.jpg"
     bad.write_bytes(b"\xff\xd8\xff\xe0 not really a jpeg")
     with pytest.raises(FkdError, match="broken.jpg"):
-        face.read_photo(bad)
+        locate.read_photo(bad)
     assert main(["face", str(bad), "--runs", str(tmp_path), "--out", str(tmp_path / "out")]) == 2
     err = capsys.readouterr().err.strip()
     assert "broken.jpg" in err and len(err.splitlines()) == 1
@@ -162,11 +162,11 @@ def test_end_to_end_two_faces(tmp_path, monkeypatch):
         assert left <= x and x + w <= right
         m = np.array(item["photo_to_crop"])
         m_inv = np.array(item["crop_to_photo"])
-        np.testing.assert_allclose(face.apply(m_inv, face.apply(m, [[10.0, 20.0]])), [[10.0, 20.0]], atol=1e-3)
+        np.testing.assert_allclose(geometry.apply(m_inv, geometry.apply(m, [[10.0, 20.0]])), [[10.0, 20.0]], atol=1e-3)
         eyes = np.array([item["keypoints"]["right_eye_center"], item["keypoints"]["left_eye_center"]])
         assert (x < eyes[:, 0]).all() and (eyes[:, 0] < x + w).all()
         assert eyes[0, 0] < eyes[1, 0]          # subject's right eye is on the image left
-        assert set(item["keypoints"]) == set(face.KEYPOINTS)
+        assert set(item["keypoints"]) == set(KEYPOINTS)
 
 
 @pytest.mark.parametrize("tilt", [-50, 35, 60])
@@ -174,12 +174,12 @@ def test_a_tilted_head_is_found_on_a_turned_copy(tilt):
     import matplotlib.cbook
 
     hopper = cv2.imread(matplotlib.cbook.get_sample_data("grace_hopper.jpg", asfileobj=False), cv2.IMREAD_GRAYSCALE)
-    photo, rotation = face.turned(hopper, tilt)
-    assert len(face.detect_faces(photo)[0]) == 0 or tilt < 40  # the upright search misses the steep tilts
-    boxes, matrices, crops, name = face.find_faces(cv2.cvtColor(photo, cv2.COLOR_GRAY2BGR))
+    photo, rotation = geometry.turned(hopper, tilt)
+    assert len(detect.detect_faces(photo)[0]) == 0 or tilt < 40  # the upright search misses the steep tilts
+    boxes, matrices, crops, name = detect.find_faces(cv2.cvtColor(photo, cv2.COLOR_GRAY2BGR))
     assert len(boxes) >= 1
     # her face centre (about (250, 210) in the upright photo) lies inside the box found
-    cx, cy = face.apply(rotation, [[250.0, 210.0]])[0]
+    cx, cy = geometry.apply(rotation, [[250.0, 210.0]])[0]
     x, y, w, h = boxes[0]
     assert x < cx < x + w and y < cy < y + h, (boxes, cx, cy, name)
     if "turned" in name:
@@ -191,7 +191,7 @@ def test_a_tilted_head_is_found_on_a_turned_copy(tilt):
 @pytest.mark.parametrize("image", ["coffee", "chelsea", "rocket"])
 def test_turned_copies_of_photos_without_faces_find_nothing(image):
     gray = cv2.cvtColor(getattr(data, image)(), cv2.COLOR_RGB2GRAY)
-    boxes, _, _, _ = face.find_faces(cv2.cvtColor(gray, cv2.COLOR_GRAY2BGR))
+    boxes, _, _, _ = detect.find_faces(cv2.cvtColor(gray, cv2.COLOR_GRAY2BGR))
     assert len(boxes) == 0
 
 
@@ -217,7 +217,7 @@ def test_a_folder_stands_for_its_photos_and_the_legend_covers_no_face(tmp_path, 
     assert main(["face", str(empty), "--runs", str(tmp_path)]) == 2
 
 
-needs_mtcnn = pytest.mark.skipif(not face.mtcnn_available(), reason="facenet-pytorch is not installed "
+needs_mtcnn = pytest.mark.skipif(not detect.mtcnn_available(), reason="facenet-pytorch is not installed "
                                  "(make install puts it in with requirements-nodeps.txt)")
 
 
@@ -227,8 +227,8 @@ def test_mtcnn_finds_each_face_once_with_its_landmarks_inside():
 
     astronaut = cv2.cvtColor(data.astronaut(), cv2.COLOR_RGB2GRAY)
     hopper = cv2.imread(matplotlib.cbook.get_sample_data("grace_hopper.jpg", asfileobj=False), cv2.IMREAD_GRAYSCALE)
-    boxes, landmarks, sure = face.detect_landmarked(np.concatenate([astronaut, hopper[:512]], axis=1))
-    assert len(boxes) == 2 and (sure >= face.MTCNN_MIN_PROBABILITY).all()
+    boxes, landmarks, sure = detect.detect_landmarked(np.concatenate([astronaut, hopper[:512]], axis=1))
+    assert len(boxes) == 2 and (sure >= detect.MTCNN_MIN_PROBABILITY).all()
     for (x, y, w, h), points in zip(boxes, landmarks):
         assert ((points >= [x, y]) & (points <= [x + w, y + h])).all()
         left_eye, right_eye = points[0], points[1]
@@ -240,27 +240,27 @@ def test_mtcnn_finds_each_face_once_with_its_landmarks_inside():
 def test_landmarks_frame_the_crop_where_the_training_faces_have_them():
     framing = np.array([66, 37, 30, 37, 59, 38, 73, 38, 37, 38, 23, 38, 57, 29, 80, 30, 39, 29, 16, 30,
                         48, 55, 62, 72, 34, 72, 48, 70, 48, 80], np.float64)   # a run's framing, nose and mouth high
-    wanted = as_points(framing)[[face.KEYPOINTS.index(n) for n in face.LANDMARKS]]
+    wanted = as_points(framing)[[KEYPOINTS.index(n) for n in detect.LANDMARKS]]
     paste = paste_matrix(2.2, 17.0, 130.0, 40.0)
-    landmarks = face.apply(paste, wanted)   # a face framed exactly so, pasted into a photo
-    matrix = face.landmark_matrix(landmarks, framing)
-    np.testing.assert_allclose(matrix, face.invert(paste), atol=1e-9)
-    kaggle = face.landmark_matrix(landmarks)   # a run without a framing: Kaggle's positions
-    assert np.abs(face.apply(kaggle, landmarks[[0, 1]]) - face.KAGGLE_FRAMED_BY[:2]).max() < 2.5
+    landmarks = geometry.apply(paste, wanted)   # a face framed exactly so, pasted into a photo
+    matrix = detect.landmark_matrix(landmarks, framing)
+    np.testing.assert_allclose(matrix, geometry.invert(paste), atol=1e-9)
+    kaggle = detect.landmark_matrix(landmarks)   # a run without a framing: Kaggle's positions
+    assert np.abs(geometry.apply(kaggle, landmarks[[0, 1]]) - detect.KAGGLE_FRAMED_BY[:2]).max() < 2.5
 
 
 def test_refinement_aligns_to_the_runs_framing_on_every_point():
     images, keypoints = draw_faces(1, rng=5)
     paste = paste_matrix(1.7, 12.0, 90.0, 40.0)
-    truth_in_photo = face.apply(paste, as_points(keypoints[0]))
-    first = face.crop_matrix((100, 50, 150, 150), face.FRAMING["lbp"])
-    refined = face.refined_matrix(first, face.apply(first, truth_in_photo).reshape(-1), target=keypoints[0])
-    np.testing.assert_allclose(refined, face.invert(paste), atol=1e-6)   # the framing is this face's own points
+    truth_in_photo = geometry.apply(paste, as_points(keypoints[0]))
+    first = geometry.crop_matrix((100, 50, 150, 150), detect.FRAMING["lbp"])
+    refined = locate.refined_matrix(first, geometry.apply(first, truth_in_photo).reshape(-1), target=keypoints[0])
+    np.testing.assert_allclose(refined, geometry.invert(paste), atol=1e-6)   # the framing is this face's own points
 
 
 def test_settle_stops_once_the_crop_stops_moving_and_after_its_passes():
     gray = np.full((300, 300), 128, np.uint8)
-    matrix = face.crop_matrix((100, 100, 90, 90), face.FRAMING["haar"])
+    matrix = geometry.crop_matrix((100, 100, 90, 90), detect.FRAMING["haar"])
     framing = np.array([66, 37, 30, 37, 59, 38, 73, 38, 37, 38, 23, 38, 57, 29, 80, 30, 39, 29, 16, 30,
                         48, 62, 63, 76, 33, 76, 48, 72, 48, 80], np.float32)
     calls = []
@@ -269,7 +269,7 @@ def test_settle_stops_once_the_crop_stops_moving_and_after_its_passes():
         calls.append(len(crops))
         return np.tile(framing, (len(crops), 1))
 
-    _, _, _, rounds = face.settle([gray], matrix[None], settled(np.zeros((1, 96, 96))), settled, target=framing)
+    _, _, _, rounds = locate.settle([gray], matrix[None], settled(np.zeros((1, 96, 96))), settled, target=framing)
     assert list(rounds) == [0] and calls == [1]
 
     def always_off(crops):   # the face always looks 3 px right of where it should be: the crop keeps moving
@@ -279,7 +279,7 @@ def test_settle_stops_once_the_crop_stops_moving_and_after_its_passes():
         return np.tile(shifted, (len(crops), 1))
 
     calls.clear()
-    _, _, _, rounds = face.settle([gray], matrix[None], always_off(np.zeros((1, 96, 96))), always_off, passes=3,
+    _, _, _, rounds = locate.settle([gray], matrix[None], always_off(np.zeros((1, 96, 96))), always_off, passes=3,
                                   target=framing)
     assert list(rounds) == [3] and calls == [1, 1, 1, 1]
 
@@ -290,7 +290,7 @@ def test_mtcnn_landmarks_of_one_face_on_several_copies_are_their_median(monkeypa
     truth = np.array([[330.0, 200.0], [250.0, 200.0], [290.0, 245.0], [320.0, 280.0], [260.0, 280.0]])
     errors = {0: 0.0, 9: 1.0, -9: -1.0, 18: 2.0, -18: 30.0, 27: -2.0, -27: 0.5}  # x shift of each copy's points
     rotations = {}
-    real_turned = face.turned
+    real_turned = detect.turned
 
     def recording_turned(gray, angle):
         copy, rotation = real_turned(gray, angle)
@@ -300,25 +300,39 @@ def test_mtcnn_landmarks_of_one_face_on_several_copies_are_their_median(monkeypa
     def fake_detect(copy, min_size=24):
         angle, rotation = rotations.pop(id(copy), (0, None))   # popped: a later array may reuse the id
         points = truth + [errors[angle], 0.0]
-        points = points if rotation is None else face.apply(rotation, points)
+        points = points if rotation is None else geometry.apply(rotation, points)
         faces = [points]
         if angle == 18:  # a face-like texture seen on one turned copy only, not sure enough
-            faces.append(face.apply(rotation, truth + [300.0, 0.0]))
+            faces.append(geometry.apply(rotation, truth + [300.0, 0.0]))
         boxes = np.array([[*(p.min(0) - 20), *(p.max(0) - p.min(0) + 40)] for p in faces])
         return boxes, np.array(faces), np.array([0.99, 0.9][:len(faces)])
 
-    monkeypatch.setattr(face, "turned", recording_turned)
-    monkeypatch.setattr(face, "detect_landmarked", fake_detect)
-    monkeypatch.setattr(face, "shows_two_eyes", lambda gray, box: False)
+    monkeypatch.setattr(detect, "turned", recording_turned)
+    monkeypatch.setattr(detect, "detect_landmarked", fake_detect)
+    monkeypatch.setattr(detect, "shows_two_eyes", lambda gray, box: False)
     photo = np.full((480, 640, 3), 128, np.uint8)
-    boxes, matrices, crops, name = face.find_faces(photo, "mtcnn")
+    boxes, matrices, crops, name = detect.find_faces(photo, "mtcnn")
     assert len(boxes) == 1 and name == "mtcnn"
     median = truth + [np.median(list(errors.values())), 0.0]   # 0.5 px: the -18 copy's 30 px is outvoted
-    np.testing.assert_allclose(matrices[0], face.landmark_matrix(median), atol=1e-6)
-    np.testing.assert_allclose(face.face_landmarks(photo)[0], median, atol=1e-9)   # what fkd calibrate measures
+    np.testing.assert_allclose(matrices[0], detect.landmark_matrix(median), atol=1e-6)
+    np.testing.assert_allclose(detect.face_landmarks(photo)[0], median, atol=1e-9)   # what fkd calibrate measures
     goal = np.array([[66.0, 37.0], [30.0, 37.0], [48.0, 58.0], [63.0, 79.0], [33.0, 79.0]])
-    _, calibrated, _, _ = face.find_faces(photo, "mtcnn", goal=goal)   # a run's calibrated goal frames it
-    np.testing.assert_allclose(calibrated[0], face.landmark_matrix(median, goal=goal), atol=1e-6)
+    _, calibrated, _, _ = detect.find_faces(photo, "mtcnn", goal=goal)   # a run's calibrated goal frames it
+    np.testing.assert_allclose(calibrated[0], detect.landmark_matrix(median, goal=goal), atol=1e-6)
     assert not np.allclose(calibrated[0], matrices[0], atol=0.1)
-    boxes, matrices, _, _ = face.find_faces(photo, "mtcnn", always=())
-    np.testing.assert_allclose(matrices[0], face.landmark_matrix(truth), atol=1e-6)
+    boxes, matrices, _, _ = detect.find_faces(photo, "mtcnn", always=())
+    np.testing.assert_allclose(matrices[0], detect.landmark_matrix(truth), atol=1e-6)
+
+
+def test_an_out_that_is_a_file_is_a_one_line_error_before_any_work(tmp_path, monkeypatch, capsys):
+    calls = []
+    fake_predict_module(monkeypatch, calls)
+    photo = tmp_path / "astronaut.png"
+    cv2.imwrite(str(photo), cv2.cvtColor(data.astronaut(), cv2.COLOR_RGB2BGR))
+    taken = tmp_path / "notes.txt"
+    taken.write_text("mine")
+    for out in (taken, taken / "faces"):
+        assert main(["face", str(photo), "--runs", str(tmp_path), "--out", str(out)]) == 2
+        error = capsys.readouterr().err.strip()
+        assert len(error.splitlines()) == 1 and "notes.txt" in error, error
+    assert taken.read_text() == "mine" and calls == []   # nothing lost, nothing predicted

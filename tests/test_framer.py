@@ -7,9 +7,11 @@ import torch
 from fkd.cli import main
 from fkd.core.errors import FkdError
 from fkd.core.keypoints import as_points, complete_rows, flip_keypoints
-from fkd.data.framing import correction_matrix, framing_rule, framing_stats, rule_correction
-from fkd.data.synth import draw_faces, framing_photo
-from fkd.show import calibrate, face
+from fkd.data.synth import draw_faces
+from fkd.photo import detect, frame, geometry, locate
+from fkd.photo.frame import framing_rule, framing_stats, rule_correction
+from fkd.photo.geometry import correction_matrix
+from fkd.photo.scenes import framing_photo
 from fkd.train.framer import Framer, mirrored_correction
 from fkd.train.rundir import FRAMER_FILE
 
@@ -21,8 +23,8 @@ def test_a_correction_brings_any_misframed_face_to_the_rule_of_its_labelling():
     assert len(rule) == 2
     rng = np.random.default_rng(0)
     for labels in keypoints[:12]:
-        points = face.apply(calibrate.misframing(rng), as_points(labels))
-        corrected = face.apply(correction_matrix(rule_correction(points, rule)), points)
+        points = geometry.apply(frame.misframing(rng), as_points(labels))
+        corrected = geometry.apply(correction_matrix(rule_correction(points, rule)), points)
         median, _ = rule[tuple(np.flatnonzero(~np.isnan(points).any(1)))]
         np.testing.assert_allclose(framing_stats(corrected), median, atol=1e-9)
     unknown = as_points(keypoints[1]).copy()
@@ -37,7 +39,7 @@ def test_a_mirrored_crops_correction_reads_back_as_the_crops_own():
     axis = 48.5   # labels one pixel right of the pixel centres (the proxy's partial rows)
     rng = np.random.default_rng(1)
     for labels in keypoints[:10]:
-        seen = face.apply(calibrate.misframing(rng), as_points(labels))    # a face in a misframed crop
+        seen = geometry.apply(frame.misframing(rng), as_points(labels))    # a face in a misframed crop
         # the crop's mirror image shows the face with the labels mirrored about their own axis
         in_mirror = as_points(flip_keypoints(seen.reshape(-1), axis))
         back = mirrored_correction(torch.as_tensor(rule_correction(in_mirror, rule)[None]), rule_x, axis)
@@ -48,7 +50,7 @@ def test_a_framing_photo_holds_the_face_where_its_matrix_says():
     images, _ = draw_faces(3, rng=5)
     for k, image in enumerate(images):
         photo, matrix = framing_photo(image, np.random.default_rng(k))
-        cut = face.crop(photo, face.invert(matrix)).astype(float)
+        cut = geometry.crop(photo, geometry.invert(matrix)).astype(float)
         assert np.abs(cut - image)[16:-16, 16:-16].mean() < 4.0   # grey levels: only resampling
 
 
@@ -56,10 +58,10 @@ def test_a_framing_photo_holds_the_face_where_its_matrix_says():
 def trained():
     """A framer trained on synthetic faces, and misframed crops of other faces with their corrections."""
     images, keypoints = draw_faces(260, rng=6)
-    framer = calibrate.calibrate_framer(images[:220], keypoints[:220], 47.5, rng=0, variants=3, epochs=8,
+    framer = frame.calibrate_framer(images[:220], keypoints[:220], 47.5, rng=0, variants=3, epochs=8,
                                         log=lambda line: None)
     rule = framing_rule(keypoints[:220])
-    crops, corrections = calibrate.framer_examples(images[220:], keypoints[220:], rule,
+    crops, corrections = frame.framer_examples(images[220:], keypoints[220:], rule,
                                                    np.full(40, 47.5), np.random.default_rng(9), variants=3)
     return framer, crops, corrections
 
@@ -97,31 +99,31 @@ class FramedPredictor:
 
 def test_locate_crops_an_mtcnn_face_again_by_its_framer(monkeypatch):
     seen = np.array([[330.0, 200.0], [250.0, 200.0], [290.0, 245.0], [320.0, 280.0], [260.0, 280.0]])
-    monkeypatch.setattr(face, "MTCNN_TURNS", ())
-    monkeypatch.setattr(face, "detect_landmarked", lambda gray, min_size=24: (
+    monkeypatch.setattr(detect, "MTCNN_TURNS", ())
+    monkeypatch.setattr(detect, "detect_landmarked", lambda gray, min_size=24: (
         np.array([[230.0, 180.0, 120.0, 120.0]]), seen[None], np.array([0.99])))
     photo = np.full((480, 640, 3), 128, np.uint8)
     correction = [np.log(1.08), 2.0, -1.5]
-    located = face.locate(photo, FramedPredictor(correction), detector="mtcnn")
-    np.testing.assert_allclose(located.detected[0], face.landmark_matrix(seen), atol=1e-9)
-    np.testing.assert_allclose(located.matrices[0], face.compose(correction_matrix(correction), located.detected[0]),
+    located = locate.locate(photo, FramedPredictor(correction), detector="mtcnn")
+    np.testing.assert_allclose(located.detected[0], detect.landmark_matrix(seen), atol=1e-9)
+    np.testing.assert_allclose(located.matrices[0], geometry.compose(correction_matrix(correction), located.detected[0]),
                                atol=1e-9)
-    np.testing.assert_array_equal(located.crops[0], face.crop(face.to_gray(photo), located.matrices[0]))
-    unrefined = face.locate(photo, FramedPredictor(correction), detector="mtcnn", refine=False)
+    np.testing.assert_array_equal(located.crops[0], geometry.crop(geometry.to_gray(photo), located.matrices[0]))
+    unrefined = locate.locate(photo, FramedPredictor(correction), detector="mtcnn", refine=False)
     np.testing.assert_allclose(unrefined.matrices[0], located.detected[0], atol=1e-9)
 
 
 def test_fkd_calibrate_trains_a_framer_that_fkd_face_uses(monkeypatch, tmp_path, competition, capsys):
-    monkeypatch.setattr(calibrate, "mtcnn_available", lambda: True)
-    monkeypatch.setattr(calibrate, "face_landmarks", lambda photo: [np.zeros((5, 2))])
+    monkeypatch.setattr(frame, "mtcnn_available", lambda: True)
+    monkeypatch.setattr(frame, "face_landmarks", lambda photo: [np.zeros((5, 2))])
     run = tmp_path / "run"
     run.mkdir()
-    assert face.Predictor([run]).framer is None
+    assert locate.Predictor([run]).framer is None
     assert main(["calibrate", "--runs", str(run), "--data-dir", str(competition), "--photos", "3",
                  "--framer-epochs", "1", "--framer-variants", "1"]) == 0
     assert f"{FRAMER_FILE} in {run}" in capsys.readouterr().out
     images, _ = draw_faces(4, rng=7)
-    assert face.Predictor([run]).framer(images).shape == (4, 3)
+    assert locate.Predictor([run]).framer(images).shape == (4, 3)
     assert main(["calibrate", "--runs", str(run), "--data-dir", str(competition), "--framer-epochs", "-1"]) == 2
     assert "--framer-epochs" in capsys.readouterr().err
 
@@ -129,16 +131,16 @@ def test_fkd_calibrate_trains_a_framer_that_fkd_face_uses(monkeypatch, tmp_path,
 def test_row_axes_follow_the_configs_mirror_axis():
     _, keypoints = draw_faces(6, rng=8)
     keypoints[:2, 4:] = np.nan
-    np.testing.assert_array_equal(calibrate.row_axes(keypoints, [48.5, 48.1]),
+    np.testing.assert_array_equal(frame.row_axes(keypoints, [48.5, 48.1]),
                                   np.where(complete_rows(keypoints), 48.1, 48.5))
-    np.testing.assert_array_equal(calibrate.row_axes(keypoints, 47.5), np.full(6, 47.5))
+    np.testing.assert_array_equal(frame.row_axes(keypoints, 47.5), np.full(6, 47.5))
 
 
 def test_mirror_images_of_a_one_sided_labelling_are_left_out():
     images, keypoints = draw_faces(8, rng=10)
     keypoints[:, 8:20] = keypoints[:, 26:] = np.nan   # eyes, one eye's corners, nose, mouth corners
     rule = framing_rule(keypoints)
-    crops, corrections = calibrate.framer_examples(images, keypoints, rule, np.full(8, 47.5),
+    crops, corrections = frame.framer_examples(images, keypoints, rule, np.full(8, 47.5),
                                                    np.random.default_rng(0), variants=6)
     assert 0 < len(crops) < 48 and len(crops) == len(corrections)   # the mirrored ones have no rule
     assert not np.isnan(corrections).any()

@@ -7,8 +7,8 @@ import sys
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
-# core <- data <- model <- train <- submit/show <- kaggle <- cli (bench and __main__ sit with cli)
-LAYERS = {"core": 0, "data": 1, "model": 2, "train": 3, "submit": 4, "show": 4, "kaggle": 5,
+# core <- data <- model <- train <- submit/show/photo <- kaggle <- cli (bench and __main__ sit with cli)
+LAYERS = {"core": 0, "data": 1, "model": 2, "train": 3, "submit": 4, "show": 4, "photo": 4, "kaggle": 5,
           "cli": 6, "bench": 6, "__main__": 6, "__init__": 0}
 
 
@@ -89,7 +89,7 @@ def test_no_import_circle_even_through_functions():
 def test_the_kernel_runner_pulls_in_no_plotting_and_no_torch():
     code = ("import sys, fkd.kaggle.runner; "
             "print(sorted(m for m in sys.modules if m.split('.')[0] in ('matplotlib', 'skimage', 'torch') "
-            "or m.startswith('fkd.show')))")
+            "or m.startswith(('fkd.show', 'fkd.photo'))))")
     result = subprocess.run([sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True)
     assert result.returncode == 0, result.stderr
     assert result.stdout.strip() == "[]"

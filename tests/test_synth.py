@@ -179,8 +179,9 @@ def test_command_line(tmp_path, capsys):
 
 
 def test_a_scene_places_every_face_apart_and_says_where():
-    from fkd.data.synth import draw_faces, scene
-    from fkd.show.face import apply
+    from fkd.data.synth import draw_faces
+    from fkd.photo.geometry import apply
+    from fkd.photo.scenes import scene
 
     faces, keypoints = draw_faces(3, rng=4)
     photo, matrices = scene(faces, rng=0, width=800, height=600, scales=(1.5, 2.5))
@@ -201,7 +202,8 @@ def test_a_scene_places_every_face_apart_and_says_where():
 
 def test_a_scene_keeps_every_pixel_of_each_face_out_to_its_edge():
     # a photo holds the whole face, so the bench's crops of it miss nothing the training crops have
-    from fkd.data.synth import draw_faces, scene
+    from fkd.data.synth import draw_faces
+    from fkd.photo.scenes import scene
 
     faces, _ = draw_faces(3, rng=4)
     photo, matrices = scene(faces, rng=0, width=1400, height=600, scales=(2.0, 3.0))

@@ -10,8 +10,8 @@ import pytest
 from fkd.cli import main
 from fkd.core.keypoints import as_points
 from fkd.data.synth import draw_faces, write_competition
-from fkd.show import face
-from fkd.show.video import FaceTracker, process_video
+from fkd.photo import detect, geometry, locate
+from fkd.photo.track import FaceTracker, process_video
 
 WIDTH, HEIGHT, FRAMES = 320, 240, 40
 GONE = range(17, 20)   # frames with no face in them; it comes back, upright, at frame 20
@@ -42,7 +42,7 @@ def synthetic_clip():
         else:
             cv2.warpAffine(images[0], paste_matrix(t), (WIDTH, HEIGHT), dst=frame, flags=cv2.INTER_LINEAR,
                            borderMode=cv2.BORDER_TRANSPARENT)
-            truth.append(face.apply(paste_matrix(t), as_points(keypoints[0])))
+            truth.append(geometry.apply(paste_matrix(t), as_points(keypoints[0])))
         frames.append(cv2.cvtColor(frame, cv2.COLOR_GRAY2BGR))
     return np.array(frames), truth
 
@@ -73,8 +73,8 @@ def face_model(tmp_path_factory):
 def test_the_clip_is_what_the_tests_below_assume():
     frames, truth = synthetic_clip()
     for t in (0, 20):   # the face the tracker starts from, and the one that comes back
-        assert len(face.detect_faces(frames[t])[0]) == 1, t
-    assert len(face.detect_faces(frames[18])[0]) == 0
+        assert len(detect.detect_faces(frames[t])[0]) == 1, t
+    assert len(detect.detect_faces(frames[18])[0]) == 0
 
 
 def crop_error(points, truth, t) -> float:
@@ -92,10 +92,10 @@ def test_a_face_is_tracked_through_turns_and_keeps_its_id_after_frames_without_i
     tracked = [tracker.step(frame) for frame in frames]
 
     # the same model on the exact crops of the face: the figure tracking is held to
-    exact = [predict(face.crop(cv2.cvtColor(f, cv2.COLOR_BGR2GRAY), face.invert(paste_matrix(t)))[None])[0]
+    exact = [predict(geometry.crop(cv2.cvtColor(f, cv2.COLOR_BGR2GRAY), geometry.invert(paste_matrix(t)))[None])[0]
              for t, f in enumerate(frames) if truth[t] is not None]
     shown = [t for t in range(FRAMES) if truth[t] is not None]
-    exact_error = np.mean([crop_error(face.keypoints_to_photo(p, face.invert(paste_matrix(t))), truth[t], t)
+    exact_error = np.mean([crop_error(geometry.keypoints_to_photo(p, geometry.invert(paste_matrix(t))), truth[t], t)
                            for p, t in zip(exact, shown)])
     for t in GONE:
         assert tracked[t] == [], t   # no face: no points
@@ -161,6 +161,6 @@ def test_a_video_from_the_onnx_file(face_model, tmp_path):
     export_onnx([face_model], tmp_path / "model.onnx", [1.0], check_faces=4)
     frames, _ = synthetic_clip()
     clip = write_clip(tmp_path / "clip.avi", frames[:12])
-    result = process_video(clip, face.Predictor(model=tmp_path / "model.onnx"), tmp_path / "out")
+    result = process_video(clip, locate.Predictor(model=tmp_path / "model.onnx"), tmp_path / "out")
     assert result["frames"] == 12 and result["faces"] == [0]
     shutil.rmtree(tmp_path / "out")

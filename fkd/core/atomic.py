@@ -46,6 +46,20 @@ def write_text(path, text: str, overwrite: bool = True) -> Path:
     return Path(path)
 
 
+def check_writable(folder) -> Path:
+    """The folder, made if it is missing, once a file can be written in it; else an FkdError naming it.
+    Called before long work, so that no result is lost to a place that cannot take it."""
+    folder = Path(folder)
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        with atomic_path(folder / ".fkd-write-check"):
+            pass
+    except OSError as error:
+        raise FkdError(f"cannot write there: {error.strerror or error}", path=folder) from None
+    (folder / ".fkd-write-check").unlink(missing_ok=True)
+    return folder
+
+
 def read_json(path, missing: str = "no such file"):
     """A JSON file's value; FkdError naming the file when it is absent (`missing`) or not valid JSON."""
     path = Path(path)

@@ -7,6 +7,7 @@ another convention (1-based, or pixel corners) have their axis elsewhere: config
 import numpy as np
 
 SIZE = 96
+CENTRE = (SIZE - 1) / 2  # 47.5: the middle of a face's 96-px frame (pixel centre = integer)
 
 KEYPOINTS = [
     "left_eye_center", "right_eye_center",
@@ -42,7 +43,16 @@ FLIP_COLUMN_PERMUTATION = np.array(
 )
 
 
-FLIP_AXIS = (SIZE - 1) / 2
+FLIP_AXIS = CENTRE  # labels whose pixel centres are integers mirror about the frame's middle
+
+
+def side(name: str) -> str:
+    """'left', 'right' or 'centre' (subject's side) of a keypoint name."""
+    words = name.split("_")
+    return "left" if "left" in words else "right" if "right" in words else "centre"
+
+
+SIDES = np.array([side(n) for n in KEYPOINTS])  # each keypoint's side, for colouring it
 
 
 def flip_keypoints(keypoints, axis: float = FLIP_AXIS):

@@ -56,7 +56,7 @@ class OnnxKeypoints:
         return self._run(OUTPUT, faces).astype(np.float32)
 
     def corrections(self, faces) -> np.ndarray:
-        """The framer's corrections [N,3] (log zoom, dx, dy; fkd.data.framing) of these crops."""
+        """The framer's corrections [N,3] (log zoom, dx, dy; fkd.photo.frame) of these crops."""
         if not self.has_framer:
             raise FkdError("this ONNX file carries no framer (its runs had none when exported)", path=self.path)
         return self._run(CORRECTIONS, faces).astype(np.float64)

@@ -1,1 +1,1 @@
-"""Pictures: plots, EDA, run reports, keypoints on photos."""
+"""Pictures of the competition: plots, EDA, run reports."""

@@ -14,7 +14,7 @@ import numpy as np
 import pandas as pd
 
 from fkd.core.atomic import write_text
-from fkd.core.keypoints import COLUMNS, KEYPOINTS, SIZE, as_points, complete_rows
+from fkd.core.keypoints import COLUMNS, KEYPOINTS, SIDES, SIZE, as_points, complete_rows
 from fkd.data.duplicates import find_duplicates, near_duplicates
 from fkd.data.shapes import mean_shape_alignment, mean_shape_in_row
 from fkd.show import plots
@@ -107,7 +107,7 @@ def plot_missing(keypoints):
     fig = plots.new_figure(13, 5.5)
     ax_points, ax_rows = fig.subplots(1, 2, width_ratios=[1.1, 1])
     y = np.arange(len(table))
-    ax_points.barh(y, table["share_missing"] * 100, color=[plots.SIDE_COLORS[s] for s in plots.SIDES])
+    ax_points.barh(y, table["share_missing"] * 100, color=[plots.SIDE_COLORS[s] for s in SIDES])
     for yi, (count, share) in enumerate(zip(table["missing"], table["share_missing"])):
         ax_points.text(share * 100 + 1, yi, f"{count:,} ({share:.0%})", va="center", fontsize=8)
     ax_points.set_yticks(y, table["keypoint"], fontsize=8)

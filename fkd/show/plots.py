@@ -16,7 +16,7 @@ from matplotlib.figure import Figure
 from matplotlib.lines import Line2D
 
 from fkd.core.atomic import atomic_path
-from fkd.core.keypoints import KEYPOINTS, as_points
+from fkd.core.keypoints import SIDES, as_points
 
 LEFT_COLOR = "tab:blue"
 RIGHT_COLOR = "tab:orange"
@@ -25,13 +25,6 @@ TRUTH_COLOR = "lime"
 PRED_COLOR = "red"
 
 
-def side(name: str) -> str:
-    """'left', 'right' or 'centre' (subject's side) of a keypoint name."""
-    words = name.split("_")
-    return "left" if "left" in words else "right" if "right" in words else "centre"
-
-
-SIDES = np.array([side(n) for n in KEYPOINTS])
 SIDE_COLORS = {"left": LEFT_COLOR, "right": RIGHT_COLOR, "centre": CENTRE_COLOR}
 POINT_COLORS = [SIDE_COLORS[s] for s in SIDES]
 
@@ -156,6 +149,6 @@ def empty_figure(message: str, width=6, height=2) -> Figure:
     return fig
 
 
-__all__ = ["side", "SIDES", "SIDE_COLORS", "POINT_COLORS", "new_figure", "save_figure", "show_image",
+__all__ = ["SIDE_COLORS", "POINT_COLORS", "new_figure", "save_figure", "show_image",
            "draw_sides", "side_legend_handles", "draw_truth_prediction", "truth_prediction_handles",
            "face_grid", "grid_shape", "empty_figure", "matplotlib_cmap", "matplotlib_colors", "Line2D"]

@@ -18,7 +18,7 @@ import onnx
 import torch
 from torch import nn
 
-from fkd.core.atomic import atomic_path
+from fkd.core.atomic import atomic_path, check_writable
 from fkd.core.errors import FkdError
 from fkd.core.keypoints import COLUMNS, SIZE
 from fkd.core.provenance import source_commit
@@ -89,11 +89,21 @@ def _seconds(predict, faces) -> float:
     return time.perf_counter() - start
 
 
+def check_destination(out) -> Path:
+    """The ONNX file's path, once its folder takes a file: checked before the export's long work."""
+    out = Path(out)
+    if out.is_dir():
+        raise FkdError("is a folder: name the .onnx file to write", path=out)
+    check_writable(out.parent)
+    return out
+
+
 def export_onnx(run_dirs, out, weights, input_type: str = "uint8", check_faces: int = 64) -> dict:
     """Write the ensemble to `out` (atomically, only once onnxruntime agrees with fkd within
     TOLERANCE_PX); returns the figures: max difference, models, views, latencies, size."""
     if input_type not in INPUT_TYPES:
         raise FkdError(f"--input must be one of {', '.join(INPUT_TYPES)}, not {input_type!r}")
+    out = check_destination(out)
     kept = [(run_dir, weight) for run_dir, weight in zip(run_dirs, weights) if weight > 0]
     # every fold model loaded once: the graph is traced from them and fkd's own predictions (the
     # reference, and the torch latency) come from them
@@ -126,7 +136,6 @@ def export_onnx(run_dirs, out, weights, input_type: str = "uint8", check_faces: 
 
     faces, _ = draw_faces(check_faces, rng=0)
     expected = fkd_predictions(faces)
-    out = Path(out)
     with atomic_path(out) as tmp:
         onnx.save(model, str(tmp))
         session = OnnxKeypoints(tmp)
@@ -161,6 +170,7 @@ def run(args):
     check_run_folders(args.runs)
     if not str(args.out).endswith(".onnx"):
         raise FkdError("the output should end in .onnx", path=args.out)
+    check_destination(args.out)
     weights = blend_weights(args.runs, args.equal, args.data_dir)
     figures = export_onnx(args.runs, args.out, weights, args.input, args.check_faces)
     print(f"wrote {figures['path']} ({figures['megabytes']:.1f} MB): {figures['runs']} run(s), "

@@ -1,13 +1,14 @@
 """The framer: a small CNN that reads from a face's crop alone how far that crop is from the training
-set's framing (fkd.data.framing): the zoom and shift that would frame the face as the training faces
-are framed. `fkd face` crops a photo's face by its detector's landmarks, asks the framer, and crops
-again, so the keypoint models see the face as they were trained to see faces. It matters because a
-model trained on faces framed one way follows a moved face only part of the way (on the proxy, whose
-crops were cut by their own labels, about 0.6 of a move): each pixel of framing error stays in its
-points as 0.4 px.
+set's framing (the rule and its corrections: fkd.photo.frame): the zoom and shift that would frame
+the face as the training faces are framed. `fkd face` crops a photo's face by its detector's
+landmarks, asks the framer, and crops again, so the keypoint models see the face as they were
+trained to see faces. It matters because a model trained on faces framed one way follows a moved
+face only part of the way (on the proxy, whose crops were cut by their own labels, about 0.6 of a
+move): each pixel of framing error stays in its points as 0.4 px.
 
-Trained by `fkd calibrate` on the run's training faces (fkd.show.calibrate makes the examples) and
-kept as runs/<name>/framer.pt; it predicts with flip TTA."""
+Trained by `fkd calibrate` on the run's training faces (fkd.photo.frame makes the examples) and
+kept as runs/<name>/framer.pt; it predicts with flip TTA. It sits here, below fkd.photo, because
+`fkd export` (fkd.submit) carries it into the ONNX file too."""
 import time
 
 import numpy as np
@@ -17,7 +18,7 @@ from torch import nn
 
 from fkd.core.atomic import atomic_path
 from fkd.core.errors import FkdError
-from fkd.data.framing import CENTRE
+from fkd.core.keypoints import CENTRE
 from fkd.model.inputs import pick_precision
 from fkd.model.nets import ConvNet
 from fkd.train.loop import make_optimizer, make_schedule
@@ -58,7 +59,7 @@ class FramerGraph(nn.Module):
 
 
 class Framer:
-    """uint8 crops [N,96,96] -> corrections [N,3] (fkd.data.framing) by a FramerGraph."""
+    """uint8 crops [N,96,96] -> corrections [N,3] (fkd.photo.frame) by a FramerGraph."""
 
     def __init__(self, network, rule_x: float, label_axis: float):
         self.graph = FramerGraph(network, rule_x, label_axis).eval()

@@ -1,8 +1,11 @@
 """`fkd face PHOTO|VIDEO|FOLDER... (--runs RUN_DIR... | --model MODEL.onnx)`, or `--camera 0`:
-keypoints on photos (fkd.show.face) and tracked through videos (fkd.show.video)."""
+keypoints on photos (fkd.photo.locate, drawn by fkd.photo.draw) and tracked through videos
+(fkd.photo.track). The argument handling only."""
 from fkd.core.errors import FkdError
-from fkd.show.face import Predictor, available_detectors, mtcnn_available, process_photos
-from fkd.show.video import VIDEO_SUFFIXES, is_video, process_video
+from fkd.photo.detect import available_detectors, mtcnn_available
+from fkd.photo.draw import process_photos
+from fkd.photo.locate import Predictor
+from fkd.photo.track import VIDEO_SUFFIXES, is_video, process_video
 from fkd.train.rundir import check_run_folders
 
 

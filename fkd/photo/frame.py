@@ -11,9 +11,18 @@ runs' own training faces were framed, in two steps, both measured on those faces
    matches all five landmarks to (runs/<name>/detector.json, carried into `fkd export`'s ONNX file).
 2. The framer (fkd.train.framer, runs/<name>/framer.pt). The median leaves each face's own framing
    error (on the proxy about 1.3 px, 1.6 px and 6% sd in x, y and size). Each training face is put
-   on clutter (fkd.data.synth.framing_photo) and cropped off its true crop by a random zoom, shift
+   on clutter (fkd.photo.scenes.framing_photo) and cropped off its true crop by a random zoom, shift
    and turn, of about the size of MTCNN's errors; the framer learns from those crops the correction
-   back to the training set's framing (fkd.data.framing), and `fkd face` crops again by it.
+   back to the training set's framing rule (below), and `fkd face` crops again by it.
+
+The framing rule. Three numbers say how a face sits in its crop: the mean x of its labelled points,
+the y of its eye midpoint, and its size, hypot(eye distance, eye midpoint to mouth), the mouth being
+the bottom lip where it is labelled, else the mouth corners' midpoint. The proxy's crops were cut by
+their own labels, so there the three are exact (sd 0.000 px, 0.000 px and 0.5% per labelling
+pattern); a set framed by a detector spreads around them. The rule keeps their medians per labelling
+pattern (the mean x of 15 points is not the mean x of 5). A correction (log zoom, dx, dy) is the
+crop change C(p) = zoom * (p - c) + c + (dx, dy), c = 47.5 (fkd.photo.geometry.correction_matrix):
+the face's points p in the crop it was seen in go to C(p) in the crop framed by the rule.
 """
 import json
 import time
@@ -23,13 +32,19 @@ import cv2
 import numpy as np
 
 from fkd.core.errors import FkdError
-from fkd.core.keypoints import FLIP_AXIS, as_points, complete_rows, flip_keypoints
+from fkd.core.keypoints import CENTRE, FLIP_AXIS, KEYPOINTS, as_points, complete_rows, flip_keypoints
 from fkd.data.competition import find_data_dir, load_training
-from fkd.data.framing import CENTRE, framing_rule, framing_stats, rule_correction
-from fkd.data.synth import framing_photo, scene
-from fkd.show.face import apply, compose, crop, face_landmarks, invert, mtcnn_available
+from fkd.photo.detect import face_landmarks, mtcnn_available
+from fkd.photo.geometry import apply, compose, crop, invert
+from fkd.photo.scenes import framing_photo, scene
 from fkd.train.framer import train_framer
-from fkd.train.rundir import FRAMER_FILE, check_run_folders, read_run_config, write_landmark_goal
+from fkd.train.rundir import (
+    FRAMER_FILE,
+    check_run_folders,
+    check_same_data,
+    read_run_config,
+    write_landmark_goal,
+)
 
 PHOTOS = 200
 PLACED = dict(width=500, height=500, scales=(1.5, 3.0), max_roll=25.0)
@@ -37,7 +52,11 @@ PLACED = dict(width=500, height=500, scales=(1.5, 3.0), max_roll=25.0)
 # crop is off on the proxy (sd 1.3 px in x, 1.6 px in y, 6% in size; its turn levels the head)
 MISFRAMED = {"shift_x": 5.0, "shift_y": 3.5, "log_zoom": 0.1, "turn": 30.0}
 VARIANTS, EPOCHS = 6, 20
+LEFT_EYE, RIGHT_EYE, BOTTOM_LIP, MOUTH_LEFT, MOUTH_RIGHT = (KEYPOINTS.index(name) for name in (
+    "left_eye_center", "right_eye_center", "mouth_center_bottom_lip", "mouth_left_corner", "mouth_right_corner"))
 
+
+# ---------------------------------------------------------------- the detector's goal
 
 def calibrate_landmarks(images, rng=None, photos: int = PHOTOS):
     """(goal [5,2]: the median of MTCNN's landmarks in crop pixels, over the faces it found; how many
@@ -48,11 +67,55 @@ def calibrate_landmarks(images, rng=None, photos: int = PHOTOS):
         photo, (placed,) = scene(images[[row]], rng, **PLACED)
         in_crop = [apply(invert(placed), landmarks) for landmarks in face_landmarks(photo)]
         if in_crop:  # the face placed, not a face-like piece of clutter: the one nearest the crop's middle
-            found.append(min(in_crop, key=lambda points: np.hypot(*(points.mean(0) - (47.5, 47.5)))))
+            found.append(min(in_crop, key=lambda points: np.hypot(*(points.mean(0) - (CENTRE, CENTRE)))))
     if not found:
         raise FkdError(f"MTCNN found none of the {photos} training faces placed on photos")
     return np.median(found, axis=0), len(found)
 
+
+# ---------------------------------------------------------------- the framing rule
+
+def framing_stats(points) -> np.ndarray:
+    """One face's points [15,2] (NaN = not labelled) -> (mean x of the labelled points, eye midpoint y,
+    size); NaN where the eyes or the mouth are not labelled."""
+    points = np.asarray(points, np.float64)
+    labelled = ~np.isnan(points).any(1)
+    eyes = (points[LEFT_EYE] + points[RIGHT_EYE]) / 2
+    mouth = points[BOTTOM_LIP] if labelled[BOTTOM_LIP] else (points[MOUTH_LEFT] + points[MOUTH_RIGHT]) / 2
+    size = np.hypot(np.hypot(*(points[LEFT_EYE] - points[RIGHT_EYE])), np.hypot(*(mouth - eyes)))
+    if not labelled.any():
+        return np.full(3, np.nan)
+    return np.array([points[labelled, 0].mean(), eyes[1], size])
+
+
+def _pattern(points) -> tuple:
+    return tuple(np.flatnonzero(~np.isnan(np.asarray(points)).any(1)).tolist())
+
+
+def framing_rule(keypoints) -> dict:
+    """Per labelling pattern (the labelled points' indices), the median framing stats of its rows
+    [3] and their standard deviations [3]: {pattern: (median, sd)}."""
+    by_pattern = {}
+    for points in as_points(np.asarray(keypoints, np.float64)):
+        stats = framing_stats(points)
+        if not np.isnan(stats).any():
+            by_pattern.setdefault(_pattern(points), []).append(stats)
+    return {pattern: (np.median(rows, 0), np.std(rows, 0)) for pattern, rows in by_pattern.items()}
+
+
+def rule_correction(points, rule) -> np.ndarray:
+    """The correction (log zoom, dx, dy) that brings a face whose points [15,2] are where they are to
+    the rule of its labelling pattern; NaN when the rule has no such pattern or the face no stats."""
+    known = rule.get(_pattern(points))
+    stats = framing_stats(points)
+    if known is None or np.isnan(stats).any():
+        return np.full(3, np.nan)
+    (x, y, size), _ = known
+    zoom = size / stats[2]
+    return np.array([np.log(zoom), x - CENTRE - zoom * (stats[0] - CENTRE), y - CENTRE - zoom * (stats[1] - CENTRE)])
+
+
+# ---------------------------------------------------------------- the framer
 
 def row_axes(keypoints, flip_axis) -> np.ndarray:
     """Each row's labels' mirror axis: the config's one number, or [partial rows, complete rows]."""
@@ -109,6 +172,8 @@ def calibrate_framer(images, keypoints, flip_axis, rng=None, variants: int = VAR
                         epochs, seed=int(rng.integers(2**31)), log=log)
 
 
+# ---------------------------------------------------------------- fkd calibrate
+
 def add_arguments(parser):
     parser.add_argument("--runs", nargs="+", required=True, metavar="RUN_DIR", help="run folder(s) to calibrate")
     parser.add_argument("--data-dir", help="the competition folder the runs trained on (default: data/ or /kaggle/input)")
@@ -131,6 +196,8 @@ def run(args):
     # a run's config.json names its (resolved) axis; 47.5 for a folder whose config does not
     axes = [read_run_config(run_dir).get("flip_axis", FLIP_AXIS) for run_dir in args.runs]
     images, keypoints = load_training(find_data_dir(args.data_dir))
+    for run_dir in args.runs:  # never a calibration on another folder's faces over the run's own
+        check_same_data(run_dir, images, keypoints)
     started = time.perf_counter()
     goal, faces = calibrate_landmarks(images, args.seed, args.photos)
     for run_dir in args.runs:

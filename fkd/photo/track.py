@@ -1,8 +1,8 @@
 """Keypoints tracked through a video (`fkd face clip.mp4 --runs runs/A`, or `--camera 0`).
 
-Faces are detected (fkd.show.face.find_faces) on the first frame, on every frame while a face's
+Faces are detected (fkd.photo.detect.find_faces) on the first frame, on every frame while a face's
 track is lost, and every `detect_every` frames for faces that come into view. Between detections a
-face's crop comes from the previous frame's predicted points (the similarity fkd.show.face.settle
+face's crop comes from the previous frame's predicted points (the similarity fkd.photo.locate.settle
 fits), so the points follow the face without the detector's jitter and a tilted head stays level in
 its crop. A face found after the first frame starts a track only if OpenCV's eye cascade
 confirms it (two eyes), as on the turned copies of a photo. A track is lost when its crop stops
@@ -22,22 +22,13 @@ import cv2
 import numpy as np
 from tqdm.auto import tqdm
 
-from fkd.core.atomic import atomic_path
+from fkd.core.atomic import atomic_path, check_writable
 from fkd.core.errors import FkdError
-from fkd.core.keypoints import COLUMNS, SIZE
-from fkd.show.face import (
-    apply,
-    crop,
-    draw_on_photo,
-    eyes_available,
-    find_faces,
-    invert,
-    keypoints_to_photo,
-    refined_matrix,
-    settle,
-    shows_two_eyes,
-    to_gray,
-)
+from fkd.core.keypoints import COLUMNS
+from fkd.photo.detect import eyes_available, find_faces, shows_two_eyes
+from fkd.photo.draw import draw_on_photo
+from fkd.photo.geometry import crop, crop_centre, crop_side, keypoints_to_photo, to_gray
+from fkd.photo.locate import refined_matrix, settle
 
 VIDEO_SUFFIXES = (".mp4", ".avi", ".mov", ".mkv", ".webm", ".m4v", ".mpg", ".mpeg", ".wmv", ".flv")
 MATCH_MIN = 0.5      # a tracked crop correlating less than this with its face's template: the face is gone
@@ -119,19 +110,19 @@ class FaceTracker:
                                                **({} if not self.frames else {"turns": (), "always": ()}))
         seen = [t for t in self.tracks if t.points is not None]
         new = [k for k, m in enumerate(matrices)
-               if not any(np.hypot(*(_centre(m) - t.centre)) < 0.5 * t.side for t in seen)]
+               if not any(np.hypot(*(crop_centre(m) - t.centre)) < 0.5 * t.side for t in seen)]
         if not new:
             return
         predictions = self.predict(crops[new])
         matrices, crops, predictions, _ = settle([gray] * len(new), matrices[new], predictions, self.predict,
                                                  target=self.target)
         for box, matrix, face_crop, keypoints in zip(boxes[new], matrices, crops, predictions):
-            track = self._rejoin(_centre(matrix), _side(matrix))
+            track = self._rejoin(crop_centre(matrix), crop_side(matrix))
             if track is None and self.frames and eyes_available() and not shows_two_eyes(gray, box):
                 continue  # a new face after the first frame must show two eyes: the cascade's false alarms do not
             if track is None:
                 track = Track(id=len(self.tracks), matrix=matrix, template=normalised(face_crop),
-                              centre=_centre(matrix), side=_side(matrix))
+                              centre=crop_centre(matrix), side=crop_side(matrix))
                 self.tracks.append(track)
             else:
                 track.template = normalised(face_crop)
@@ -152,15 +143,7 @@ class FaceTracker:
         track.points = track.last = points
         track.template = TEMPLATE_MEMORY * track.template + (1 - TEMPLATE_MEMORY) * normalised(face_crop)
         track.matrix = following
-        track.centre, track.side = _centre(track.matrix), _side(track.matrix)
-
-
-def _centre(matrix) -> np.ndarray:
-    return apply(invert(matrix), [(SIZE - 1) / 2, (SIZE - 1) / 2])
-
-
-def _side(matrix) -> float:
-    return SIZE / float(np.sqrt(abs(np.linalg.det(np.asarray(matrix)[:2, :2]))))
+        track.centre, track.side = crop_centre(track.matrix), crop_side(track.matrix)
 
 
 def open_video(source):
@@ -176,18 +159,6 @@ def open_video(source):
     fps = capture.get(cv2.CAP_PROP_FPS)
     fps = fps if fps and np.isfinite(fps) and 0 < fps < 1000 else FALLBACK_FPS
     return capture, fps, max(0, int(capture.get(cv2.CAP_PROP_FRAME_COUNT)))
-
-
-def check_writable(out_dir) -> Path:
-    out = Path(out_dir)
-    try:
-        out.mkdir(parents=True, exist_ok=True)
-        with atomic_path(out / ".fkd-write-check"):
-            pass
-    except OSError as error:
-        raise FkdError(f"cannot write there: {error.strerror or error}", path=out) from None
-    (out / ".fkd-write-check").unlink(missing_ok=True)
-    return out
 
 
 def process_video(source, predict, out_dir, detector="auto", min_size=24, detect_every=30, smooth=0.0,
