@@ -3,8 +3,9 @@
   parse       training.csv parse time (fkd vs the notebook way) and cache reload time
   throughput  training images/second of seedcnn: fkd's loop vs a plain PyTorch DataLoader loop
   cv          CV RMSE of the mean shape, the `seed` recipe, seedcnn/lenet with fkd's recipe, the CPU recipe
-  face        a run's fold-0 model on its own validation faces: as 96-px crops, and placed in cluttered
-              photos through `fkd face` (detection rate, RMSE); video frames/s; ONNX vs torch latency
+  face        a run's fold-0 model on its own validation faces: as 96-px crops, placed in cluttered
+              photos, and in their real photos (../shared/data/photos) through `fkd face` (detection
+              rate, RMSE, seconds a photo); video frames/s; ONNX vs torch latency
 """
 import shutil
 import subprocess
@@ -18,6 +19,7 @@ import numpy as np
 
 from fkd.core.config import load_config
 from fkd.core.errors import FkdError
+from fkd.core.keypoints import COLUMNS
 from fkd.core.metrics import mean_shape, rmse, rmse_report
 from fkd.data.competition import (
     cache_dir,
@@ -34,6 +36,7 @@ KAGGLE_TRAINING_ROWS = 7049
 FULL_CV_CONFIGS = ["configs/seed.yaml@1", "configs/seedcnn.yaml@1", "configs/lenet.yaml@1", "configs/cpu.yaml"]
 QUICK_CV_CONFIGS = ["configs/demo-proxy.yaml@1"]  # fold 0 of the demo recipe: about a minute on the proxy
 FULL_FACE_PHOTOS, QUICK_FACE_PHOTOS = 200, 60
+FULL_REAL_PHOTOS, QUICK_REAL_PHOTOS = None, 40   # real photos of fold 0's faces (None: all of them)
 FULL_FRAMER, QUICK_FRAMER = (20, 6), (10, 3)  # the face section's framer: (epochs, misframed crops a face)
 
 
@@ -49,6 +52,8 @@ def add_arguments(parser):
     parser.add_argument("--face-run", help="the run the face section measures (default: the cv section's last run)")
     parser.add_argument("--face-photos", type=int,
                         help=f"photos the face section makes (default {FULL_FACE_PHOTOS}; {QUICK_FACE_PHOTOS} with --quick)")
+    parser.add_argument("--photos-dir",
+                        help="real photos of the training faces with labels.csv (default: photos/ beside the data folder)")
     parser.add_argument("--framer-epochs", type=int,
                         help=f"epochs of the face section's framer (default {FULL_FRAMER[0]}; {QUICK_FRAMER[0]} with "
                              "--quick; 0: none)")
@@ -143,7 +148,8 @@ def run(args):
         framer_epochs, framer_variants = QUICK_FRAMER if args.quick else FULL_FRAMER
         bench_face(data_dir, run_dir, args.face_photos or (QUICK_FACE_PHOTOS if args.quick else FULL_FACE_PHOTOS),
                    framer_epochs=framer_epochs if args.framer_epochs is None else args.framer_epochs,
-                   framer_variants=framer_variants)
+                   framer_variants=framer_variants, photos_dir=Path(args.photos_dir or data_dir.parent / "photos"),
+                   real_photos=QUICK_REAL_PHOTOS if args.quick else FULL_REAL_PHOTOS)
     return 0
 
 
@@ -288,8 +294,52 @@ def squared_errors(predicted, truth):
     return float(((np.asarray(predicted) - truth)[present] ** 2).sum()), int(present.sum())
 
 
+def bench_real_photos(photos_dir, images, truth, valid_index, predict, n_photos=None, seed: int = 0) -> None:
+    """fkd face on the real photos of fold 0's validation faces, scored in each face's true crop against
+    the same model on the face's 96-px crop; with the framer, also MTCNN's framing alone."""
+    from fkd.photo.geometry import crop, to_gray
+    from fkd.photo.labelled import in_true_crop, matching_face, read_labelled_photos, true_crop_matrix
+    from fkd.photo.locate import locate, read_photo
+
+    table = read_labelled_photos(photos_dir)
+    table = table[table["training_row"].isin(valid_index)]
+    if n_photos is not None and n_photos < len(table):
+        table = table.sample(n_photos, random_state=seed)
+    sums = {"photo": [0.0, 0], "crop": [0.0, 0], "alone": [0.0, 0]}
+    found, seconds, pixels = [], 0.0, 0
+    for _, labels in table.iterrows():
+        row = int(labels["training_row"])
+        true_matrix = true_crop_matrix(labels[COLUMNS].to_numpy(np.float64), truth[row])
+        photo = read_photo(labels["path"])
+        started = time.perf_counter()
+        located = locate(photo, predict)
+        seconds += time.perf_counter() - started
+        pixels += photo.shape[0] * photo.shape[1]
+        k = matching_face(located.matrices, true_matrix, FOUND_WITHIN)
+        found.append(k is not None)
+        if k is None:
+            continue
+        measured = {"photo": in_true_crop(located.predictions[k], located.matrices[k], true_matrix),
+                    "crop": predict(images[row][None])[0]}
+        if predict.framer is not None:
+            detected = located.detected[k]
+            measured["alone"] = in_true_crop(predict(crop(to_gray(photo), detected)[None])[0], detected, true_matrix)
+        for name, predicted in measured.items():
+            error, count = squared_errors(predicted, truth[row])
+            sums[name][0] += error
+            sums[name][1] += count
+    photo_rmse, crop_rmse, alone_rmse = (np.sqrt(s[0] / s[1]) if s[1] else float("nan") for s in sums.values())
+    print(f"face  real photos: {len(table)} photos ({pixels / len(table) / 1e6:.2f} megapixels on average) of "
+          f"fold 0's validation faces, {photos_dir}: found {100 * np.mean(found):.1f}%; RMSE on the photos "
+          f"{photo_rmse:.4f} px (in each face's true crop) against {crop_rmse:.4f} on the same faces' crops "
+          f"({photo_rmse / crop_rmse:.3f}x); {seconds / len(table):.2f} s a photo", flush=True)
+    if predict.framer is not None:
+        print(f"face  real photos, framed by MTCNN's landmarks alone (no framer): {alone_rmse:.4f} px "
+              f"({alone_rmse / crop_rmse:.3f}x the crops)", flush=True)
+
+
 def bench_face(data_dir, run_dir, n_photos: int = 200, seed: int = 0, framer_epochs: int = 20,
-               framer_variants: int = 6) -> None:
+               framer_variants: int = 6, photos_dir=None, real_photos=None) -> None:
     """Photos as good as the crops? Fold 0's model on its own validation faces, first as the 96-px crops
     the training faces are, then each face enlarged 1.5-3.5x, turned by up to 25 degrees and placed with
     two other faces on clutter in an 800x600 photo, through fkd face's detection and refinement, MTCNN's
@@ -365,6 +415,11 @@ def bench_face(data_dir, run_dir, n_photos: int = 200, seed: int = 0, framer_epo
     print(f"face  framer: on the photos {photo_rmse:.4f} px with it, {detected_rmse:.4f} ({detected_rmse / crop_rmse:.3f}x "
           f"the crops) framed by MTCNN's landmarks alone" if predict.framer is not None else
           "face  framer: none (no MTCNN, or --framer-epochs 0)", flush=True)
+
+    if photos_dir is not None and (photos_dir / "labels.csv").is_file():
+        bench_real_photos(photos_dir, images, truth, valid_index, predict, real_photos, seed)
+    else:
+        print(f"face  real photos: none ({photos_dir}/labels.csv is absent)", flush=True)
 
     photo, matrices = scene(images[rows[:1]], rng, width=640, height=480, scales=(2.0, 2.0), max_roll=0)
     tracker = FaceTracker(predict)

@@ -3,6 +3,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 REPO = Path(__file__).resolve().parents[1]
@@ -31,24 +32,35 @@ def test_quick_bench_cv_runs_only_the_short_recipe(competition, monkeypatch, tmp
 
 
 def test_the_face_section_prints_photos_against_crops_video_and_onnx(competition, tmp_path, capsys):
-    import re
+    from test_labelled import write_labelled_photos
 
     from fkd.cli import main
     from fkd.core.config import load_config
+    from fkd.data.competition import load_training
     from fkd.train.cv import run_cv
+    from fkd.train.rundir import load_checkpoint
 
     config = load_config(None, model="lenet", epochs=1, batch_size=32, folds=2, only_folds=[0], name="face-bench")
     run_dir = run_cv(competition, config, tmp_path)
+    images, truth = load_training(competition)
+    valid_index = load_checkpoint(run_dir / "fold0.pt")["valid_index"]
+    photos, _ = write_labelled_photos(tmp_path / "photos", images, truth, [*valid_index[:3], np.setdiff1d(np.arange(len(images)), valid_index)[0]])
     assert main(["bench", "--data-dir", str(competition), "--only", "face", "--face-run", str(run_dir),
-                 "--face-photos", "6", "--framer-epochs", "1"]) == 0
+                 "--face-photos", "6", "--framer-epochs", "1", "--photos-dir", str(photos)]) == 0
     lines = [line for line in capsys.readouterr().out.splitlines() if line.startswith("face")]
     assert re.search(r"calibration: (MTCNN found \d+ of 6 training faces|MTCNN found none)", lines[0])
     calibrated = "MTCNN found none" not in lines[0]   # MTCNN takes few synthetic faces for faces
-    assert len(lines) == 5 + calibrated
+    assert len(lines) == 6 + 2 * calibrated
     if calibrated:
         assert re.search(r"framer: trained 1 epochs on \d+ misframed crops", lines[1])
-    assert re.search(r"found \d+\.\d%; RMSE on the photos (\d+\.\d+|nan) px against", lines[-4])
-    assert re.search(r"framer: (on the photos .* framed by MTCNN's landmarks alone|none)", lines[-3])
+        assert re.search(r"real photos, framed by MTCNN's landmarks alone \(no framer\): (\d+\.\d+|nan) px", lines[-3])
+    first = 2 + calibrated
+    assert re.search(r"found \d+\.\d%; RMSE on the photos (\d+\.\d+|nan) px against", lines[first - 1])
+    assert re.search(r"framer: (on the photos .* framed by MTCNN's landmarks alone|none)", lines[first])
+    # the photos of fold 0's validation faces only: the fold's model never trained on them
+    assert re.search(r"real photos: 3 photos \(0\.17 megapixels on average\) of fold 0's validation faces, .*: "
+                     r"found \d+\.\d%; RMSE on the photos (\d+\.\d+|nan) px \(in each face's true crop\) against "
+                     r"(\d+\.\d+|nan) on the same faces' crops .*; \d+\.\d\d s a photo", lines[first + 1])
     assert re.search(r"video: 60 frames of 640x480 with one face, \d+\.\d frames/s", lines[-2])
     assert re.search(r"onnx: .* max difference \d\.\de-\d\d px; per face \d+\.\d\d ms with onnxruntime", lines[-1])
     assert main(["bench", "--data-dir", str(competition), "--only", "face", "--face-run", str(tmp_path / "none")]) == 2
