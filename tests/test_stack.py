@@ -1,6 +1,7 @@
 """Stacking: per coordinate it uses each member where it is good, per kind of face it corrects a value by
 the others, its OOF is fitted inside folds of its own and tells what it does to kept-out faces, and `fkd submit --stack` writes a checked submission."""
 import json
+import re
 
 import numpy as np
 import pytest
@@ -54,6 +55,8 @@ def test_the_second_stage_corrects_a_value_by_the_others_per_kind_of_face():
     for rows in (partial, ~partial):
         assert error(member, rows) > 3.0
         assert error(stacked, rows) < 0.4   # the member's own noise is 0.2
+    first_stage = stack.stacked_oof([member], truth, folds, second_stage=False)
+    assert error(first_stage, partial) > 1.0 and error(first_stage, ~partial) > 1.0   # stage 1 alone: cannot
     pooled = stack.fit_stack([member], truth, kinds=np.zeros(len(truth), int))   # one kind: cannot
     assert error(stack.apply_stack(pooled, [member], np.zeros(len(truth), int)), partial) > 1.0
     fitted = stack.fit_stack([member], truth)
@@ -125,9 +128,11 @@ def test_submit_with_stack_writes_a_checked_submission(competition, tmp_path, ca
     assert main(["submit", "--data-dir", str(competition), "--runs", *map(str, runs), "--stack",
                  "--name", "stacked", "--out-dir", str(out)]) == 0
     printed = capsys.readouterr().out
-    assert "stack: OOF RMSE" in printed and "fitted inside its own 5 folds" in printed
+    assert re.search(r"stack: OOF RMSE \d+\.\d{4} \(fitted inside its own 5 folds; stage 1 alone \d+\.\d{4}; "
+                     r"the blend.s \d+\.\d{4}\)", printed), printed
     (written,) = out.glob("*-stacked.csv")
     meta = json.loads(written.with_name(written.name + ".json").read_text())
+    assert meta["stage_1_oof_rmse"] > 0
     assert np.shape(meta["stack"]) == (30, 3)
     assert set(meta["stack_ridge_alphas"]) <= {"0", "1"} and meta["stack_ridge_alphas"]
     assert main(["check-submission", str(written), "--lookup", str(competition / "IdLookupTable.csv")]) == 0

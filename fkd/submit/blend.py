@@ -71,11 +71,14 @@ def run_predictions(data_dir, run_dirs, device=None, stacked=False):
         tests.append(test)
     if not stacked:
         return image_ids, ensemble.blend(tests, weights), {"oof_rmse": report["blend"], **report}
-    oof_rmse = rmse(stack.stacked_oof(oofs, truth, stack.stacking_folds(images, truth)), truth)
+    own_folds = stack.stacking_folds(images, truth)
+    first_stage_rmse = rmse(stack.stacked_oof(oofs, truth, own_folds, second_stage=False), truth)
+    oof_rmse = rmse(stack.stacked_oof(oofs, truth, own_folds), truth)
     fitted = stack.fit_stack(oofs, truth)
-    print(f"  stack: OOF RMSE {oof_rmse:.4f} (fitted inside its own {stack.STACKING_FOLDS} folds; "
-          f"the blend's {report['blend']:.4f})")
-    return image_ids, stack.apply_stack(fitted, tests, kinds), {"oof_rmse": oof_rmse, **report, **stack.describe(fitted)}
+    print(f"  stack: OOF RMSE {oof_rmse:.4f} (fitted inside its own {stack.STACKING_FOLDS} folds; stage 1 "
+          f"alone {first_stage_rmse:.4f}; the blend's {report['blend']:.4f})")
+    return image_ids, stack.apply_stack(fitted, tests, kinds), {"oof_rmse": oof_rmse, "stage_1_oof_rmse": first_stage_rmse,
+                                                                **report, **stack.describe(fitted)}
 
 
 def write_run_submission(data_dir, run_dirs, name=None, out_dir="submissions", device=None, stacked=False) -> Path:

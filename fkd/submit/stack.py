@@ -61,10 +61,10 @@ def _per_coordinate(coefficients, members) -> np.ndarray:
     return np.einsum("ncm,cm->nc", members, coefficients[:, :-1]) + coefficients[:, -1]
 
 
-def fit_stack(oof_predictions, truth, rows=None, kinds=None) -> Stack:
+def fit_stack(oof_predictions, truth, rows=None, kinds=None, second_stage: bool = True) -> Stack:
     """The stack fitted on `rows` (default all) of the members' OOF predictions; kinds [N] of the
     rows (default: 1 for a complete row, 0 for a partial one, as fkd.data.competition.lookup_kinds
-    numbers test images)."""
+    numbers test images); without `second_stage`, stage 1 alone."""
     members = _members(oof_predictions)
     truth = np.asarray(truth, np.float64)
     rows = np.arange(len(truth)) if rows is None else np.asarray(rows)
@@ -73,7 +73,7 @@ def fit_stack(oof_predictions, truth, rows=None, kinds=None) -> Stack:
     residual = truth - _per_coordinate(coefficients, members)
     features = members.reshape(len(members), -1)
     corrections = {}
-    for kind in np.unique(kinds[rows]):
+    for kind in np.unique(kinds[rows]) if second_stage else ():
         of_kind = rows[kinds[rows] == kind]
         models = []
         for column in range(truth.shape[1]):
@@ -106,14 +106,14 @@ def stacking_folds(images, truth) -> np.ndarray:
     return make_folds(images, truth, k=STACKING_FOLDS, seed=STACKING_SEED)
 
 
-def stacked_oof(oof_predictions, truth, folds) -> np.ndarray:
+def stacked_oof(oof_predictions, truth, folds, second_stage: bool = True) -> np.ndarray:
     """The stack's out-of-fold predictions: each fold's rows from a stack fitted on the other folds."""
     folds = np.asarray(folds)
     kinds = complete_rows(np.asarray(truth)).astype(np.int64)
     out = np.full(np.shape(truth), np.nan, np.float32)
     for fold in np.unique(folds):
         inside = folds == fold
-        fitted = fit_stack(oof_predictions, truth, rows=np.flatnonzero(~inside), kinds=kinds)
+        fitted = fit_stack(oof_predictions, truth, rows=np.flatnonzero(~inside), kinds=kinds, second_stage=second_stage)
         out[inside] = apply_stack(fitted, [np.asarray(p)[inside] for p in oof_predictions], kinds[inside])
     return out
 
