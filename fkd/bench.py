@@ -37,6 +37,7 @@ FULL_CV_CONFIGS = ["configs/seed.yaml@1", "configs/seedcnn.yaml@1", "configs/len
 QUICK_CV_CONFIGS = ["configs/demo-proxy.yaml@1"]  # fold 0 of the demo recipe: about a minute on the proxy
 FULL_FACE_PHOTOS, QUICK_FACE_PHOTOS = 200, 60
 FULL_REAL_PHOTOS, QUICK_REAL_PHOTOS = None, 40   # real photos of fold 0's faces (None: all of them)
+ENLARGED, ENLARGED_PHOTOS = 3.2, 10   # the first real photos enlarged to several megapixels: seconds a photo
 FULL_FRAMER, QUICK_FRAMER = (20, 6), (10, 3)  # the face section's framer: (epochs, misframed crops a face)
 
 
@@ -336,6 +337,13 @@ def bench_real_photos(photos_dir, images, truth, valid_index, predict, n_photos=
     if predict.framer is not None:
         print(f"face  real photos, framed by MTCNN's landmarks alone (no framer): {alone_rmse:.4f} px "
               f"({alone_rmse / crop_rmse:.3f}x the crops)", flush=True)
+    enlarged = [cv2.resize(read_photo(path), None, fx=ENLARGED, fy=ENLARGED, interpolation=cv2.INTER_CUBIC)
+                for path in table["path"][:ENLARGED_PHOTOS]]
+    started = time.perf_counter()
+    found = sum(len(locate(photo, predict).matrices) > 0 for photo in enlarged)
+    print(f"face  real photos enlarged {ENLARGED:g}x ({np.mean([p.shape[0] * p.shape[1] for p in enlarged]) / 1e6:.1f} "
+          f"megapixels on average): {(time.perf_counter() - started) / len(enlarged):.2f} s a photo, a face found "
+          f"on {found} of {len(enlarged)}", flush=True)
 
 
 def bench_face(data_dir, run_dir, n_photos: int = 200, seed: int = 0, framer_epochs: int = 20,

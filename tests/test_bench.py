@@ -50,10 +50,10 @@ def test_the_face_section_prints_photos_against_crops_video_and_onnx(competition
     lines = [line for line in capsys.readouterr().out.splitlines() if line.startswith("face")]
     assert re.search(r"calibration: (MTCNN found \d+ of 6 training faces|MTCNN found none)", lines[0])
     calibrated = "MTCNN found none" not in lines[0]   # MTCNN takes few synthetic faces for faces
-    assert len(lines) == 6 + 2 * calibrated
+    assert len(lines) == 7 + 2 * calibrated
     if calibrated:
         assert re.search(r"framer: trained 1 epochs on \d+ misframed crops", lines[1])
-        assert re.search(r"real photos, framed by MTCNN's landmarks alone \(no framer\): (\d+\.\d+|nan) px", lines[-3])
+        assert re.search(r"real photos, framed by MTCNN's landmarks alone \(no framer\): (\d+\.\d+|nan) px", lines[-4])
     first = 2 + calibrated
     assert re.search(r"found \d+\.\d%; RMSE on the photos (\d+\.\d+|nan) px against", lines[first - 1])
     assert re.search(r"framer: (on the photos .* framed by MTCNN's landmarks alone|none)", lines[first])
@@ -61,6 +61,8 @@ def test_the_face_section_prints_photos_against_crops_video_and_onnx(competition
     assert re.search(r"real photos: 3 photos \(0\.17 megapixels on average\) of fold 0's validation faces, .*: "
                      r"found \d+\.\d%; RMSE on the photos (\d+\.\d+|nan) px \(in each face's true crop\) against "
                      r"(\d+\.\d+|nan) on the same faces' crops .*; \d+\.\d\d s a photo", lines[first + 1])
+    assert re.search(r"real photos enlarged 3.2x \(1\.8 megapixels on average\): \d+\.\d\d s a photo, a face found "
+                     r"on \d of 3", lines[-3])
     assert re.search(r"video: 60 frames of 640x480 with one face, \d+\.\d frames/s", lines[-2])
     assert re.search(r"onnx: .* max difference \d\.\de-\d\d px; per face \d+\.\d\d ms with onnxruntime", lines[-1])
     assert main(["bench", "--data-dir", str(competition), "--only", "face", "--face-run", str(tmp_path / "none")]) == 2
