@@ -7,6 +7,7 @@
               photos, and in their real photos (../shared/data/photos) through `fkd face` (detection
               rate, RMSE, seconds a photo); video frames/s; ONNX vs torch latency
 """
+import copy
 import shutil
 import subprocess
 import sys
@@ -337,6 +338,23 @@ def bench_real_photos(photos_dir, images, truth, valid_index, predict, n_photos=
     if predict.framer is not None:
         print(f"face  real photos, framed by MTCNN's landmarks alone (no framer): {alone_rmse:.4f} px "
               f"({alone_rmse / crop_rmse:.3f}x the crops)", flush=True)
+    if predict.landmark_goal is not None:   # what `fkd calibrate` pays: the same photos uncalibrated
+        uncalibrated = copy.copy(predict)
+        uncalibrated.landmark_goal = uncalibrated.framer = None
+        sums, found = [0.0, 0], []
+        for _, labels in table.iterrows():
+            true_matrix = true_crop_matrix(labels[COLUMNS].to_numpy(np.float64), truth[int(labels["training_row"])])
+            located = locate(read_photo(labels["path"]), uncalibrated)
+            k = matching_face(located.matrices, true_matrix, FOUND_WITHIN)
+            found.append(k is not None)
+            if k is not None:
+                error, count = squared_errors(in_true_crop(located.predictions[k], located.matrices[k], true_matrix),
+                                              truth[int(labels["training_row"])])
+                sums = [sums[0] + error, sums[1] + count]
+        uncalibrated_rmse = np.sqrt(sums[0] / sums[1]) if sums[1] else float("nan")
+        print(f"face  real photos without fkd calibrate (MTCNN's points put where the labels are, no framer): "
+              f"found {100 * np.mean(found):.1f}%; {uncalibrated_rmse:.4f} px ({uncalibrated_rmse / crop_rmse:.3f}x "
+              f"the crops)", flush=True)
     enlarged = [cv2.resize(read_photo(path), None, fx=ENLARGED, fy=ENLARGED, interpolation=cv2.INTER_CUBIC)
                 for path in table["path"][:ENLARGED_PHOTOS]]
     started = time.perf_counter()

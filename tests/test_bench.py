@@ -50,10 +50,11 @@ def test_the_face_section_prints_photos_against_crops_video_and_onnx(competition
     lines = [line for line in capsys.readouterr().out.splitlines() if line.startswith("face")]
     assert re.search(r"calibration: (MTCNN found \d+ of 6 training faces|MTCNN found none)", lines[0])
     calibrated = "MTCNN found none" not in lines[0]   # MTCNN takes few synthetic faces for faces
-    assert len(lines) == 7 + 2 * calibrated
+    assert len(lines) == 7 + 3 * calibrated
     if calibrated:
         assert re.search(r"framer: trained 1 epochs on \d+ misframed crops", lines[1])
-        assert re.search(r"real photos, framed by MTCNN's landmarks alone \(no framer\): (\d+\.\d+|nan) px", lines[-4])
+        assert re.search(r"real photos, framed by MTCNN's landmarks alone \(no framer\): (\d+\.\d+|nan) px", lines[-5])
+        assert re.search(r"real photos without fkd calibrate .*: found \d+\.\d%; (\d+\.\d+|nan) px", lines[-4])
     first = 2 + calibrated
     assert re.search(r"found \d+\.\d%; RMSE on the photos (\d+\.\d+|nan) px against", lines[first - 1])
     assert re.search(r"framer: (on the photos .* framed by MTCNN's landmarks alone|none)", lines[first])
