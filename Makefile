@@ -60,7 +60,7 @@ data: install  ## download the competition into data/ (needs a Kaggle token)
 holdout: install  ## a local leaderboard: one fold of the training rows kept out as a test set with answers -> $(HOLDOUT)/ (score: fkd check-submission SUB --lookup $(HOLDOUT) --answers $(HOLDOUT)/answers.csv)
 	$(FKD) holdout $(DATA_ARG) --out $(HOLDOUT)
 
-bench: install  ## quick figures on the proxy folder (parse, throughput, a short CV, photos vs crops, video, ONNX; about 7 min); FULL=1: every recipe
+bench: install  ## quick figures on the proxy folder (parse, throughput, a short CV, real photos and synthetic scenes vs crops, video, ONNX; about 20 min on 2 cores); FULL=1: every recipe
 	$(FKD) bench --data-dir $(PROXY) $(if $(FULL),,--quick)
 
 eda: install  ## plots of the data -> reports/eda/

@@ -49,7 +49,7 @@ def add_arguments(parser):
     parser.add_argument("--rows", type=int, default=KAGGLE_TRAINING_ROWS,
                         help="rows of the csv the parse section times (Kaggle's training.csv has 7,049)")
     parser.add_argument("--quick", action="store_true",
-                        help=f"the short figures (under 5 minutes on 2 cores): the cv section runs only "
+                        help=f"the short figures (about 20 minutes on 2 cores, most of it the face section's framer): the cv section runs only "
                              f"{' '.join(QUICK_CV_CONFIGS)} (make bench; make bench FULL=1 runs everything)")
     parser.add_argument("--face-run", help="the run the face section measures (default: the cv section's last run)")
     parser.add_argument("--face-photos", type=int,
