@@ -296,11 +296,28 @@ def squared_errors(predicted, truth):
     return float(((np.asarray(predicted) - truth)[present] ** 2).sum()), int(present.sum())
 
 
+def located_real_photos(table, truth, predict):
+    """Per labelled photo of the table: (training row, photo, its face's true crop matrix, `fkd face`'s
+    Located, the index of the located face that is the labelled one or None, seconds locate took)."""
+    from fkd.photo.labelled import matching_face, true_crop_matrix
+    from fkd.photo.locate import locate, read_photo
+
+    for _, labels in table.iterrows():
+        row = int(labels["training_row"])
+        true_matrix = true_crop_matrix(labels[COLUMNS].to_numpy(np.float64), truth[row])
+        photo = read_photo(labels["path"])
+        started = time.perf_counter()
+        located = locate(photo, predict)
+        seconds = time.perf_counter() - started
+        yield row, photo, true_matrix, located, matching_face(located.matrices, true_matrix, FOUND_WITHIN), seconds
+
+
 def bench_real_photos(photos_dir, images, truth, valid_index, predict, n_photos=None, seed: int = 0) -> None:
     """fkd face on the real photos of fold 0's validation faces, scored in each face's true crop against
-    the same model on the face's 96-px crop; with the framer, also MTCNN's framing alone."""
+    the same model on the face's 96-px crop; with the framer, also MTCNN's framing alone; with a
+    landmark goal, also the photos without `fkd calibrate`."""
     from fkd.photo.geometry import crop, to_gray
-    from fkd.photo.labelled import in_true_crop, matching_face, read_labelled_photos, true_crop_matrix
+    from fkd.photo.labelled import in_true_crop, read_labelled_photos
     from fkd.photo.locate import locate, read_photo
 
     table = read_labelled_photos(photos_dir)
@@ -309,15 +326,9 @@ def bench_real_photos(photos_dir, images, truth, valid_index, predict, n_photos=
         table = table.sample(n_photos, random_state=seed)
     sums = {"photo": [0.0, 0], "crop": [0.0, 0], "alone": [0.0, 0]}
     found, seconds, pixels = [], 0.0, 0
-    for _, labels in table.iterrows():
-        row = int(labels["training_row"])
-        true_matrix = true_crop_matrix(labels[COLUMNS].to_numpy(np.float64), truth[row])
-        photo = read_photo(labels["path"])
-        started = time.perf_counter()
-        located = locate(photo, predict)
-        seconds += time.perf_counter() - started
+    for row, photo, true_matrix, located, k, took in located_real_photos(table, truth, predict):
+        seconds += took
         pixels += photo.shape[0] * photo.shape[1]
-        k = matching_face(located.matrices, true_matrix, FOUND_WITHIN)
         found.append(k is not None)
         if k is None:
             continue
@@ -342,14 +353,11 @@ def bench_real_photos(photos_dir, images, truth, valid_index, predict, n_photos=
         uncalibrated = copy.copy(predict)
         uncalibrated.landmark_goal = uncalibrated.framer = None
         sums, found = [0.0, 0], []
-        for _, labels in table.iterrows():
-            true_matrix = true_crop_matrix(labels[COLUMNS].to_numpy(np.float64), truth[int(labels["training_row"])])
-            located = locate(read_photo(labels["path"]), uncalibrated)
-            k = matching_face(located.matrices, true_matrix, FOUND_WITHIN)
+        for row, _, true_matrix, located, k, _ in located_real_photos(table, truth, uncalibrated):
             found.append(k is not None)
             if k is not None:
                 error, count = squared_errors(in_true_crop(located.predictions[k], located.matrices[k], true_matrix),
-                                              truth[int(labels["training_row"])])
+                                              truth[row])
                 sums = [sums[0] + error, sums[1] + count]
         uncalibrated_rmse = np.sqrt(sums[0] / sums[1]) if sums[1] else float("nan")
         print(f"face  real photos without fkd calibrate (MTCNN's points put where the labels are, no framer): "
