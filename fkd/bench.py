@@ -296,39 +296,34 @@ def squared_errors(predicted, truth):
     return float(((np.asarray(predicted) - truth)[present] ** 2).sum()), int(present.sum())
 
 
-def located_real_photos(table, truth, predict):
-    """Per labelled photo of the table: (training row, photo, its face's true crop matrix, `fkd face`'s
-    Located, the index of the located face that is the labelled one or None, seconds locate took)."""
-    from fkd.photo.labelled import matching_face, true_crop_matrix
+def enlarging_matrix(factor: float) -> np.ndarray:
+    """photo -> the photo resized by `factor` with cv2.resize (pixel centres are integers)."""
+    offset = (factor - 1) / 2
+    return np.float64([[factor, 0, offset], [0, factor, offset]])
+
+
+def score_real_photos(table, images, truth, predict, enlarge: float = 1.0) -> dict:
+    """`fkd face` on each labelled photo of the table (resized by `enlarge`), its face scored in its true
+    crop against the same model on the face's 96-px crop (and, with a framer, on MTCNN's framing alone):
+    found (share), rmse_photo, rmse_crop, rmse_alone, seconds (a photo, locate only), megapixels."""
+    from fkd.photo.geometry import compose, crop, invert, to_gray
+    from fkd.photo.labelled import in_true_crop, matching_face, true_crop_matrix
     from fkd.photo.locate import locate, read_photo
 
+    sums = {"photo": [0.0, 0], "crop": [0.0, 0], "alone": [0.0, 0]}
+    found, seconds, pixels = [], 0.0, 0
     for _, labels in table.iterrows():
         row = int(labels["training_row"])
         true_matrix = true_crop_matrix(labels[COLUMNS].to_numpy(np.float64), truth[row])
         photo = read_photo(labels["path"])
+        if enlarge != 1.0:
+            photo = cv2.resize(photo, None, fx=enlarge, fy=enlarge, interpolation=cv2.INTER_CUBIC)
+            true_matrix = compose(true_matrix, invert(enlarging_matrix(enlarge)))
         started = time.perf_counter()
         located = locate(photo, predict)
-        seconds = time.perf_counter() - started
-        yield row, photo, true_matrix, located, matching_face(located.matrices, true_matrix, FOUND_WITHIN), seconds
-
-
-def bench_real_photos(photos_dir, images, truth, valid_index, predict, n_photos=None, seed: int = 0) -> None:
-    """fkd face on the real photos of fold 0's validation faces, scored in each face's true crop against
-    the same model on the face's 96-px crop; with the framer, also MTCNN's framing alone; with a
-    landmark goal, also the photos without `fkd calibrate`."""
-    from fkd.photo.geometry import crop, to_gray
-    from fkd.photo.labelled import in_true_crop, read_labelled_photos
-    from fkd.photo.locate import locate, read_photo
-
-    table = read_labelled_photos(photos_dir)
-    table = table[table["training_row"].isin(valid_index)]
-    if n_photos is not None and n_photos < len(table):
-        table = table.sample(n_photos, random_state=seed)
-    sums = {"photo": [0.0, 0], "crop": [0.0, 0], "alone": [0.0, 0]}
-    found, seconds, pixels = [], 0.0, 0
-    for row, photo, true_matrix, located, k, took in located_real_photos(table, truth, predict):
-        seconds += took
+        seconds += time.perf_counter() - started
         pixels += photo.shape[0] * photo.shape[1]
+        k = matching_face(located.matrices, true_matrix, FOUND_WITHIN)
         found.append(k is not None)
         if k is None:
             continue
@@ -341,35 +336,44 @@ def bench_real_photos(photos_dir, images, truth, valid_index, predict, n_photos=
             error, count = squared_errors(predicted, truth[row])
             sums[name][0] += error
             sums[name][1] += count
-    photo_rmse, crop_rmse, alone_rmse = (np.sqrt(s[0] / s[1]) if s[1] else float("nan") for s in sums.values())
-    print(f"face  real photos: {len(table)} photos ({pixels / len(table) / 1e6:.2f} megapixels on average) of "
-          f"fold 0's validation faces, {photos_dir}: found {100 * np.mean(found):.1f}%; RMSE on the photos "
-          f"{photo_rmse:.4f} px (in each face's true crop) against {crop_rmse:.4f} on the same faces' crops "
-          f"({photo_rmse / crop_rmse:.3f}x); {seconds / len(table):.2f} s a photo", flush=True)
+    rmses = {f"rmse_{name}": np.sqrt(s[0] / s[1]) if s[1] else float("nan") for name, s in sums.items()}
+    return {"found": float(np.mean(found)), **rmses, "seconds": seconds / len(table),
+            "megapixels": pixels / len(table) / 1e6}
+
+
+def bench_real_photos(photos_dir, images, truth, valid_index, predict, n_photos=None, seed: int = 0) -> None:
+    """fkd face on the real photos of fold 0's validation faces, scored in each face's true crop against
+    the same model on the face's 96-px crop; with the framer, also MTCNN's framing alone; with a
+    landmark goal, also the photos without `fkd calibrate`; then the first of them enlarged to several
+    megapixels."""
+    from fkd.photo.labelled import read_labelled_photos
+
+    table = read_labelled_photos(photos_dir)
+    table = table[table["training_row"].isin(valid_index)]
+    if n_photos is not None and n_photos < len(table):
+        table = table.sample(n_photos, random_state=seed)
+    score = score_real_photos(table, images, truth, predict)
+    crop_rmse = score["rmse_crop"]
+    print(f"face  real photos: {len(table)} photos ({score['megapixels']:.2f} megapixels on average) of "
+          f"fold 0's validation faces, {photos_dir}: found {100 * score['found']:.1f}%; RMSE on the photos "
+          f"{score['rmse_photo']:.4f} px (in each face's true crop) against {crop_rmse:.4f} on the same faces' crops "
+          f"({score['rmse_photo'] / crop_rmse:.3f}x); {score['seconds']:.2f} s a photo", flush=True)
     if predict.framer is not None:
-        print(f"face  real photos, framed by MTCNN's landmarks alone (no framer): {alone_rmse:.4f} px "
-              f"({alone_rmse / crop_rmse:.3f}x the crops)", flush=True)
+        print(f"face  real photos, framed by MTCNN's landmarks alone (no framer): {score['rmse_alone']:.4f} px "
+              f"({score['rmse_alone'] / crop_rmse:.3f}x the crops)", flush=True)
     if predict.landmark_goal is not None:   # what `fkd calibrate` pays: the same photos uncalibrated
         uncalibrated = copy.copy(predict)
         uncalibrated.landmark_goal = uncalibrated.framer = None
-        sums, found = [0.0, 0], []
-        for row, _, true_matrix, located, k, _ in located_real_photos(table, truth, uncalibrated):
-            found.append(k is not None)
-            if k is not None:
-                error, count = squared_errors(in_true_crop(located.predictions[k], located.matrices[k], true_matrix),
-                                              truth[row])
-                sums = [sums[0] + error, sums[1] + count]
-        uncalibrated_rmse = np.sqrt(sums[0] / sums[1]) if sums[1] else float("nan")
+        plain = score_real_photos(table, images, truth, uncalibrated)
         print(f"face  real photos without fkd calibrate (MTCNN's points put where the labels are, no framer): "
-              f"found {100 * np.mean(found):.1f}%; {uncalibrated_rmse:.4f} px ({uncalibrated_rmse / crop_rmse:.3f}x "
+              f"found {100 * plain['found']:.1f}%; {plain['rmse_photo']:.4f} px ({plain['rmse_photo'] / crop_rmse:.3f}x "
               f"the crops)", flush=True)
-    enlarged = [cv2.resize(read_photo(path), None, fx=ENLARGED, fy=ENLARGED, interpolation=cv2.INTER_CUBIC)
-                for path in table["path"][:ENLARGED_PHOTOS]]
-    started = time.perf_counter()
-    found = sum(len(locate(photo, predict).matrices) > 0 for photo in enlarged)
-    print(f"face  real photos enlarged {ENLARGED:g}x ({np.mean([p.shape[0] * p.shape[1] for p in enlarged]) / 1e6:.1f} "
-          f"megapixels on average): {(time.perf_counter() - started) / len(enlarged):.2f} s a photo, a face found "
-          f"on {found} of {len(enlarged)}", flush=True)
+    enlarged_table = table[:ENLARGED_PHOTOS]
+    enlarged = score_real_photos(enlarged_table, images, truth, predict, enlarge=ENLARGED)
+    print(f"face  real photos enlarged {ENLARGED:g}x ({enlarged['megapixels']:.1f} megapixels on average, the first "
+          f"{len(enlarged_table)}): found {100 * enlarged['found']:.1f}%; {enlarged['rmse_photo']:.4f} px "
+          f"({enlarged['rmse_photo'] / enlarged['rmse_crop']:.3f}x the crops); {enlarged['seconds']:.2f} s a photo",
+          flush=True)
 
 
 def bench_face(data_dir, run_dir, n_photos: int = 200, seed: int = 0, framer_epochs: int = 20,

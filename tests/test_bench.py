@@ -62,8 +62,8 @@ def test_the_face_section_prints_photos_against_crops_video_and_onnx(competition
     assert re.search(r"real photos: 3 photos \(0\.17 megapixels on average\) of fold 0's validation faces, .*: "
                      r"found \d+\.\d%; RMSE on the photos (\d+\.\d+|nan) px \(in each face's true crop\) against "
                      r"(\d+\.\d+|nan) on the same faces' crops .*; \d+\.\d\d s a photo", lines[first + 1])
-    assert re.search(r"real photos enlarged 3.2x \(1\.8 megapixels on average\): \d+\.\d\d s a photo, a face found "
-                     r"on \d of 3", lines[-3])
+    assert re.search(r"real photos enlarged 3.2x \(1\.8 megapixels on average, the first 3\): found \d+\.\d%; "
+                     r"(\d+\.\d+|nan) px \((\d+\.\d+|nan)x the crops\); \d+\.\d\d s a photo", lines[-3])
     assert re.search(r"video: 60 frames of 640x480 with one face, \d+\.\d frames/s", lines[-2])
     assert re.search(r"onnx: .* max difference \d\.\de-\d\d px; per face \d+\.\d\d ms with onnxruntime", lines[-1])
     assert main(["bench", "--data-dir", str(competition), "--only", "face", "--face-run", str(tmp_path / "none")]) == 2
@@ -85,3 +85,19 @@ def test_the_throughput_section_prints_each_loop_against_the_plain_one(competiti
         ratio = float(re.search(r"\((\d+\.\d+)x the plain loop\)", line).group(1))
         assert "precision fp32" in line or "precision bf16" in line
         assert ratio == pytest.approx(rate / plain, rel=0.05)
+
+
+def test_an_enlarged_photos_points_are_where_enlarging_matrix_puts_them():
+    """The enlarged real photos are scored through it: a dot resized by cv2 lands where it says."""
+    import cv2
+
+    from fkd.bench import enlarging_matrix
+    from fkd.photo.geometry import apply
+
+    ys, xs = np.mgrid[0:60, 0:80]
+    for x, y in [(20.0, 30.0), (61.3, 12.7)]:
+        dot = np.exp(-((xs - x) ** 2 + (ys - y) ** 2) / (2 * 2.0 ** 2))
+        big = cv2.resize(dot, None, fx=3.2, fy=3.2, interpolation=cv2.INTER_CUBIC)
+        big_ys, big_xs = np.mgrid[0:big.shape[0], 0:big.shape[1]]
+        found = np.array([(big * big_xs).sum(), (big * big_ys).sum()]) / big.sum()
+        np.testing.assert_allclose(found, apply(enlarging_matrix(3.2), [x, y]), atol=0.1)

@@ -12,6 +12,7 @@ import torch
 from fkd.core.config import DEFAULTS, load_config
 from fkd.core.errors import FkdError
 from fkd.core.keypoints import complete_rows, flip_keypoints
+from fkd.core.metrics import rmse
 from fkd.data.competition import load_training
 from fkd.data.synth import draw_faces
 from fkd.model.inputs import cpu_has_bf16, make_model
@@ -143,7 +144,7 @@ def test_cv_learns_the_synthetic_faces_and_writes_the_run(larger_competition, tm
     history = read_json(run_dir / "history.json")
     assert len(history) == 24 and {"fold", "epoch", "train_loss", "val_rmse"} <= set(history[0])
     assert set(metrics["per_keypoint"]) and metrics["rmse_partial"] > 0
-    # the kept epoch's OOF is predicted with every test-time view (epochs were scored with flip only)
+    # the kept epoch's OOF is predicted with every test-time view (epochs were scored on the plain view)
     checkpoint = load_checkpoint(run_dir / "fold0.pt")
     model = make_model(checkpoint["config"])
     model.load_state_dict(checkpoint["state_dict"])
@@ -209,25 +210,30 @@ def _ctrl_c_as_in_a_terminal():
 
 
 def test_ctrl_c_then_rerun_finishes_without_redoing_folds(competition, tmp_path):
+    from fkd.cli import main
+
     config = tmp_path / "slow.yaml"
     # 10 short epochs (0.3-1.2 s each): a wide window to interrupt fold 1 in, and a short test
     config.write_text("model: lenet\nfolds: 2\nepochs: 10\nbatch_size: 16\n")
-    command = [sys.executable, "-m", "fkd", "cv", "--data-dir", str(competition), "--config", str(config),
-               "--runs-dir", str(tmp_path / "runs")]
-    process = subprocess.Popen(command + ["--only-fold", "0"], cwd=REPO)
-    assert process.wait(timeout=300) == 0
-    process = subprocess.Popen(command, cwd=REPO, stdout=subprocess.PIPE, text=True,
+    arguments = ["cv", "--data-dir", str(competition), "--config", str(config), "--runs-dir", str(tmp_path / "runs")]
+    assert main(arguments + ["--only-fold", "0"]) == 0  # fold 0 done (in this process: only the setup)
+    command = [sys.executable, "-m", "fkd", *arguments]
+    process = subprocess.Popen(command, cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
                                preexec_fn=_ctrl_c_as_in_a_terminal)
-    # interrupt while fold 1 trains (after its first of 10 epochs, seconds before it would finish):
-    # nothing of fold 1 may look finished
+    # interrupt while fold 1 trains (after its second of 10 epochs: the state after its first is saved
+    # by then; seconds before the fold would finish): nothing of fold 1 may look finished, and the
+    # message says that a rerun resumes
     deadline = time.time() + 120
     line = ""
-    while "fold 1 epoch 1/10" not in line and time.time() < deadline:
+    while "fold 1 epoch 2/10" not in line and time.time() < deadline:
         line = process.stdout.readline()
     assert process.poll() is None, f"fold 1 finished before it could be interrupted (last line: {line!r})"
     process.send_signal(signal.SIGINT)
-    assert process.wait(timeout=60) != 0
+    _, err = process.communicate(timeout=60)
+    assert process.returncode == 130
+    assert "interrupted; run the same command again to resume" in err
     run_dir = tmp_path / "runs" / "slow"
+    assert (run_dir / "resume-fold1.pt").is_file()
     stamp = (run_dir / "fold0.pt").stat().st_mtime_ns
     assert not (run_dir / "fold1.pt").exists() and not (run_dir / "metrics.json").exists()
     assert not list(run_dir.glob("*.tmp")) and not list(run_dir.glob(".*"))
@@ -530,11 +536,20 @@ def test_keep_last_keeps_the_last_epoch_and_keep_best_reports_the_last_beside_it
     base = dict(model="lenet", epochs=3, batch_size=32, folds=2, lr=3e-3)
     last_dir = run_cv(competition, load_config(None, name="last", **base), tmp_path)
     history = read_json(last_dir / "history.json")
+    images, truth = load_training(competition)
     for fold in (0, 1):
         checkpoint = load_checkpoint(last_dir / f"fold{fold}.pt")
         assert checkpoint["best_epoch"] == 3 and "last_val_pred" not in checkpoint
         last_epoch = [r for r in history if r["fold"] == fold and r["epoch"] == 3][0]
-        assert checkpoint["val_rmse"] == pytest.approx(last_epoch["val_rmse"], abs=1e-4)
+        # keep: last chooses nothing by the epochs' scores: each is of the plain view alone, the kept
+        # epoch's figure with flip TTA
+        model = make_model(checkpoint["config"])
+        model.load_state_dict(checkpoint["state_dict"])
+        valid = checkpoint["valid_index"]
+        plain = predict_images(model, images[valid], checkpoint["config"], "cpu", flip_tta=False)
+        assert last_epoch["val_rmse"] == pytest.approx(rmse(plain, truth[valid]), abs=1e-4)
+        assert checkpoint["val_rmse"] == pytest.approx(rmse(checkpoint["val_pred"], truth[valid]), abs=1e-6)
+        assert abs(checkpoint["val_rmse"] - last_epoch["val_rmse"]) > 1e-4
     assert "rmse_last_epoch" not in read_json(last_dir / "metrics.json")
 
     best_dir = run_cv(competition, load_config(None, name="best", keep="best", **base), tmp_path)
@@ -591,26 +606,6 @@ def test_an_interrupted_fold_resumes_bit_for_bit(competition, tmp_path):
         assert torch.equal(value, resumed["state_dict"][key]), key
     np.testing.assert_array_equal(whole["val_pred"], resumed["val_pred"])
     assert [r["val_rmse"] for r in whole["history"]] == [r["val_rmse"] for r in resumed["history"]]
-
-
-def test_the_interrupt_message_says_a_rerun_resumes(competition, tmp_path):
-    config = tmp_path / "slow.yaml"
-    # 10 short epochs (0.3-1.2 s each): interrupted after fold 0's second
-    config.write_text("model: lenet\nfolds: 2\nepochs: 10\nbatch_size: 16\n")
-    process = subprocess.Popen([sys.executable, "-m", "fkd", "cv", "--data-dir", str(competition), "--config",
-                                str(config), "--runs-dir", str(tmp_path / "runs")], cwd=REPO,
-                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-                               preexec_fn=_ctrl_c_as_in_a_terminal)
-    deadline = time.time() + 120
-    line = ""
-    while "fold 0 epoch 2/10" not in line and time.time() < deadline:
-        line = process.stdout.readline()
-    assert process.poll() is None, f"fold 0 finished before it could be interrupted (last line: {line!r})"
-    process.send_signal(signal.SIGINT)
-    _, err = process.communicate(timeout=60)
-    assert process.returncode == 130
-    assert "interrupted; run the same command again to resume" in err
-    assert (tmp_path / "runs" / "slow" / "resume-fold0.pt").is_file()
 
 
 def test_the_log_says_how_long_is_left(competition, tmp_path):

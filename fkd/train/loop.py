@@ -241,10 +241,12 @@ def train_fold(fold: int, images: np.ndarray, labels: np.ndarray, truth: np.ndar
         history, best, start = state["history"], state["best"], state["epoch"]
         log(f"fold {fold}: resuming after epoch {start}/{config['epochs']} ({resume_path})")
 
-    # each epoch is scored with flip TTA only; the kept epoch is then predicted with every test-time view.
-    # keep "last" never looks at the validation fold to choose; "best" picks the epoch it scores best
-    # (optimistic: the last epoch's validation predictions are kept beside it, for an honest figure)
+    # the kept epoch is predicted with every test-time view. keep "last" never looks at the validation fold
+    # to choose, so each epoch is scored on the plain view alone (with its mirror, a seventh of a CPU
+    # recipe's epoch); "best" picks the epoch it scores best with flip TTA (optimistic: the last epoch's
+    # validation predictions are kept beside it, for an honest figure)
     plain = {**config, "tta_scales": [1.0], "tta_shift": 0.0}
+    epoch_flip = config["flip_tta"] and config["keep"] == "best"
     evaluated = ema.module if ema is not None else model
     for epoch in range(start, config["epochs"]):
         started = time.perf_counter()
@@ -252,7 +254,7 @@ def train_fold(fold: int, images: np.ndarray, labels: np.ndarray, truth: np.ndar
                               ema=ema, desc=f"fold {fold} epoch {epoch + 1}/{config['epochs']}",
                               subsets=train_subsets, scaler=scaler)
         evaluated = ema.module if ema is not None else model
-        val_pred = predict_images(evaluated, images[valid_index], plain, device, flip_tta=config["flip_tta"],
+        val_pred = predict_images(evaluated, images[valid_index], plain, device, flip_tta=epoch_flip,
                                   subsets=subsets[valid_index])
         val_truth = truth[valid_index]
         val_rmse = rmse(val_pred, val_truth)
@@ -276,10 +278,10 @@ def train_fold(fold: int, images: np.ndarray, labels: np.ndarray, truth: np.ndar
     n_views = len(tta_views(config))
     views = f" with {n_views} test-time views" if n_views > 1 else ""
 
-    def with_views(state, flip_only_pred):
-        """The validation predictions of `state` with every test-time view (epochs were scored with flip only)."""
-        if n_views == 1:
-            return flip_only_pred
+    def with_views(state, epoch_pred):
+        """The validation predictions of `state` with every test-time view (`epoch_pred`: its epoch's score's)."""
+        if n_views == 1 and epoch_flip == config["flip_tta"]:
+            return epoch_pred
         model.load_state_dict(state)
         return predict_images(model, images[valid_index], config, device, flip_tta=config["flip_tta"],
                               subsets=subsets[valid_index])
