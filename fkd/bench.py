@@ -296,17 +296,11 @@ def squared_errors(predicted, truth):
     return float(((np.asarray(predicted) - truth)[present] ** 2).sum()), int(present.sum())
 
 
-def enlarging_matrix(factor: float) -> np.ndarray:
-    """photo -> the photo resized by `factor` with cv2.resize (pixel centres are integers)."""
-    offset = (factor - 1) / 2
-    return np.float64([[factor, 0, offset], [0, factor, offset]])
-
-
 def score_real_photos(table, images, truth, predict, enlarge: float = 1.0) -> dict:
     """`fkd face` on each labelled photo of the table (resized by `enlarge`), its face scored in its true
     crop against the same model on the face's 96-px crop (and, with a framer, on MTCNN's framing alone):
     found (share), rmse_photo, rmse_crop, rmse_alone, seconds (a photo, locate only), megapixels."""
-    from fkd.photo.geometry import compose, crop, invert, to_gray
+    from fkd.photo.geometry import compose, crop, invert, resize_matrix, to_gray
     from fkd.photo.labelled import in_true_crop, matching_face, true_crop_matrix
     from fkd.photo.locate import locate, read_photo
 
@@ -318,7 +312,7 @@ def score_real_photos(table, images, truth, predict, enlarge: float = 1.0) -> di
         photo = read_photo(labels["path"])
         if enlarge != 1.0:
             photo = cv2.resize(photo, None, fx=enlarge, fy=enlarge, interpolation=cv2.INTER_CUBIC)
-            true_matrix = compose(true_matrix, invert(enlarging_matrix(enlarge)))
+            true_matrix = compose(true_matrix, invert(resize_matrix(enlarge)))
         started = time.perf_counter()
         located = locate(photo, predict)
         seconds += time.perf_counter() - started

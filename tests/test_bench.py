@@ -86,18 +86,3 @@ def test_the_throughput_section_prints_each_loop_against_the_plain_one(competiti
         assert "precision fp32" in line or "precision bf16" in line
         assert ratio == pytest.approx(rate / plain, rel=0.05)
 
-
-def test_an_enlarged_photos_points_are_where_enlarging_matrix_puts_them():
-    """The enlarged real photos are scored through it: a dot resized by cv2 lands where it says."""
-    import cv2
-
-    from fkd.bench import enlarging_matrix
-    from fkd.photo.geometry import apply
-
-    ys, xs = np.mgrid[0:60, 0:80]
-    for x, y in [(20.0, 30.0), (61.3, 12.7)]:
-        dot = np.exp(-((xs - x) ** 2 + (ys - y) ** 2) / (2 * 2.0 ** 2))
-        big = cv2.resize(dot, None, fx=3.2, fy=3.2, interpolation=cv2.INTER_CUBIC)
-        big_ys, big_xs = np.mgrid[0:big.shape[0], 0:big.shape[1]]
-        found = np.array([(big * big_xs).sum(), (big * big_ys).sum()]) / big.sum()
-        np.testing.assert_allclose(found, apply(enlarging_matrix(3.2), [x, y]), atol=0.1)

@@ -50,6 +50,13 @@ def correction_matrix(correction) -> np.ndarray:
     return np.array([[zoom, 0.0, CENTRE * (1 - zoom) + dx], [0.0, zoom, CENTRE * (1 - zoom) + dy]])
 
 
+def resize_matrix(factor: float) -> np.ndarray:
+    """photo -> the photo resized by `factor` with cv2.resize (fx = fy = factor): pixel centres map
+    as u = factor * (x + 0.5) - 0.5."""
+    offset = (factor - 1) / 2
+    return np.float64([[factor, 0, offset], [0, factor, offset]])
+
+
 def invert(matrix) -> np.ndarray:
     return cv2.invertAffineTransform(np.asarray(matrix, dtype=np.float64))
 
