@@ -85,4 +85,3 @@ def test_the_throughput_section_prints_each_loop_against_the_plain_one(competiti
         ratio = float(re.search(r"\((\d+\.\d+)x the plain loop\)", line).group(1))
         assert "precision fp32" in line or "precision bf16" in line
         assert ratio == pytest.approx(rate / plain, rel=0.05)
-

@@ -56,10 +56,26 @@ def test_a_resized_photos_points_are_where_resize_matrix_puts_them(factor):
     ys, xs = np.mgrid[0:200, 0:240]
     for x, y in [(60.0, 90.0), (183.3, 38.1)]:
         dot = np.exp(-((xs - x) ** 2 + (ys - y) ** 2) / (2 * 6.0 ** 2))
-        resized = cv2.resize(dot, None, fx=factor, fy=factor, interpolation=cv2.INTER_AREA if factor < 1 else cv2.INTER_CUBIC)
+        shrinking = cv2.INTER_AREA if factor < 1 else cv2.INTER_CUBIC
+        resized = cv2.resize(dot, None, fx=factor, fy=factor, interpolation=shrinking)
         new_ys, new_xs = np.mgrid[0:resized.shape[0], 0:resized.shape[1]]
         found = np.array([(resized * new_xs).sum(), (resized * new_ys).sum()]) / resized.sum()
         np.testing.assert_allclose(found, geometry.apply(geometry.resize_matrix(factor), [x, y]), atol=0.1)
+
+
+def test_a_box_found_on_the_shrunk_photo_keeps_its_centre_in_the_photo(monkeypatch):
+    """A box is its first pixel and a count of pixels; its centre pixel goes back through resize_matrix."""
+    seen = []
+    monkeypatch.setattr(detect, "haar_available", lambda: True)
+    monkeypatch.setattr(detect, "_detect_haar",
+                        lambda small, min_size: seen.append(small.shape) or np.array([[100.0, 60.0, 40.0, 48.0]]))
+    photo = np.zeros((1500, 2000), np.uint8)
+    (box,), _ = detect.detect_faces(photo, "haar")
+    factor = seen[0][1] / 2000
+    assert factor < 1
+    centre = geometry.apply(geometry.invert(geometry.resize_matrix(factor)), [100 + 39 / 2, 60 + 47 / 2])
+    np.testing.assert_allclose(box[:2] + (box[2:] - 1) / 2, centre, atol=1e-9)
+    np.testing.assert_allclose(box[2:], [40 / factor, 48 / factor])
 
 
 def test_crop_of_an_enlarged_face_is_sharper_than_bilinear_with_scikit_images_blur():

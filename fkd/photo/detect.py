@@ -87,22 +87,29 @@ def _mtcnn(min_size: int):
     return MTCNN(keep_all=True, device="cpu", min_face_size=min_size, post_process=False)
 
 
+def shrunk_for_detection(gray, min_size: int):
+    """(the photo shrunk to DETECT_MAX_SIDE at most, the factor, the smallest face searched on it)."""
+    factor = min(1.0, DETECT_MAX_SIDE / max(gray.shape))
+    small = gray if factor == 1.0 else cv2.resize(gray, None, fx=factor, fy=factor, interpolation=cv2.INTER_AREA)
+    return small, factor, max(MIN_DETECTED_SIDE, int(round(min_size * factor)))
+
+
 def detect_landmarked(gray, min_size: int = 24):
     """MTCNN's faces in a grayscale photo: (boxes [K,4] x, y, w, h, landmarks [K,5,2] in LANDMARKS'
     order: the subject's left eye first, probabilities [K]), faces below MTCNN_MIN_PROBABILITY dropped."""
     gray = to_gray(gray)
-    factor = min(1.0, DETECT_MAX_SIDE / max(gray.shape))
-    small = gray if factor == 1.0 else cv2.resize(gray, None, fx=factor, fy=factor, interpolation=cv2.INTER_AREA)
-    corners, probabilities, points = _mtcnn(max(MIN_DETECTED_SIDE, int(round(min_size * factor)))).detect(
-        cv2.cvtColor(small, cv2.COLOR_GRAY2RGB), landmarks=True)
+    small, factor, small_min_size = shrunk_for_detection(gray, min_size)
+    corners, probabilities, points = _mtcnn(small_min_size).detect(cv2.cvtColor(small, cv2.COLOR_GRAY2RGB),
+                                                                   landmarks=True)
     if corners is None:
         return np.zeros((0, 4)), np.zeros((0, 5, 2)), np.zeros(0)
     probabilities = np.asarray(probabilities, np.float64)
     keep = probabilities >= MTCNN_MIN_PROBABILITY
-    back = invert(resize_matrix(factor))
-    corners = apply(back, np.asarray(corners, np.float64)[keep].reshape(-1, 2, 2)).reshape(-1, 4)
+    # a box's corner is its first pixel and its side a count of pixels: both scale back by the factor;
+    # a point is a pixel centre, which cv2.resize moves by half a pixel too (resize_matrix)
+    corners = np.asarray(corners, np.float64)[keep] / factor
     # MTCNN names its points by image side (its "left eye" is the subject's right): swap to fkd's
-    points = apply(back, np.asarray(points, np.float64)[keep][:, [1, 0, 2, 4, 3]])
+    points = apply(invert(resize_matrix(factor)), np.asarray(points, np.float64)[keep][:, [1, 0, 2, 4, 3]])
     boxes = np.hstack([corners[:, :2], corners[:, 2:] - corners[:, :2]])
     order = np.argsort(boxes[:, 0], kind="stable")
     return boxes[order], points[order], probabilities[keep][order]
@@ -191,12 +198,8 @@ def detect_faces(gray, detector: str = "auto", min_size: int = 24):
         return _drop_nested(detect_landmarked(gray, min_size)[0]), name
     if name not in FRAMING:
         raise FkdError(f"unknown detector {name!r}: choose from {', '.join(available_detectors())}")
-    factor = min(1.0, DETECT_MAX_SIDE / max(gray.shape))
-    small = gray if factor == 1.0 else cv2.resize(gray, None, fx=factor, fy=factor, interpolation=cv2.INTER_AREA)
-    min_small = max(MIN_DETECTED_SIDE, int(round(min_size * factor)))
-    boxes = (_detect_haar if name == "haar" else _detect_lbp)(small, min_small)
-    if factor != 1.0 and len(boxes):
-        boxes = np.hstack([apply(invert(resize_matrix(factor)), boxes[:, :2]), boxes[:, 2:] / factor])
+    small, factor, small_min_size = shrunk_for_detection(gray, min_size)
+    boxes = (_detect_haar if name == "haar" else _detect_lbp)(small, small_min_size) / factor
     return _drop_nested(boxes) if len(boxes) else boxes, name
 
 
@@ -220,9 +223,8 @@ def _search(gray, name, min_size, turns, always):
     always = (MTCNN_TURNS if landmarked else ALWAYS_TURNS) if always is None else tuple(always)
     # the photo is shrunk once, before it is turned: turning a photo of several megapixels cost more
     # than detecting on it
-    factor = min(1.0, DETECT_MAX_SIDE / max(gray.shape))
-    small = gray if factor == 1.0 else cv2.resize(gray, None, fx=factor, fy=factor, interpolation=cv2.INTER_AREA)
-    shrink, small_min_size = resize_matrix(factor), max(MIN_DETECTED_SIDE, int(round(min_size * factor)))
+    small, factor, small_min_size = shrunk_for_detection(gray, min_size)
+    shrink = resize_matrix(factor)
     faces = []  # per face, its Detections on the copies, in search order
     for angle in (0,) + always + turns:
         if angle in turns and any(d.confirmed for detections in faces for d in detections):
