@@ -38,6 +38,14 @@ def two_runs(competition, tmp_path_factory):
     return [run_cv(competition, first, runs), run_cv(competition, second, runs)]
 
 
+@pytest.fixture(scope="module")
+def plain_onnx(two_runs, tmp_path_factory) -> Path:
+    """The second run alone, exported as it is (no framing extras): tests read it, none changes it."""
+    out = tmp_path_factory.mktemp("plain") / "model.onnx"
+    export.export_onnx(two_runs[1:], out, [1.0], check_faces=4)
+    return out
+
+
 def test_the_onnx_file_predicts_what_fkd_predicts(two_runs, competition, tmp_path, capsys):
     out = tmp_path / "model.onnx"
     assert main(["export", "--runs", *map(str, two_runs), "--out", str(out), "--data-dir", str(competition)]) == 0
@@ -78,7 +86,7 @@ def test_an_export_that_disagrees_with_fkd_is_not_written(two_runs, tmp_path, mo
     monkeypatch.setattr(export, "TOLERANCE_PX", -1.0)  # no difference can pass
     out = tmp_path / "model.onnx"
     with pytest.raises(FkdError, match="differ by up to"):
-        export.export_onnx(two_runs[:1], out, [1.0], check_faces=4)
+        export.export_onnx(two_runs[1:], out, [1.0], check_faces=4)
     assert list(tmp_path.iterdir()) == []  # neither the file nor its temporary
 
 
@@ -94,11 +102,10 @@ def test_bad_inputs_are_one_line_errors(two_runs, tmp_path, capsys):
     assert len(errors) == 3 and "nothing" in errors[0] and ".onnx" in errors[1] and "broken.onnx" in errors[2]
 
 
-def test_face_runs_from_the_onnx_file_without_torch(two_runs, tmp_path):
+def test_face_runs_from_the_onnx_file_without_torch(plain_onnx, tmp_path):
     import matplotlib.cbook
 
-    out = tmp_path / "model.onnx"
-    export.export_onnx(two_runs[1:], out, [1.0], check_faces=4)
+    out = plain_onnx
     photo = matplotlib.cbook.get_sample_data("grace_hopper.jpg", asfileobj=False)
     script = ("import sys; from fkd.cli import main; "
               f"status = main(['face', {str(photo)!r}, '--model', {str(out)!r}, '--out', {str(tmp_path / 'faces')!r}]); "
@@ -110,13 +117,13 @@ def test_face_runs_from_the_onnx_file_without_torch(two_runs, tmp_path):
     assert record["model"] == str(out) and len(record["faces"]) == 1
 
 
-def test_the_readme_lines_for_your_own_code_run(two_runs, tmp_path, monkeypatch, capsys):
+def test_the_readme_lines_for_your_own_code_run(two_runs, plain_onnx, tmp_path, monkeypatch, capsys):
     text = (REPO / "README.md").read_text()
     section = text[text.index("## Use the model in your own code"):]
     code = re.search(r"```python\n(.*?)```", section, re.S).group(1)
     assert len(code.strip().splitlines()) <= 5
     monkeypatch.chdir(tmp_path)
-    export.export_onnx(two_runs[1:], tmp_path / "model.onnx", [1.0], check_faces=4)
+    (tmp_path / "model.onnx").write_bytes(plain_onnx.read_bytes())
     faces, _ = draw_faces(1, rng=3)
     cv2.imwrite("face.png", faces[0])
     exec(compile(code, "README.md", "exec"), {})
@@ -124,29 +131,13 @@ def test_the_readme_lines_for_your_own_code_run(two_runs, tmp_path, monkeypatch,
     np.testing.assert_allclose(printed, predict_runs(two_runs[1:], faces, device="cpu")[0], atol=1e-2)
 
 
-def test_the_onnx_file_carries_the_runs_framing_and_landmark_goal(two_runs, tmp_path):
-    from fkd.photo.locate import Predictor
-    from fkd.train.rundir import DETECTOR_FILE, read_framing, write_landmark_goal
-
-    out = tmp_path / "model.onnx"
-    goal = np.array([[65.4, 37.3], [30.2, 38.2], [48.4, 58.2], [62.9, 75.5], [33.4, 76.3]])
-    write_landmark_goal(two_runs[1], goal, faces=190, photos=200)
-    try:
-        export.export_onnx(two_runs[1:], out, [1.0], check_faces=4)
-    finally:
-        (two_runs[1] / DETECTOR_FILE).unlink()
-    onnx_predictor = Predictor(model=out)
-    np.testing.assert_allclose(onnx_predictor.landmark_goal, goal, atol=1e-3)
-    np.testing.assert_allclose(onnx_predictor.framing, read_framing(two_runs[1]), atol=1e-3)
-    export.export_onnx(two_runs[1:], out.with_name("plain.onnx"), [1.0], check_faces=4)
-    assert Predictor(model=out.with_name("plain.onnx")).landmark_goal is None
-
-
-def test_the_onnx_file_carries_the_runs_framer(two_runs, tmp_path):
+def test_the_onnx_file_carries_the_runs_framing_landmark_goal_and_framer(two_runs, plain_onnx, tmp_path):
     from fkd.photo.frame import calibrate_framer
     from fkd.photo.locate import Predictor
-    from fkd.train.rundir import FRAMER_FILE
+    from fkd.train.rundir import DETECTOR_FILE, FRAMER_FILE, read_framing, write_landmark_goal
 
+    goal = np.array([[65.4, 37.3], [30.2, 38.2], [48.4, 58.2], [62.9, 75.5], [33.4, 76.3]])
+    write_landmark_goal(two_runs[1], goal, faces=190, photos=200)
     images, keypoints = draw_faces(30, rng=11)
     framer = calibrate_framer(images, keypoints, 47.5, rng=0, variants=1, epochs=1, log=lambda line: None)
     framer.save(two_runs[1] / FRAMER_FILE)
@@ -154,13 +145,17 @@ def test_the_onnx_file_carries_the_runs_framer(two_runs, tmp_path):
     try:
         export.export_onnx(two_runs[1:], out, [1.0], check_faces=4)
     finally:
+        (two_runs[1] / DETECTOR_FILE).unlink()
         (two_runs[1] / FRAMER_FILE).unlink()
-    faces, _ = draw_faces(5, rng=12)
     onnx_predictor = Predictor(model=out)
+    np.testing.assert_allclose(onnx_predictor.landmark_goal, goal, atol=1e-3)
+    np.testing.assert_allclose(onnx_predictor.framing, read_framing(two_runs[1]), atol=1e-3)
+    faces, _ = draw_faces(5, rng=12)
     np.testing.assert_allclose(onnx_predictor.framer(faces), framer(faces), atol=1e-4)
     np.testing.assert_allclose(onnx_predictor(faces), predict_runs(two_runs[1:], faces, device="cpu"), atol=1e-3)
-    export.export_onnx(two_runs[1:], out.with_name("plain.onnx"), [1.0], check_faces=4)
-    assert Predictor(model=out.with_name("plain.onnx")).framer is None
+    plain = Predictor(model=plain_onnx)  # the same run exported without them
+    assert plain.landmark_goal is None and plain.framer is None
+    np.testing.assert_allclose(plain.framing, read_framing(two_runs[1]), atol=1e-3)
 
 
 def test_an_out_that_cannot_be_written_is_a_one_line_error_before_the_export(two_runs, tmp_path, monkeypatch, capsys):

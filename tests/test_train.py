@@ -1,4 +1,5 @@
 import json
+import os
 import re
 import signal
 import subprocess
@@ -25,6 +26,7 @@ from fkd.train.loop import (
     masked_loss,
     train_epoch,
 )
+from fkd.train import rundir
 from fkd.train.predict import predict_images
 from fkd.train.rundir import load_checkpoint, read_json, read_oof, read_test_predictions
 
@@ -623,14 +625,22 @@ def test_the_log_says_how_long_is_left(competition, tmp_path):
     assert any(re.search(r"fold 0: .* about \d+ s left for 1 more fold$", m) for m in messages)
 
 
-def test_cv_set_overrides_and_the_run_records_its_commit(competition, tmp_path):
-    result = subprocess.run([sys.executable, "-m", "fkd", "cv", "--data-dir", str(competition), "--config",
-                             str(REPO / "configs" / "tiny.yaml"), "--set", "epochs=1", "--set", "seed=5",
-                             "--runs-dir", str(tmp_path)], cwd=REPO, capture_output=True, text=True)
+def test_cv_set_overrides_the_run_records_its_commit_and_a_rerun_keeps_its_report(competition, tmp_path):
+    command = [sys.executable, "-m", "fkd", "cv", "--data-dir", str(competition), "--config",
+               str(REPO / "configs" / "tiny.yaml"), "--set", "epochs=1", "--set", "seed=5", "--runs-dir", str(tmp_path)]
+    result = subprocess.run(command, cwd=REPO, capture_output=True, text=True)
     assert result.returncode == 0, result.stderr
     saved = json.loads((tmp_path / "tiny" / "config.json").read_text())
     assert saved["epochs"] == 1 and saved["seed"] == 5
     assert re.fullmatch(r"[0-9a-f]{7,}(\+local-changes)?|unknown", saved["fkd_commit"])
+    # the finished run drew its report; the same command again keeps it, until a fold is newer than it
+    report = tmp_path / "tiny" / "report.md"
+    drawn = report.stat().st_mtime_ns
+    again = subprocess.run(command, cwd=REPO, capture_output=True, text=True)
+    assert again.returncode == 0 and "report.md is newer than every fold" in again.stdout, again.stderr
+    assert report.stat().st_mtime_ns == drawn and rundir.report_is_current(tmp_path / "tiny")
+    os.utime(tmp_path / "tiny" / "fold1.pt", ns=(drawn + 10**9, drawn + 10**9))
+    assert not rundir.report_is_current(tmp_path / "tiny")
     bad = subprocess.run([sys.executable, "-m", "fkd", "cv", "--data-dir", str(competition), "--config",
                           str(REPO / "configs" / "tiny.yaml"), "--set", "epoch=1", "--runs-dir", str(tmp_path)],
                          cwd=REPO, capture_output=True, text=True)

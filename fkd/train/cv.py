@@ -145,6 +145,10 @@ def run(args):
     config = load_config(args.config, sets=args.set, folds=args.folds, epochs=args.epochs, device=args.device,
                          name=args.name, only_folds=args.only_fold)
     run_dir = run_cv(args.data_dir, config, args.runs_dir)
-    if (run_dir / "metrics.json").is_file():  # a finished run: the command line draws its report next
+    if not (run_dir / "metrics.json").is_file():
+        return 0
+    if rundir.report_is_current(run_dir):
+        print(f"{run_dir}: report.md is newer than every fold (`fkd report {run_dir}` draws it again)")
+    else:  # a finished run: the command line draws its report next
         args.then = ["report", str(run_dir), "--data-dir", str(find_data_dir(args.data_dir))]
     return 0

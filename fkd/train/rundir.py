@@ -158,6 +158,13 @@ def check_same_data(run_dir, images, keypoints) -> None:
                    "folder as --data-dir", path=run_dir)
 
 
+def report_is_current(run_dir) -> bool:
+    """Whether `fkd report` has drawn the run since its last fold was saved (report.md is its last file)."""
+    report = Path(run_dir) / "report.md"
+    folds = list(Path(run_dir).glob("fold*.pt"))
+    return report.is_file() and bool(folds) and report.stat().st_mtime >= max(p.stat().st_mtime for p in folds)
+
+
 def resume_path(run_dir, fold: int) -> Path:
     """Fold k's resume state; not named fold<k>.pt, which means a finished fold."""
     return Path(run_dir) / f"resume-fold{fold}.pt"
