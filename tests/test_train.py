@@ -26,9 +26,8 @@ from fkd.train.loop import (
     masked_loss,
     train_epoch,
 )
-from fkd.train import rundir
 from fkd.train.predict import predict_images
-from fkd.train.rundir import load_checkpoint, read_json, read_oof, read_test_predictions
+from fkd.train.rundir import load_checkpoint, read_json, read_oof, read_test_predictions, report_is_current
 
 REPO = __import__("pathlib").Path(__file__).resolve().parents[1]
 
@@ -638,9 +637,9 @@ def test_cv_set_overrides_the_run_records_its_commit_and_a_rerun_keeps_its_repor
     drawn = report.stat().st_mtime_ns
     again = subprocess.run(command, cwd=REPO, capture_output=True, text=True)
     assert again.returncode == 0 and "report.md is newer than every fold" in again.stdout, again.stderr
-    assert report.stat().st_mtime_ns == drawn and rundir.report_is_current(tmp_path / "tiny")
+    assert report.stat().st_mtime_ns == drawn and report_is_current(tmp_path / "tiny")
     os.utime(tmp_path / "tiny" / "fold1.pt", ns=(drawn + 10**9, drawn + 10**9))
-    assert not rundir.report_is_current(tmp_path / "tiny")
+    assert not report_is_current(tmp_path / "tiny")
     bad = subprocess.run([sys.executable, "-m", "fkd", "cv", "--data-dir", str(competition), "--config",
                           str(REPO / "configs" / "tiny.yaml"), "--set", "epoch=1", "--runs-dir", str(tmp_path)],
                          cwd=REPO, capture_output=True, text=True)
