@@ -66,6 +66,67 @@ def test_cache_is_reused_then_rebuilt_when_the_source_changes(competition, tmp_p
     assert len(data.load_training(folder)[0]) == 10
 
 
+def _cached_copy(competition, tmp_path):
+    """A copy of the competition folder with its training arrays cached, and those arrays."""
+    folder = tmp_path / "c"
+    shutil.copytree(competition, folder, ignore=shutil.ignore_patterns(".fkd-cache"))
+    return folder, data.load_training(folder)
+
+
+def _assert_rebuilt(folder, truth, capsys):
+    images, keypoints = data.load_training(folder)
+    assert np.array_equal(images, truth[0])
+    np.testing.assert_array_equal(keypoints, truth[1])
+    told = capsys.readouterr().err.splitlines()
+    assert len(told) == 1 and "cache of training.csv not used" in told[0] and "parsing it again" in told[0]
+    data.load_training(folder)  # the rebuilt cache is used again, silently
+    assert capsys.readouterr().err == ""
+
+
+def test_a_forged_cache_array_of_the_right_shape_is_not_used(competition, tmp_path, capsys):
+    folder, truth = _cached_copy(competition, tmp_path)
+    capsys.readouterr()
+    np.save(data.cache_dir(folder) / "training.keypoints.npy", np.full_like(truth[1], 47.0))
+    _assert_rebuilt(folder, truth, capsys)
+
+
+class _OpensAFile:
+    """Unpickling this creates a file: what code hidden in a pickled cache could do."""
+
+    def __init__(self, path):
+        self.path = path
+
+    def __reduce__(self):
+        return open, (str(self.path), "w")
+
+
+@pytest.mark.parametrize("damage", ["truncated", "header only", "empty", "stamp not JSON", "stamp a list",
+                                    "stamp of another shape", "pickled objects"])
+def test_a_damaged_cache_is_rebuilt_from_the_source(damage, competition, tmp_path, capsys):
+    folder, truth = _cached_copy(competition, tmp_path)
+    capsys.readouterr()
+    cache = data.cache_dir(folder)
+    images, stamp = cache / "training.images.npy", cache / "training.json"
+    marker = tmp_path / "unpickled"
+    if damage == "truncated":
+        images.write_bytes(images.read_bytes()[:images.stat().st_size // 2])
+    elif damage == "header only":
+        images.write_bytes(images.read_bytes()[:60])
+    elif damage == "empty":
+        images.write_bytes(b"")
+    elif damage == "stamp not JSON":
+        stamp.write_text('{"source_sha256": ')
+    elif damage == "stamp a list":
+        stamp.write_text("[]")
+    elif damage == "stamp of another shape":  # the stamp's shape edited to the forged array's: its digest still differs
+        np.save(images, truth[0][:10])
+        stamp.write_text(stamp.read_text().replace(f"[{len(truth[0])}, 96, 96]", "[10, 96, 96]"))
+    else:
+        np.save(images, np.array([_OpensAFile(marker)], dtype=object), allow_pickle=True)
+    _assert_rebuilt(folder, truth, capsys)
+    assert not marker.exists()
+
+
 def test_read_only_folder_caches_elsewhere(competition, tmp_path, monkeypatch):
     monkeypatch.setenv("FKD_CACHE_DIR", str(tmp_path / "cache"))
     monkeypatch.setattr(data.os, "access", lambda path, mode: False)  # as on /kaggle/input or ../shared
@@ -129,6 +190,16 @@ def _image_with(index, value):
      r"row 3 \(line 4\), column left_eye_center_x: 'abc' is not a finite number"),
     (_training(_row(keypoints=",".join(["40.5"] * 21 + ["inf"] + ["40.5"] * 8))),
      r"column nose_tip_y: 'inf' is not a finite number"),
+    (_training(_row(keypoints=",".join(["40.5"] * 29 + ["-inf"]))),
+     r"column mouth_center_bottom_lip_y: '-inf' is not a finite number"),
+    (_training(_row(keypoints=",".join(["40.5"] * 29 + ["nan"]))),
+     r"column mouth_center_bottom_lip_y: 'nan' is not a finite number"),
+    (_training(_row(keypoints=",".join(["40.5"] * 29 + ["?"]))).replace(b"?", b"\xff"),
+     r"column mouth_center_bottom_lip_y: '.' is not a finite number"),
+    (_training(_row(), _row(keypoints=GOOD_KEYPOINTS.replace("40.5", "1e9", 1))),
+     r"row 2 \(line 3\), column left_eye_center_x: 1e\+09 is outside the image"),
+    (_training(_row(keypoints=",".join(["40.5"] * 21 + ["-40"] + ["40.5"] * 8))),
+     r"row 1 \(line 2\), column nose_tip_y: -40 is outside the image \(labels lie in \[-5, 100\] px\)"),
     (_training(_row(keypoints=",".join(["40.5"] * 29))), r"row 1 \(line 2\).*30 fields, expected 31"),
     (b"", r"header"),
     (HEADER.encode() + b"\n", r"no data rows"),
@@ -177,6 +248,18 @@ def test_missing_keypoints_are_nan_and_crlf_is_accepted():
     assert (images == 7).all()
 
 
+def test_labels_a_little_past_the_border_are_kept_and_further_refused(competition):
+    edge = [data.LABEL_LOW, data.LABEL_HIGH, -0.7, 95.8, 0.0, 95.0] * 5
+    _, keypoints = data.parse_training(_training(_row(keypoints=",".join(f"{v:g}" for v in edge))))
+    np.testing.assert_array_equal(keypoints[0], np.float32(edge))
+    for beyond in (data.LABEL_LOW - 0.01, data.LABEL_HIGH + 0.01):
+        with pytest.raises(FkdError, match="is outside the image"):
+            data.parse_training(_training(_row(keypoints=",".join([f"{beyond:g}"] + ["40.5"] * 29))))
+    assert data.LABEL_MARGIN >= 3  # Kaggle's labels touch the border; a margin of a few pixels keeps them
+    _, synthetic = data.load_training(competition)  # the generator every test uses stays inside the frame
+    assert np.nanmin(synthetic) >= 0 and np.nanmax(synthetic) <= 95
+
+
 def test_bad_test_file():
     raw = b"ImageId,Image\n1," + GOOD_IMAGE.encode() + b"\nx," + GOOD_IMAGE.encode() + b"\n"
     with pytest.raises(FkdError, match=r"test.csv, row 2 \(line 3\), column ImageId: empty|'x'"):
@@ -185,12 +268,48 @@ def test_bad_test_file():
         data.parse_test(b"Id,Image\n1," + GOOD_IMAGE.encode() + b"\n", "test.csv")
 
 
+def _test_file(*ids):
+    return b"ImageId,Image\n" + b"".join(b"%s,%s\n" % (i.encode(), GOOD_IMAGE.encode()) for i in ids)
+
+
+@pytest.mark.parametrize("ids, match", [
+    (("1", "2", "1"),
+     r"^test.csv, row 3 \(line 4\), column ImageId: ImageId 1 is used twice \(first in row 1 \(line 2\)\)$"),
+    (("1", "2.5"), r"^test.csv, row 2 \(line 3\), column ImageId: 2.5 is not an integer$"),
+    (("1e20", "1"), r"^test.csv, row 1 \(line 2\), column ImageId: 1e\+20 is not an integer$"),
+])
+def test_test_ids_are_distinct_integers(ids, match):
+    with pytest.raises(FkdError, match=match):
+        data.parse_test(_test_file(*ids), "test.csv")
+    assert list(data.parse_test(_test_file("3", "1", "2"))[0]) == [3, 1, 2]
+
+
+LOOKUP = b"RowId,ImageId,FeatureName,Location\n"
+
+
+@pytest.mark.parametrize("raw, match", [
+    (LOOKUP + b"1,1,nose_tip_x,\n1,2,nose_tip_y,\n",
+     r"row 2 \(line 3\), column RowId: RowId 1 is used twice \(first in row 1 \(line 2\)\)$"),
+    (LOOKUP + b"1,1,nose_tip_x,\n2.5,1,nose_tip_y,\n", r"row 2 \(line 3\), column RowId: '2.5' is not an integer$"),
+    (LOOKUP + b"1,,nose_tip_x,\n", r"row 1 \(line 2\), column ImageId: '' is not an integer$"),
+    (LOOKUP + b"1,1,nose_\xff,\n", r"is not a readable csv"),
+    (LOOKUP, r"no data rows"),
+    (b"", r"is not a readable csv"),
+])
+def test_bad_lookup_gets_one_clear_error(raw, match, tmp_path):
+    path = tmp_path / "IdLookupTable.csv"
+    path.write_bytes(raw)
+    with pytest.raises(FkdError, match=match) as error:
+        data.load_lookup(path)
+    assert str(error.value).startswith(str(path)) and "\n" not in str(error.value)
+
+
 def test_cli_prints_one_line_and_exits_nonzero(tmp_path):
     folder = tmp_path / "bad"
     folder.mkdir()
     (folder / "training.csv").write_bytes(_training(_row(image=_image_with(100, "300"))))
     (folder / "test.csv").write_text("ImageId,Image\n")
-    (folder / "IdLookupTable.csv").write_text("RowId,ImageId,FeatureName,Location\n")
+    (folder / "IdLookupTable.csv").write_text("RowId,ImageId,FeatureName,Location\n1,1,nose_tip_x,\n")
     result = subprocess.run([sys.executable, "-m", "fkd", "submit", "--data-dir", str(folder), "--model", "mean",
                              "--out-dir", str(tmp_path / "subs")], capture_output=True, text=True)
     assert result.returncode == 2

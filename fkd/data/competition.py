@@ -1,10 +1,11 @@
 """Competition files in: training/test as .csv or Kaggle's .zip, validated strictly, cached as .npy.
 
-Pixels are parsed by one compiled pass over the file's bytes (numba); the keypoint columns by pandas. The cache is rebuilt
-whenever the source file's size or modification time changes. Where numba cannot be imported (a numba built for
-another numpy stops at import, as on one Kaggle image in 2026), a numpy parser with the same checks takes over,
-after a one-line warning. numba is imported, and the parser compiled (or loaded from numba's cache), only when a file
-is parsed: a command that reads the .npy cache never pays for it.
+Pixels are parsed by one compiled pass over the file's bytes (numba); the keypoint columns by pandas. The cache
+is used only while its stamp names the source file's content (SHA-256) and the arrays' shapes, dtypes and content:
+a changed source, or a damaged, truncated or replaced cache file, is parsed again. Where numba cannot be imported
+(a numba built for another numpy stops at import, as on one Kaggle image in 2026), a numpy parser with the same
+checks takes over, after a one-line warning. numba is imported, and the parser compiled (or loaded from numba's
+cache), only when a file is parsed: a command that reads the .npy cache never pays for it.
 """
 import functools
 import hashlib
@@ -30,6 +31,12 @@ TEST_HEADER = ["ImageId", "Image"]
 LOOKUP_HEADER = ["RowId", "ImageId", "FeatureName", "Location"]
 DEFAULT_SEARCH_ROOT = "/kaggle/input"
 SCAN_BLOCK_ROWS = 500  # rows of pixels a thread scans at least
+# How far past the frame's edge pixels (0 and 95) a training label may lie. Kaggle's labels touch the
+# border (a few lie just past 95) and the proxy's real faces span 1.2 .. 94.4; 5 px accepts every real
+# label and refuses values that are no place on the face (1e9, -40), which would wreck a whole run.
+LABEL_MARGIN = 5.0
+LABEL_LOW, LABEL_HIGH = -LABEL_MARGIN, SIZE - 1 + LABEL_MARGIN
+HASH_BLOCK = 1 << 20  # bytes read at a time while hashing a source file
 
 
 # ---------------------------------------------------------------- finding the competition folder
@@ -271,7 +278,8 @@ def _parse_numbers(raw, starts, ends, columns, path, dtype, allow_empty):
 
 
 def _parse_numbers_cell_by_cell(text, columns, path, dtype, allow_empty):
-    table = pd.read_csv(io.BytesIO(text), header=None, names=columns, dtype=str,
+    # latin-1 reads any bytes, so a cell that is not UTF-8 is named like any other bad cell
+    table = pd.read_csv(io.BytesIO(text), header=None, names=columns, dtype=str, encoding="latin-1",
                         keep_default_na=False, na_filter=False)
     values = np.empty((len(table), len(columns)), dtype=np.float64)
     for j, column in enumerate(columns):
@@ -289,7 +297,8 @@ def _parse_numbers_cell_by_cell(text, columns, path, dtype, allow_empty):
     return values.astype(dtype)
 
 
-def _parse_table(raw: bytes, header_expected, path):
+def _split_rows(raw: bytes, header_expected, path):
+    """(starts, last field starts, ends) of the data lines, once the header and every line's field count are right."""
     header, starts, last_fields, ends, n_fields = _split_lines(raw)
     _check_header(header, header_expected, path)
     if len(starts) == 0:
@@ -298,26 +307,64 @@ def _parse_table(raw: bytes, header_expected, path):
     if len(wrong):
         row = int(wrong[0])
         raise FkdError(f"{n_fields[row]} fields, expected {len(header_expected)}", path=path, row=row_label(row))
-    buffer = np.frombuffer(raw, dtype=np.uint8)
-    images = _parse_images(buffer, last_fields, ends, path)
+    return starts, last_fields, ends
+
+
+def _parse_table(raw: bytes, header_expected, path):
+    starts, last_fields, ends = _split_rows(raw, header_expected, path)
+    images = _parse_images(np.frombuffer(raw, dtype=np.uint8), last_fields, ends, path)
     return starts, last_fields, images
+
+
+def parse_number_table(raw: bytes, header, path) -> np.ndarray:
+    """float64 [N, len(header)] from a csv of numbers only (answers.csv): every cell a finite number."""
+    starts, _, ends = _split_rows(raw, header, path)
+    return _parse_numbers(raw, starts, ends, header, path, np.float64, allow_empty=False)
+
+
+def _check_label_range(keypoints, path):
+    outside = (keypoints < LABEL_LOW) | (keypoints > LABEL_HIGH)  # NaN (missing) is never outside
+    if outside.any():
+        row, column = np.argwhere(outside)[0]
+        raise FkdError(f"{keypoints[row, column]:g} is outside the image (labels lie in "
+                       f"[{LABEL_LOW:g}, {LABEL_HIGH:g}] px)", path=path, row=row_label(row), column=COLUMNS[column])
+
+
+def _integers(numbers, path, column, cells=None) -> np.ndarray:
+    """int64 of parsed ids (NaN where a cell is no number); FkdError naming the first that is no
+    integer (`cells`: the file's text, to show it)."""
+    whole = np.isfinite(numbers) & (numbers == np.round(numbers)) & (np.abs(numbers) < 2 ** 53)
+    if not whole.all():
+        row = int(np.flatnonzero(~whole)[0])
+        shown = repr(cells[row]) if cells is not None else f"{numbers[row]:g}"
+        raise FkdError(f"{shown} is not an integer", path=path, row=row_label(row), column=column)
+    return numbers.astype(np.int64)
+
+
+def _check_unique(ids, path, column):
+    repeated = pd.Series(ids).duplicated().to_numpy()
+    if repeated.any():
+        row = int(np.flatnonzero(repeated)[0])
+        first = int(np.flatnonzero(ids == ids[row])[0])
+        raise FkdError(f"{column} {ids[row]} is used twice (first in row {row_label(first)})",
+                       path=path, row=row_label(row), column=column)
 
 
 def parse_training(raw: bytes, path="training.csv"):
     """(images uint8 [N,96,96], keypoints float32 [N,30] with NaN for missing) from training.csv bytes."""
     starts, last_fields, images = _parse_table(raw, TRAINING_HEADER, path)
     keypoints = _parse_numbers(raw, starts, last_fields - 1, COLUMNS, path, np.float32, allow_empty=True)
+    _check_label_range(keypoints, path)
     return images, keypoints
 
 
 def parse_test(raw: bytes, path="test.csv"):
-    """(image_ids int64 [M], images uint8 [M,96,96]) from test.csv bytes."""
+    """(image_ids int64 [M], distinct, images uint8 [M,96,96]) from test.csv bytes."""
     starts, last_fields, images = _parse_table(raw, TEST_HEADER, path)
-    ids = _parse_numbers(raw, starts, last_fields - 1, ["ImageId"], path, np.float64, allow_empty=False)[:, 0]
-    if (ids != np.round(ids)).any():
-        row = int(np.flatnonzero(ids != np.round(ids))[0])
-        raise FkdError(f"{ids[row]} is not an integer id", path=path, row=row_label(row), column="ImageId")
-    return ids.astype(np.int64), images
+    numbers = _parse_numbers(raw, starts, last_fields - 1, ["ImageId"], path, np.float64, allow_empty=False)[:, 0]
+    ids = _integers(numbers, path, "ImageId")
+    _check_unique(ids, path, "ImageId")
+    return ids, images
 
 
 # ---------------------------------------------------------------- cache
@@ -336,27 +383,59 @@ def cache_dir(data_dir) -> Path:
     return folder
 
 
-def _stamp(path: Path) -> dict:
-    stat = path.stat()
-    return {"source": str(path.resolve()), "size": stat.st_size, "mtime_ns": stat.st_mtime_ns}
+def _file_sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        while block := handle.read(HASH_BLOCK):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def _describe(array) -> dict:
+    return {"shape": list(array.shape), "dtype": str(array.dtype),
+            "sha256": hashlib.sha256(np.ascontiguousarray(array)).hexdigest()}
+
+
+def _stamp(source_sha256: str, arrays) -> dict:
+    return {"source_sha256": source_sha256, "arrays": [_describe(array) for array in arrays]}
+
+
+def _read_cache(stamp_path: Path, files, source_sha256: str):
+    """The cached arrays, or why they cannot be used: no cache, a changed source, or files that are damaged
+    or disagree with the stamp (a cache may come from someone else: only what the stamp describes is used)."""
+    if not stamp_path.is_file():
+        return None, None
+    try:
+        stamp = json.loads(stamp_path.read_text())
+        if not isinstance(stamp, dict) or stamp.get("source_sha256") != source_sha256:
+            return None, "its stamp names other source bytes"
+        # memory-mapped first: a header that claims more data than the file holds fails here, allocating nothing
+        arrays = tuple(np.array(np.load(f, mmap_mode="r", allow_pickle=False)) for f in files)
+    except (OSError, ValueError, EOFError) as error:
+        return None, f"a file is damaged or not a plain array ({type(error).__name__})"
+    if _stamp(source_sha256, arrays) != stamp:
+        return None, "its arrays differ from its stamp"
+    return arrays, None
 
 
 def _cached(data_dir, stem: str, parse, names):
-    """Arrays parsed from <stem>.csv/.zip, reloaded from .npy while the source is unchanged."""
+    """Arrays parsed from <stem>.csv/.zip, reloaded from .npy while the cache matches the source's bytes."""
     source = source_file(data_dir, stem)
     folder = cache_dir(data_dir)
     stamp_path = folder / f"{stem}.json"
     files = [folder / f"{stem}.{name}.npy" for name in names]
-    stamp = _stamp(source)
-    if stamp_path.is_file() and all(f.is_file() for f in files):
-        if json.loads(stamp_path.read_text()) == stamp:
-            return tuple(np.load(f) for f in files)
+    source_sha256 = _file_sha256(source)
+    arrays, problem = _read_cache(stamp_path, files, source_sha256)
+    if arrays is not None:
+        return arrays
+    if problem:
+        sys.stderr.write(f"fkd: {stamp_path.parent}: cache of {source.name} not used: {problem}; parsing it again\n")
     arrays = parse(read_bytes(source), source)
     for array, file in zip(arrays, files):
         with atomic_path(file) as tmp:
             with open(tmp, "wb") as handle:
                 np.save(handle, array)
-    write_text(stamp_path, json.dumps(stamp))  # last: the cache counts only once this exists
+    write_text(stamp_path, json.dumps(_stamp(source_sha256, arrays)))  # last: the cache counts only once this exists
     return arrays
 
 
@@ -377,15 +456,18 @@ def load_lookup(source) -> pd.DataFrame:
         path = path / "IdLookupTable.csv"
     if not path.is_file():
         raise FkdError("no such file", path=path)
-    table = pd.read_csv(path, dtype={"FeatureName": str})
+    try:
+        table = pd.read_csv(path, dtype=str, keep_default_na=False)
+    except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError) as error:
+        raise FkdError(f"is not a readable csv ({str(error).splitlines()[0]})", path=path) from None
     _check_header(list(table.columns), LOOKUP_HEADER, path)
+    if table.empty:
+        raise FkdError("no data rows", path=path)
     for column in ("RowId", "ImageId"):
-        numbers = pd.to_numeric(table[column], errors="coerce")
-        if numbers.isna().any():
-            row = int(np.flatnonzero(numbers.isna().to_numpy())[0])
-            raise FkdError(f"{table[column].iloc[row]!r} is not an integer", path=path,
-                           row=row_label(row), column=column)
-        table[column] = numbers.astype(np.int64)
+        cells = table[column].str.strip()
+        table[column] = _integers(pd.to_numeric(cells.where(cells != ""), errors="coerce").to_numpy(np.float64),
+                                  path, column, cells.to_numpy())
+    _check_unique(table["RowId"].to_numpy(), path, "RowId")
     unknown = ~table["FeatureName"].isin(COLUMNS)
     if unknown.any():
         row = int(np.flatnonzero(unknown.to_numpy())[0])

@@ -42,11 +42,13 @@ def holdout_tables(keypoints, held_rows):
 
 def write_holdout(data_dir, out_dir, folds: int = 5, fold: int = 0, seed: int = 0) -> Path:
     """Write the folder (refused if `out_dir` exists); returns its path."""
+    if folds < 2:
+        raise FkdError(f"--folds {folds}: keeping a fold out needs at least 2 folds")
+    if not 0 <= fold < folds:
+        raise FkdError(f"--fold {fold} is not one of 0..{folds - 1}")
     data_dir, out_dir = find_data_dir(data_dir), Path(out_dir)
     if out_dir.exists():
         raise FkdError("already exists: choose a new folder (nothing was written)", path=out_dir)
-    if not 0 <= fold < folds:
-        raise FkdError(f"--fold {fold} is not one of 0..{folds - 1}")
     _, keypoints = load_training(data_dir)
     header, lines = training_lines(data_dir)
     if len(lines) != len(keypoints):

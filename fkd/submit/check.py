@@ -1,20 +1,41 @@
 """`fkd check-submission FILE --lookup IdLookupTable.csv [--answers answers.csv]`: validate any
 submission file, and score it where the answers are known (a folder of `fkd holdout`)."""
+from pathlib import Path
+
 import numpy as np
 import pandas as pd
 
-from fkd.core.errors import FkdError
-from fkd.data.competition import load_lookup
-from fkd.submit.submission import check_submission
+from fkd.core.errors import FkdError, row_label
+from fkd.data.competition import load_lookup, parse_number_table, read_bytes
+from fkd.submit.submission import HEADER, check_submission
+
+
+def read_answers(path, lookup: pd.DataFrame) -> np.ndarray:
+    """answers.csv's Location of each lookup row: every RowId of the lookup in its order, every Location a
+    finite number (labels may lie a little outside the frame, so no range is imposed)."""
+    path = Path(path)
+    if not path.is_file():
+        raise FkdError("no such file", path=path)
+    values = parse_number_table(read_bytes(path), HEADER, path)
+    expected = lookup["RowId"].to_numpy()
+    both = min(len(values), len(expected))
+    wrong = np.flatnonzero(values[:both, 0] != expected[:both])
+    if len(wrong):
+        row = int(wrong[0])
+        raise FkdError(f"RowId {values[row, 0]:g}, expected {expected[row]} (the lookup's RowIds in order)",
+                       path=path, row=row_label(row), column="RowId")
+    if len(values) > len(expected):
+        raise FkdError(f"RowId {values[both, 0]:g} is past the lookup's {len(expected)} rows",
+                       path=path, row=row_label(both), column="RowId")
+    if len(values) < len(expected):
+        raise FkdError(f"{len(values)} rows, but the lookup has {len(expected)}", path=path)
+    return values[:, 1]
 
 
 def score(frame: pd.DataFrame, lookup: pd.DataFrame, answers_path) -> dict:
     """RMSE of a checked submission against answers.csv (RowId,Location): over every row, and over the
     images asked all 30 values and the images asked fewer apart."""
-    answers = pd.read_csv(answers_path)
-    if list(answers.columns) != ["RowId", "Location"] or not np.array_equal(answers["RowId"], lookup["RowId"]):
-        raise FkdError("expected RowId,Location with the lookup's RowIds in order", path=answers_path)
-    error = frame["Location"].astype(float).to_numpy() - answers["Location"].to_numpy(dtype=float)
+    error = frame["Location"].astype(float).to_numpy() - read_answers(answers_path, lookup)
     asked = lookup.groupby("ImageId")["RowId"].transform("size").to_numpy()
     parts = {"all": np.ones(len(error), bool), "asked 30": asked == 30, "asked fewer": asked < 30}
     return {name: float(np.sqrt(np.mean(error[rows] ** 2))) for name, rows in parts.items() if rows.any()}
