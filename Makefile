@@ -48,7 +48,7 @@ test: install  ## run the tests (synthetic data; no Kaggle account, no network)
 	$(PY) -m pytest -q -n 2 --dist loadfile --durations=15
 
 demo: install  ## the whole loop on a synthetic folder: cv -> submit -> check -> kernel bundle
-	$(FKD) synth --out $(DEMO)/data --train 1200 --test 120 --seed 0
+	$(FKD) synth --out $(DEMO)/data --train 1200 --test 120 --seed 0 --force
 	$(FKD) cv --data-dir $(DEMO)/data --config configs/demo.yaml --name demo --runs-dir $(DEMO)/runs
 	$(FKD) submit --data-dir $(DEMO)/data --runs $(DEMO)/runs/demo --name demo --out-dir $(DEMO)/submissions
 	$(FKD) check-submission $$(ls -t $(DEMO)/submissions/*-demo.csv | head -1) --lookup $(DEMO)/data/IdLookupTable.csv

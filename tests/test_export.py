@@ -102,6 +102,15 @@ def test_bad_inputs_are_one_line_errors(two_runs, tmp_path, capsys):
     assert len(errors) == 3 and "nothing" in errors[0] and ".onnx" in errors[1] and "broken.onnx" in errors[2]
 
 
+@pytest.mark.parametrize("value", ["0", "-3"])
+def test_check_faces_must_be_at_least_one(value, tmp_path, capsys):
+    """The export is kept only once onnxruntime agrees with fkd on these faces: there is no check of none."""
+    with pytest.raises(SystemExit) as stop:
+        main(["export", "--runs", str(tmp_path), "--out", str(tmp_path / "m.onnx"), "--check-faces", value])
+    assert stop.value.code == 2
+    assert f"argument --check-faces: must be at least 1, not {value}" in capsys.readouterr().err.strip().splitlines()[-1]
+
+
 def test_face_runs_from_the_onnx_file_without_torch(plain_onnx, tmp_path):
     import matplotlib.cbook
 

@@ -366,3 +366,46 @@ def test_an_out_that_is_a_file_is_a_one_line_error_before_any_work(tmp_path, mon
         error = capsys.readouterr().err.strip()
         assert len(error.splitlines()) == 1 and "notes.txt" in error, error
     assert taken.read_text() == "mine" and calls == []   # nothing lost, nothing predicted
+
+
+def test_a_photo_too_small_to_hold_a_face_is_reported_and_the_others_go_on(tmp_path, monkeypatch, capsys):
+    """Under the smallest face searched (MTCNN failed on such a photo, and a 5000x1 strip shrank to no
+    rows): no face, the record says why, and the photos after it are still searched."""
+    calls = []
+    fake_predict_module(monkeypatch, calls)
+    cv2.imwrite(str(tmp_path / "a-tiny.png"), np.full((18, 20, 3), 120, np.uint8))
+    cv2.imwrite(str(tmp_path / "b-strip.png"), np.full((1, 5000, 3), 120, np.uint8))
+    cv2.imwrite(str(tmp_path / "c-astronaut.png"), cv2.cvtColor(data.astronaut(), cv2.COLOR_RGB2BGR))
+    out = tmp_path / "out"
+    assert main(["face", str(tmp_path), "--runs", str(tmp_path), "--out", str(out)]) == 0
+    printed = capsys.readouterr().out
+    assert "a-tiny.png: too small to hold a face: 20x18 px" in printed
+    assert "b-strip.png: too small to hold a face: 5000x1 px" in printed
+    for stem, size in [("a-tiny", "20x18 px"), ("b-strip", "5000x1 px")]:
+        record = json.loads((out / f"{stem}_keypoints.json").read_text())
+        assert record["faces"] == [] and size in record["no_face"]
+    assert len(json.loads((out / "c-astronaut_keypoints.json").read_text())["faces"]) == 1
+    assert "no_face" not in json.loads((out / "c-astronaut_keypoints.json").read_text())
+    assert len(calls) == 1   # only the astronaut's face was predicted
+
+
+def test_too_small_means_below_the_smallest_face_searched():
+    assert detect.too_small((24, 24, 3), 24) is None
+    assert detect.too_small((23, 30), 24) == "too small to hold a face: 30x23 px; faces are searched from 24 px"
+    assert detect.too_small((20, 20), 12) is None                           # MIN_DETECTED_SIDE is the floor ...
+    assert "searched from 20 px" in detect.too_small((19, 19), 12)         # ... under any --min-face
+    assert detect.too_small((125, 5000), 24) is None                        # shrunk 6.4x for detection: 20 px
+    assert "searched from 125 px" in detect.too_small((124, 5000), 24)
+    boxes, matrices, crops, _ = detect.find_faces(np.full((1, 5000, 3), 120, np.uint8))
+    assert boxes.shape == (0, 4) and matrices.shape == (0, 2, 3) and crops.shape == (0, 96, 96)
+
+
+@pytest.mark.parametrize("value", ["-5", "0", "two"])
+def test_min_face_must_be_a_positive_whole_number(value, tmp_path, capsys):
+    photo = tmp_path / "photo.png"
+    cv2.imwrite(str(photo), np.full((64, 64, 3), 120, np.uint8))
+    with pytest.raises(SystemExit) as stop:
+        main(["face", str(photo), "--runs", str(tmp_path), "--out", str(tmp_path / "out"), "--min-face", value])
+    assert stop.value.code == 2
+    assert "argument --min-face: must be" in capsys.readouterr().err.strip().splitlines()[-1]
+    assert not (tmp_path / "out").exists()

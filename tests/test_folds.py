@@ -1,6 +1,10 @@
-import numpy as np
+import json
 
-from fkd.data.competition import load_training
+import numpy as np
+import pytest
+
+from fkd.core.errors import FkdError
+from fkd.data.competition import cache_dir, load_training
 from fkd.data.duplicates import duplicate_groups
 from fkd.data.folds import assign_folds, label_subset, load_folds, make_folds
 
@@ -82,3 +86,87 @@ def test_too_few_distinct_images_for_k_folds_is_one_clear_error():
 
     with pytest.raises(FkdError, match="2 distinct images cannot fill 3 folds"):
         assign_folds([1, 1, 0], [0, 0, 1], 3, seed=0)
+
+
+# ---------------------------------------------------------------- the saved folds file is checked before use
+
+FORGED_K, FORGED_SEED = 3, 11  # a (k, seed) no other test saves
+
+
+def _saved_path(competition):
+    return cache_dir(competition) / f"folds-k{FORGED_K}-seed{FORGED_SEED}.json"
+
+
+def _forge(competition, change):
+    """The saved file, made genuine first, then rewritten by `change` (a dict -> dict, or the bytes to write)."""
+    truth = load_folds(competition, FORGED_K, FORGED_SEED)
+    path = _saved_path(competition)
+    if isinstance(change, bytes):
+        path.write_bytes(change)
+    else:
+        path.write_text(json.dumps(change(json.loads(path.read_text()))))
+    return truth, path
+
+
+def _with(**fields):
+    return lambda saved: {**saved, **fields}
+
+
+FORGERIES = {
+    "damaged JSON": b'{"k": 3, "seed": 11, "folds": [0, 1,',
+    "not UTF-8": b"\xff\xfe\x00 not text",
+    "not a record": lambda saved: [saved],
+    "a row short": lambda saved: {**saved, "folds": saved["folds"][:-1]},
+    "a row too many": lambda saved: {**saved, "folds": saved["folds"] + [0]},
+    "a fold past k": lambda saved: {**saved, "folds": [FORGED_K] + saved["folds"][1:]},
+    "a negative fold": lambda saved: {**saved, "folds": [-1] + saved["folds"][1:]},
+    "a fold that is no whole number": lambda saved: {**saved, "folds": [0.5] + saved["folds"][1:]},
+    "a fold that is text": lambda saved: {**saved, "folds": ["1"] + saved["folds"][1:]},
+    "a fold that is true": lambda saved: {**saved, "folds": [True] + saved["folds"][1:]},
+    "folds that are no list": _with(folds={"0": 1}),
+    "an empty fold": lambda saved: {**saved, "folds": [0] * len(saved["folds"])},
+    "says 4 folds": _with(k=4),
+    "says no k": lambda saved: {key: v for key, v in saved.items() if key != "k"},
+    "says another seed": _with(seed=FORGED_SEED + 1),
+}
+
+
+@pytest.mark.parametrize("forgery", FORGERIES, ids=list(FORGERIES))
+def test_a_damaged_or_forged_folds_file_is_assigned_again_with_a_one_line_note(competition, capsys, forgery):
+    truth, path = _forge(competition, FORGERIES[forgery])
+    capsys.readouterr()
+    folds = load_folds(competition, FORGED_K, FORGED_SEED)  # no traceback, and not the forged folds
+    assert np.array_equal(folds, truth)
+    err = capsys.readouterr().err
+    assert len(err.splitlines()) == 1 and path.name in err and "not used" in err, err
+    saved = json.loads(path.read_text())  # written again, genuine: the next call reads it back in silence
+    assert saved["folds"] == truth.tolist() and saved["k"] == FORGED_K
+    assert np.array_equal(load_folds(competition, FORGED_K, FORGED_SEED), truth)
+    assert capsys.readouterr().err == ""
+
+
+def test_a_genuine_folds_file_is_read_back_not_assigned_again(competition, monkeypatch, capsys):
+    from fkd.data import folds as folds_module
+
+    truth = load_folds(competition, FORGED_K, FORGED_SEED)
+    monkeypatch.setattr(folds_module, "make_folds", lambda *a, **k: pytest.fail("assigned again"))
+    assert np.array_equal(load_folds(competition, FORGED_K, FORGED_SEED), truth)
+    assert capsys.readouterr().err == ""
+
+
+@pytest.mark.parametrize("k", [0, 1, -2])
+def test_fewer_than_two_folds_is_one_clear_error(competition, k):
+    with pytest.raises(FkdError, match="folds must be at least 2") as raised:
+        assign_folds([1, 1, 0], [0, 1, 2], k, seed=0)
+    assert "\n" not in str(raised.value)
+    with pytest.raises(FkdError, match="folds must be at least 2"):
+        load_folds(competition, k, 0)
+    assert not (cache_dir(competition) / f"folds-k{k}-seed0.json").exists()
+
+
+def test_more_folds_than_rows_is_one_clear_error():
+    with pytest.raises(FkdError, match="0 distinct images cannot fill 2 folds"):
+        assign_folds([], [], 2, seed=0)
+    with pytest.raises(FkdError, match="3 distinct images cannot fill 4 folds") as raised:
+        assign_folds([1, 0, 1], [0, 1, 2], 4, seed=0)
+    assert "\n" not in str(raised.value)

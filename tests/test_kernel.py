@@ -109,9 +109,49 @@ def test_machine_shape_errors_list_the_accepted_values(tmp_path):
 def test_build_passes_another_machine_shape_and_refuses_a_bad_one(config, tmp_path):
     bundle.build(config, tmp_path / "k", username="alice", machine_shape="NvidiaTeslaT4")
     assert json.loads((tmp_path / "k" / "kernel-metadata.json").read_text())["machine_shape"] == "NvidiaTeslaT4"
-    with pytest.raises(FkdError, match="machine_shape"):
+    with pytest.raises(FkdError, match="^--machine-shape: 'NvidiaTeslaP100' is retired"):
         bundle.build(config, tmp_path / "bad", username="alice", machine_shape="NvidiaTeslaP100")
     assert not (tmp_path / "bad").exists()
+
+
+@pytest.mark.parametrize("options, named", [
+    ({"slug": "abc"}, "--slug"),                        # under five characters
+    ({"slug": "a/bcdef"}, "--slug"),                    # a slug has no owner
+    ({"slug": "fkd_run_one"}, "--slug"),                # its title gives another slug
+    ({"title": "Foo bar baz"}, "--title"),              # gives another slug than the template's
+    ({"machine_shape": "T4"}, "--machine-shape"),
+    ({"machine_shape": "TpuV5E8"}, "--machine-shape"),  # a TPU for the template's GPU kernel
+    ({"datasets": ["timm-weights"]}, "--dataset"),
+])
+def test_an_options_error_names_the_option_not_the_template(options, named, tmp_path):
+    with pytest.raises(FkdError) as error:
+        bundle.build(None, tmp_path / "k", username="alice", mean_shape=True, **options)
+    message = str(error.value)
+    assert message.startswith(f"{named}: ") and "kernel-metadata.json" not in message and "\n" not in message
+    assert not (tmp_path / "k").exists()
+
+
+def test_the_templates_own_error_still_names_the_template(tmp_path):
+    template = tmp_path / "kernel-metadata.json"
+    template.write_text(json.dumps(good_meta(id="{username}/fkd-facial-keypoints", machine_shape="T4")))
+    with pytest.raises(FkdError, match=r"kernel-metadata.json: key 'machine_shape'"):
+        bundle.build(None, tmp_path / "k", template=template, username="alice", mean_shape=True, slug="fkd-other-run")
+
+
+@pytest.mark.parametrize("username", ["b o b", "", "alice/x"])
+def test_a_username_that_cannot_be_kaggles_is_refused_naming_the_option(username, tmp_path):
+    with pytest.raises(FkdError, match=f"^--username {username!r}: a Kaggle username is letters, digits and hyphens"):
+        bundle.build(None, tmp_path / "k", username=username, mean_shape=True)
+    assert not (tmp_path / "k").exists()
+
+
+def test_real_usernames_pass_and_a_bad_one_names_where_it_came_from(tmp_path, monkeypatch):
+    for username in ("alice", "bob-2", "Ryan99", "a"):
+        manifest = bundle.build(None, tmp_path / username, username=username, mean_shape=True)
+        assert manifest["kernels"][0]["id"] == f"{username}/fkd-facial-keypoints"
+    monkeypatch.setenv("KAGGLE_USERNAME", "b o b")
+    with pytest.raises(FkdError, match=r"^\$KAGGLE_USERNAME 'b o b'"):
+        bundle.build(None, tmp_path / "k", mean_shape=True)
 
 
 def test_make_push_passes_the_machine_shape():

@@ -3,6 +3,7 @@
 The CSVs are read back with pandas (not fkd.data) so these tests check the format on their own.
 """
 import hashlib
+import json
 
 import cv2
 import numpy as np
@@ -15,6 +16,7 @@ from fkd.data import synth
 
 N_TRAIN, N_TEST, SEED = 200, 20, 3
 FILES = {"training.csv", "test.csv", "IdLookupTable.csv", "SampleSubmission.csv"}
+WRITTEN = FILES | {"synth.json"}  # the four, then the marker that says fkd synth wrote them
 
 
 @pytest.fixture(scope="module")
@@ -37,7 +39,7 @@ def pixels(frame):
 
 
 def test_files_and_headers(folder):
-    assert {p.name for p in folder.iterdir()} == FILES  # no temporary files left behind
+    assert {p.name for p in folder.iterdir()} == WRITTEN  # no temporary files left behind
     first = {name: (folder / name).read_text().split("\n", 1)[0] for name in FILES}
     assert first["training.csv"] == ",".join(COLUMNS) + ",Image"
     assert first["test.csv"] == "ImageId,Image"
@@ -172,10 +174,125 @@ def test_features_are_drawn_at_the_keypoints():
 
 def test_command_line(tmp_path, capsys):
     assert cli.main(["synth", "--out", str(tmp_path / "c"), "--train", "12", "--test", "3", "--seed", "1"]) == 0
-    assert {p.name for p in (tmp_path / "c").iterdir()} == FILES
+    assert {p.name for p in (tmp_path / "c").iterdir()} == WRITTEN
     assert len(pd.read_csv(tmp_path / "c" / "training.csv")) == 12
     assert cli.main(["synth", "--out", str(tmp_path / "d"), "--train", "0"]) == 2
     assert "error" in capsys.readouterr().err
+
+
+# ---------------------------------------------------------------- never over a competition folder
+
+def _synth(folder, *extra, seed=1):
+    return cli.main(["synth", "--out", str(folder), "--train", "12", "--test", "3", "--seed", str(seed), *extra])
+
+
+def _contents(folder):
+    return {p.name: p.read_bytes() for p in folder.iterdir()}
+
+
+def _refused(capsys, folder, *words):
+    err = capsys.readouterr().err
+    assert len(err.splitlines()) == 1 and str(folder) in err and "Traceback" not in err, err
+    assert all(word in err for word in words), err
+
+
+def test_the_marker_says_what_synth_wrote(tmp_path):
+    folder = synth.write_competition(tmp_path / "c", 12, 3, seed=4)
+    marker = json.loads((folder / "synth.json").read_text())
+    assert (marker["written_by"], marker["seed"], marker["train"], marker["test"], marker["complete"]) == \
+        ("fkd synth", 4, 12, 3, True)
+    assert marker["files"] == {name: [hashlib.sha256((folder / name).read_bytes()).hexdigest()] for name in FILES}
+
+
+@pytest.mark.parametrize("name", sorted(FILES) + ["training.zip"])
+def test_a_folder_synth_did_not_write_is_refused_even_with_force(tmp_path, capsys, name):
+    folder = tmp_path / "data"
+    folder.mkdir()
+    (folder / name).write_bytes(b"the user's own competition file\n")
+    before = _contents(folder)
+    for extra in ([], ["--force"]):
+        assert _synth(folder, *extra) == 2
+        _refused(capsys, folder, name, "not written by `fkd synth`")
+        assert _contents(folder) == before  # byte for byte, and nothing added
+
+
+def test_a_forged_marker_does_not_make_a_folder_synth_s(tmp_path, capsys):
+    folder = tmp_path / "data"
+    folder.mkdir()
+    (folder / "training.csv").write_bytes(b"real,training,rows\n")
+    (folder / "synth.json").write_text(json.dumps({"written_by": "fkd synth", "files": {}}))
+    before = _contents(folder)
+    assert _synth(folder, "--force") == 2
+    _refused(capsys, folder, "training.csv", "changed since")
+    assert _contents(folder) == before
+    (folder / "synth.json").write_text("{damaged")
+    assert _synth(folder, "--force") == 2
+    _refused(capsys, folder, "not written by `fkd synth`")
+    assert (folder / "training.csv").read_bytes() == b"real,training,rows\n"
+
+
+def test_synth_over_its_own_folder_needs_force(tmp_path, capsys):
+    folder = tmp_path / "demo"
+    assert _synth(folder, seed=1) == 0  # a new folder needs no --force
+    first = _contents(folder)
+    assert _synth(folder, seed=2) == 2
+    _refused(capsys, folder, "--force")
+    assert _contents(folder) == first
+    assert _synth(folder, "--force", seed=2) == 0  # replaced
+    second = _contents(folder)
+    assert set(second) == WRITTEN and second["training.csv"] != first["training.csv"]
+    assert json.loads(second["synth.json"])["seed"] == 2
+    assert _synth(folder, "--force", seed=2) == 0  # and again (make demo, rerun)
+    assert _contents(folder) == second
+
+
+def test_real_data_downloaded_over_a_synth_folder_is_never_replaced(tmp_path, capsys):
+    folder = tmp_path / "data"
+    assert _synth(folder) == 0
+    (folder / "training.csv").write_bytes(b"the real training.csv\n")  # `fkd kaggle download --force` into it
+    before = _contents(folder)
+    assert _synth(folder, "--force") == 2
+    _refused(capsys, folder, "training.csv", "changed since")
+    assert _contents(folder) == before
+
+
+def test_a_rewrite_cut_short_is_still_synth_s_folder(tmp_path, monkeypatch, capsys):
+    folder = tmp_path / "demo"
+    assert _synth(folder, seed=1) == 0
+    real_write = synth._write
+
+    class Stopped(Exception):
+        pass
+
+    def write_then_stop(path, chunks):
+        real_write(path, chunks)
+        if path.name == "test.csv":
+            raise Stopped  # the power goes: training.csv and test.csv are new, the rest old
+
+    monkeypatch.setattr(synth, "_write", write_then_stop)
+    with pytest.raises(Stopped):
+        synth.write_competition(folder, 12, 3, seed=2, force=True)
+    monkeypatch.undo()
+    assert _synth(folder, seed=2) == 2  # still needs --force
+    _refused(capsys, folder, "--force")
+    assert _synth(folder, "--force", seed=2) == 0
+    assert json.loads((folder / "synth.json").read_text())["complete"] is True
+
+
+def test_out_that_is_a_file_is_one_line(tmp_path, capsys):
+    target = tmp_path / "file"
+    target.write_bytes(b"x")
+    assert _synth(target) == 2
+    _refused(capsys, target, "not a folder")
+    assert target.read_bytes() == b"x"
+
+
+def test_the_demo_reruns_synth_with_force():
+    from pathlib import Path
+
+    makefile = (Path(__file__).resolve().parents[1] / "Makefile").read_text()
+    [line] = [line for line in makefile.splitlines() if " synth --out $(DEMO)/data" in line]
+    assert "--force" in line.split()
 
 
 def test_a_scene_places_every_face_apart_and_says_where():

@@ -164,3 +164,30 @@ def test_a_video_from_the_onnx_file(face_model, tmp_path):
     result = process_video(clip, locate.Predictor(model=tmp_path / "model.onnx"), tmp_path / "out")
     assert result["frames"] == 12 and result["faces"] == [0]
     shutil.rmtree(tmp_path / "out")
+
+
+def test_a_video_too_small_to_hold_a_face_has_no_faces_and_says_why(tmp_path, capsys):
+    clip = tmp_path / "tiny.avi"
+    writer = cv2.VideoWriter(str(clip), cv2.VideoWriter_fourcc(*"MJPG"), 25.0, (20, 18))
+    for _ in range(3):
+        writer.write(np.full((18, 20, 3), 120, np.uint8))
+    writer.release()
+    out = tmp_path / "out"
+    assert main(["face", str(clip), "--runs", str(tmp_path), "--out", str(out)]) == 0
+    printed = capsys.readouterr().out
+    assert "3 frames in" in printed and "0 faces tracked" in printed
+    assert "tiny.avi: its frames are too small to hold a face: 20x18 px" in printed
+    with open(out / "tiny_keypoints.csv") as table:
+        assert list(csv.DictReader(table)) == []
+    assert (out / "tiny_keypoints.mp4").is_file()
+
+
+@pytest.mark.parametrize("option, value", [("--max-frames", "-1"), ("--max-frames", "0"), ("--detect-every", "0")])
+def test_frame_counts_must_be_at_least_one(option, value, tmp_path, capsys):
+    frames, _ = synthetic_clip()
+    clip = write_clip(tmp_path / "clip.avi", frames[:2])
+    with pytest.raises(SystemExit) as stop:
+        main(["face", str(clip), "--runs", str(tmp_path), "--out", str(tmp_path / "out"), option, value])
+    assert stop.value.code == 2
+    assert f"argument {option}: must be at least 1, not {value}" in capsys.readouterr().err.strip().splitlines()[-1]
+    assert not (tmp_path / "out").exists()

@@ -1,7 +1,10 @@
 """Synthetic faces and a synthetic competition folder in Kaggle's exact format.
 
-`python -m fkd synth --out DIR [--train N] [--test M] [--seed S]` writes training.csv, test.csv,
-IdLookupTable.csv and SampleSubmission.csv, so every part of fkd can run without Kaggle's data.
+`python -m fkd synth --out DIR [--train N] [--test M] [--seed S] [--force]` writes training.csv, test.csv,
+IdLookupTable.csv and SampleSubmission.csv, so every part of fkd can run without Kaggle's data, and last
+synth.json (the seed, the counts and each file's SHA-256). It never writes over a competition folder: a folder
+holding any of those files (or Kaggle's training.zip / test.zip) is refused before anything is written, unless
+synth.json says `fkd synth` wrote it, each file is still what it wrote, and --force is given.
 
 Faces are drawn with OpenCV from their 15 keypoints: the keypoints are sampled first (a mean shape
 like Kaggle's, per-face shape variation, left/right asymmetry, a little yaw, then a similarity
@@ -12,15 +15,18 @@ nostrils, mouth corners are where the lips meet, and the lip centres are the out
 lips. Keypoints lie on a 1/16-pixel grid (OpenCV's sub-pixel drawing), so 4 decimals are exact.
 Coordinates are pixel indices (pixel centre = integer); "left" is the subject's left = image right.
 """
+import hashlib
+import json
 from dataclasses import dataclass
 from pathlib import Path
 
 import cv2
 import numpy as np
 
-from fkd.core.atomic import atomic_path
+from fkd.core.atomic import atomic_path, check_writable, write_text
 from fkd.core.errors import FkdError
 from fkd.core.keypoints import COLUMNS, CORE_COLUMN_INDEX, KEYPOINTS, N_COLUMNS, SIZE
+from fkd.data.competition import _file_sha256
 
 # ---------------------------------------------------------------- settings
 
@@ -367,10 +373,14 @@ def _count(n, fraction):
     return int(round(n * fraction))
 
 
-def make_competition(n_train: int = 1000, n_test: int = 100, seed: int = 0) -> Competition:
-    """The arrays behind write_competition (same seed, same data), test truth included."""
+def _check_counts(n_train, n_test):
     if n_train < 1 or n_test < 1:
         raise FkdError(f"need at least one training and one test image (got --train {n_train}, --test {n_test})")
+
+
+def make_competition(n_train: int = 1000, n_test: int = 100, seed: int = 0) -> Competition:
+    """The arrays behind write_competition (same seed, same data), test truth included."""
+    _check_counts(n_train, n_test)
     rng = np.random.default_rng(seed)
     n_dup = _count(n_train, DUPLICATE_FRACTION) if n_train >= 2 else 0
     n_unique = n_train - n_dup
@@ -446,17 +456,14 @@ def _write(path: Path, chunks):
             f.writelines(chunks)
 
 
-def write_competition(out_dir, n_train: int = 1000, n_test: int = 100, seed: int = 0) -> Path:
-    """Write training.csv, test.csv, IdLookupTable.csv, SampleSubmission.csv (Kaggle's format) to out_dir."""
-    out = Path(out_dir)
-    comp = make_competition(n_train, n_test, seed)
+def _competition_files(comp: Competition) -> dict:
+    """{file name: its bytes in chunks} of the four files, in Kaggle's format."""
     header = (",".join(COLUMNS) + ",Image\n").encode()
     train_lines = image_lines(comp.train_images)
-    _write(out / "training.csv", [header] + [
-        _keypoint_fields(k) + b"," + line for k, line in zip(comp.train_keypoints, train_lines)])
+    files = {"training.csv": [header] + [
+        _keypoint_fields(k) + b"," + line for k, line in zip(comp.train_keypoints, train_lines)]}
     test_lines = image_lines(comp.test_images)
-    _write(out / "test.csv", [b"ImageId,Image\n"] + [
-        f"{i},".encode() + line for i, line in zip(comp.test_ids, test_lines)])
+    files["test.csv"] = [b"ImageId,Image\n"] + [f"{i},".encode() + line for i, line in zip(comp.test_ids, test_lines)]
     lookup, sample = ["RowId,ImageId,FeatureName,Location\n"], ["RowId,Location\n"]
     core_names = [COLUMNS[j] for j in sorted(CORE_COLUMN_INDEX)]
     row_id = 0
@@ -465,8 +472,87 @@ def write_competition(out_dir, n_train: int = 1000, n_test: int = 100, seed: int
             row_id += 1
             lookup.append(f"{row_id},{image_id},{name},\n")
             sample.append(f"{row_id},0\n")
-    _write(out / "IdLookupTable.csv", [line.encode() for line in lookup])
-    _write(out / "SampleSubmission.csv", [line.encode() for line in sample])
+    files["IdLookupTable.csv"] = [line.encode() for line in lookup]
+    files["SampleSubmission.csv"] = [line.encode() for line in sample]
+    return files
+
+
+# ---------------------------------------------------------------- the folder: written by fkd synth, or refused
+
+MARKER = "synth.json"  # what fkd synth wrote (written again last), so that only its own folder is ever replaced
+WRITTEN = ("training.csv", "test.csv", "IdLookupTable.csv", "SampleSubmission.csv")
+NEVER_WRITTEN = ("training.zip", "test.zip")  # Kaggle's downloads: a folder holding one is a real competition's
+
+
+def _sha256(chunks) -> str:
+    digest = hashlib.sha256()
+    for chunk in chunks:
+        digest.update(chunk)
+    return digest.hexdigest()
+
+
+def _marker_digests(out: Path):
+    """{file name: the SHA-256s synth.json lets it have}, or None where the folder has no marker of fkd synth."""
+    try:
+        marker = json.loads((out / MARKER).read_text())
+    except (OSError, ValueError):  # absent, unreadable, not JSON, not UTF-8
+        return None
+    files = marker.get("files") if isinstance(marker, dict) and marker.get("written_by") == "fkd synth" else None
+    if not isinstance(files, dict):
+        return None
+    listed = {name: files.get(name) for name in WRITTEN}
+    return {name: {d for d in digests if isinstance(d, str)} if isinstance(digests, list) else set()
+            for name, digests in listed.items()}
+
+
+def check_synth_folder(out, force: bool = False) -> dict:
+    """Before anything is written (and before the faces are drawn): `out` may take a synthetic competition.
+
+    It holds none of the competition files, or it is an earlier `fkd synth` folder (its synth.json), each
+    file still what synth wrote there, and `force` is given; anything else is an FkdError naming the
+    folder. Returns {file name: the SHA-256s the earlier synth.json allows} (empty sets for a new folder)."""
+    out = Path(out)
+    if out.exists() and not out.is_dir():
+        raise FkdError("is not a folder: --out names the folder to write the competition files to", path=out)
+    present = [name for name in WRITTEN + NEVER_WRITTEN if (out / name).exists()]
+    if not present:
+        check_writable(out)
+        return {name: set() for name in WRITTEN}
+    allowed = _marker_digests(out)
+    if allowed is None or any(name in NEVER_WRITTEN for name in present):
+        raise FkdError(f"holds {', '.join(present)}, not written by `fkd synth`: synth never writes over a "
+                       "competition folder (nothing was written); choose another --out", path=out)
+    changed = [name for name in present if not (out / name).is_file() or _file_sha256(out / name) not in allowed[name]]
+    if changed:
+        raise FkdError(f"{', '.join(changed)} changed since `fkd synth` wrote the folder: synth never writes over "
+                       "a file it did not write (nothing was written); choose another --out", path=out)
+    if not force:
+        raise FkdError(f"holds an earlier `fkd synth` competition ({', '.join(present)}): "
+                       "pass --force to replace it (nothing was written)", path=out)
+    check_writable(out)
+    return allowed
+
+
+def _write_marker(out: Path, n_train, n_test, seed, digests: dict, complete: bool):
+    write_text(out / MARKER, json.dumps({"written_by": "fkd synth", "complete": complete, "seed": int(seed),
+                                         "train": int(n_train), "test": int(n_test),
+                                         "files": {name: sorted(digests[name]) for name in WRITTEN}}, indent=1))
+
+
+def write_competition(out_dir, n_train: int = 1000, n_test: int = 100, seed: int = 0, force: bool = False) -> Path:
+    """Write training.csv, test.csv, IdLookupTable.csv, SampleSubmission.csv (Kaggle's format) to out_dir,
+    then synth.json. A folder holding competition files is refused (check_synth_folder): only an earlier
+    `fkd synth` folder, with `force`, is replaced."""
+    out = Path(out_dir)
+    _check_counts(n_train, n_test)
+    allowed = check_synth_folder(out, force)
+    files = _competition_files(make_competition(n_train, n_test, seed))
+    digests = {name: _sha256(chunks) for name, chunks in files.items()}
+    # first a marker that takes the old files and the new: a rewrite cut short leaves a folder --force still replaces
+    _write_marker(out, n_train, n_test, seed, {name: allowed[name] | {digests[name]} for name in WRITTEN}, False)
+    for name, chunks in files.items():
+        _write(out / name, chunks)
+    _write_marker(out, n_train, n_test, seed, {name: {digests[name]} for name in WRITTEN}, True)  # last
     return out
 
 
@@ -477,11 +563,13 @@ def add_arguments(parser):
     parser.add_argument("--train", type=int, default=1000, help="training rows (default 1000)")
     parser.add_argument("--test", type=int, default=100, help="test images (default 100)")
     parser.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
+    parser.add_argument("--force", action="store_true",
+                        help="replace an earlier `fkd synth` folder (never one fkd synth did not write)")
 
 
 def run(args):
-    out = write_competition(args.out, args.train, args.test, args.seed)
+    out = write_competition(args.out, args.train, args.test, args.seed, force=args.force)
     n_complete = _count(args.train, COMPLETE_FRACTION)
     print(f"{out}: training.csv ({args.train} rows, {n_complete} complete), test.csv ({args.test} images), "
-          f"IdLookupTable.csv, SampleSubmission.csv (seed {args.seed})")
+          f"IdLookupTable.csv, SampleSubmission.csv, {MARKER} (seed {args.seed})")
     return 0

@@ -178,13 +178,16 @@ def build(config, out, folds=None, split=False, name=None, template=DEFAULT_TEMP
         raise FkdError(f"--folds {folds}: K-fold needs at least 2 folds")
     user = kaggle_username(username)
     meta = resolve_template(template, user, slug=slug, title=title)
+    options = {}  # the keys the options below set: their errors name the option, not the template
     if datasets:
         meta["dataset_sources"] = list(meta.get("dataset_sources", [])) + list(datasets)
+        options["dataset_sources"] = "--dataset"
     if internet is not None:
         meta["enable_internet"] = bool(internet)
     if machine_shape is not None:
         meta["machine_shape"] = machine_shape
-    validate_metadata(meta, template)
+        options["machine_shape"] = "--machine-shape"
+    validate_metadata(meta, template, options=options)
     base = {"name": name, "folds": folds, "config": config_name, "mean_shape": bool(mean_shape),
             "internet": bool(meta.get("enable_internet", False)), "competition": COMPETITION}
 

@@ -11,6 +11,7 @@ from fkd.kaggle.program import kaggle_json
 
 METADATA = "kernel-metadata.json"
 USERNAME_PLACEHOLDER = "your-kaggle-username"
+USERNAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9-]*")  # letters, digits and hyphens, as in Kaggle's profile URLs
 
 
 # The keys `kaggle kernels push` (kaggle 2.2.5, KaggleApi.kernels_push) reads. It silently ignores
@@ -44,12 +45,17 @@ def slugify(text: str) -> str:
         return re.sub(r"[^a-z0-9]+", "-", text.lower()).strip("-")
 
 
-def validate_metadata(meta, path, folder=None) -> None:
+def validate_metadata(meta, path, folder=None, options=None) -> None:
     """The checks `kaggle kernels push` applies, plus: unknown keys, real booleans, real lists.
 
-    `folder` given: code_file must exist in it. Raises FkdError naming the file and the key.
+    `folder` given: code_file must exist in it. Raises FkdError naming the file and the key, or the
+    command-line option that set the key (`options`: key -> option, e.g. {"machine_shape": "--machine-shape"}).
     """
+    options = options or {}
+
     def fail(key, message):
+        if key in options:
+            raise FkdError(f"{options[key]}: {message}")
         raise FkdError(f"key {key!r}: {message}", path=path)
 
     if not isinstance(meta, dict):
@@ -78,7 +84,7 @@ def validate_metadata(meta, path, folder=None) -> None:
         if len(parts[1]) < 5:
             fail("id", f"kernel slug {parts[1]!r} must be at least five characters")
         if slugify(meta["title"]) != parts[1].lower():
-            fail("title", f"{meta['title']!r} gives the slug {slugify(meta['title'])!r}, not {parts[1]!r}: "
+            fail("title", f"the title {meta['title']!r} gives the slug {slugify(meta['title'])!r}, not {parts[1]!r}: "
                           "Kaggle would file the kernel under another name")
     if meta.get("language") not in LANGUAGES:
         fail("language", f"{meta.get('language')!r} is not one of {', '.join(LANGUAGES)}")
@@ -137,30 +143,41 @@ def load_metadata(folder):
 
 
 def kaggle_username(explicit=None):
-    """--username, else $KAGGLE_USERNAME, else the username in kaggle.json (never its key), else None."""
-    if explicit:
-        return explicit
+    """--username, else $KAGGLE_USERNAME, else the username in kaggle.json (never its key), else None;
+    one that cannot be a Kaggle username is an error naming where it came from."""
+    if explicit is not None:
+        return checked_username(explicit, "--username")
     if os.environ.get("KAGGLE_USERNAME"):
-        return os.environ["KAGGLE_USERNAME"]
+        return checked_username(os.environ["KAGGLE_USERNAME"], "$KAGGLE_USERNAME")
     username = kaggle_json().get("username")
-    return username if isinstance(username, str) and username else None
+    return checked_username(username, "kaggle.json's username") if isinstance(username, str) and username else None
+
+
+def checked_username(username: str, source: str) -> str:
+    if not USERNAME.fullmatch(username):
+        raise FkdError(f"{source} {username!r}: a Kaggle username is letters, digits and hyphens")
+    return username
 
 
 def resolve_template(template_path, username, slug=None, title=None):
-    """The template with {username} filled in (and an optional slug/title override), validated."""
+    """The template with {username} filled in, validated (its errors name the file), then with the
+    --slug / --title overrides, validated again (their errors name the option)."""
     template_path = Path(template_path)
     meta = read_json(template_path, "no such file (the kernel metadata template)")
     if not isinstance(meta, dict):
         raise FkdError("must hold a JSON object", path=template_path)
     if isinstance(meta.get("id"), str):
         meta["id"] = meta["id"].replace("{username}", username or USERNAME_PLACEHOLDER)
-        if slug:
-            meta["id"] = meta["id"].split("/")[0] + "/" + slug
-    if slug and not title:
-        title = slug.replace("-", " ")
-    if title:
-        meta["title"] = title
     validate_metadata(meta, template_path)
+    options = {}
+    if slug is not None:
+        meta["id"] = meta["id"].split("/")[0] + "/" + slug
+        meta["title"] = slug.replace("-", " ")  # the title follows the slug ...
+        options.update(id="--slug", title="--slug")
+    if title is not None:                       # ... unless it is given
+        meta["title"] = title
+        options["title"] = "--title"
+    validate_metadata(meta, template_path, options=options)
     return meta
 
 

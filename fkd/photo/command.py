@@ -1,6 +1,7 @@
 """`fkd face PHOTO|VIDEO|FOLDER... (--runs RUN_DIR... | --model MODEL.onnx)`, or `--camera 0`:
 keypoints on photos (fkd.photo.locate, drawn by fkd.photo.draw) and tracked through videos
 (fkd.photo.track). The argument handling only."""
+from fkd.core.arguments import positive_int
 from fkd.core.errors import FkdError
 from fkd.photo.detect import available_detectors, mtcnn_available
 from fkd.photo.draw import process_photos
@@ -23,16 +24,16 @@ def add_arguments(parser):
     parser.add_argument("--detector", default="auto", choices=["auto", "mtcnn", "haar", "lbp"],
                         help="face detector (auto: MTCNN from facenet-pytorch when installed, except with --model, "
                              "where it would import torch; else OpenCV's Haar cascade, else scikit-image's LBP)")
-    parser.add_argument("--min-face", type=int, default=24, help="smallest face in photo pixels (default 24)")
+    parser.add_argument("--min-face", type=positive_int, default=24, help="smallest face in photo pixels (default 24)")
     parser.add_argument("--no-tta", action="store_true", help="no flip test-time augmentation (whatever the runs set)")
     parser.add_argument("--no-refine", action="store_true",
                         help="photos: one pass only, no crop aligned on the prediction")
     parser.add_argument("--save-crops", action="store_true", help="photos: also write each 96x96 crop with its points")
     parser.add_argument("--smooth", type=float, default=0.0,
                         help="videos: temporal smoothing of the points, 0 (none, default) to 0.9 (heavy)")
-    parser.add_argument("--detect-every", type=int, default=30,
+    parser.add_argument("--detect-every", type=positive_int, default=30,
                         help="videos: look for new faces every this many frames (default 30)")
-    parser.add_argument("--max-frames", type=int, help="videos: stop after this many frames")
+    parser.add_argument("--max-frames", type=positive_int, help="videos: stop after this many frames")
     parser.add_argument("--device", help="auto | cpu | cuda (default auto)")
 
 

@@ -87,11 +87,28 @@ def _mtcnn(min_size: int):
     return MTCNN(keep_all=True, device="cpu", min_face_size=min_size, post_process=False)
 
 
+def detection_scale(shape, min_size: int):
+    """(the factor a photo of this shape is shrunk by for detection, the smallest face searched on
+    the shrunk photo)."""
+    factor = min(1.0, DETECT_MAX_SIDE / max(shape[:2]))
+    return factor, max(MIN_DETECTED_SIDE, int(round(min_size * factor)))
+
+
+def too_small(shape, min_size: int):
+    """Why a photo of this shape holds no face the detectors search for (its shorter side, shrunk for
+    detection, is below the smallest face searched), or None when it may hold one."""
+    factor, smallest = detection_scale(shape, min_size)
+    if min(shape[:2]) * factor >= smallest:
+        return None
+    height, width = shape[:2]
+    return f"too small to hold a face: {width}x{height} px; faces are searched from {smallest / factor:.0f} px"
+
+
 def shrunk_for_detection(gray, min_size: int):
     """(the photo shrunk to DETECT_MAX_SIDE at most, the factor, the smallest face searched on it)."""
-    factor = min(1.0, DETECT_MAX_SIDE / max(gray.shape))
+    factor, smallest = detection_scale(gray.shape, min_size)
     small = gray if factor == 1.0 else cv2.resize(gray, None, fx=factor, fy=factor, interpolation=cv2.INTER_AREA)
-    return small, factor, max(MIN_DETECTED_SIDE, int(round(min_size * factor)))
+    return small, factor, smallest
 
 
 def detect_landmarked(gray, min_size: int = 24):
@@ -219,6 +236,8 @@ class Detection(NamedTuple):
 def _search(gray, name, min_size, turns, always):
     """find_faces' search of the photo and its turned copies: (per face, its Detections in search
     order; the detector's name)."""
+    if too_small(gray.shape, min_size):
+        return [], name  # searching it would fail: MTCNN has no scale to search, the shrunk photo no rows
     landmarked = name == "mtcnn"
     always = (MTCNN_TURNS if landmarked else ALWAYS_TURNS) if always is None else tuple(always)
     # the photo is shrunk once, before it is turned: turning a photo of several megapixels cost more
@@ -271,7 +290,7 @@ def find_faces(photo_bgr, detector="auto", min_size=24, turns=TURNS, always=None
     cascade's box the first one's. A face seen only on turned copies must be confirmed by two eyes
     from OpenCV's eye cascade (a turned copy's texture, or a cat, fools a face detector now and then;
     MTCNN_SURE of MTCNN's is enough); its crop stands the head up, and its box is drawn where its
-    centre falls on the photo."""
+    centre falls on the photo. A photo too small to hold a face (too_small) has none."""
     gray = to_gray(photo_bgr)
     name = detector if detector != "auto" else available_detectors()[0]
     landmarked = name == "mtcnn"

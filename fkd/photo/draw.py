@@ -1,7 +1,8 @@
 """What `fkd face` shows and writes for a photo: the photo with each face's detector box (white), crop
 square (yellow) and 15 points coloured by side, the colour key in a band below
 (`<stem>_keypoints.png`), and per face its box, matrices and named points in photo and crop pixels
-(`<stem>_keypoints.json`). Videos are drawn the same way, frame by frame (fkd.photo.track).
+(`<stem>_keypoints.json`; a photo too small to hold a face has none, and `no_face` says why).
+Videos are drawn the same way, frame by frame (fkd.photo.track).
 """
 import json
 import re
@@ -13,6 +14,7 @@ import numpy as np
 from fkd.core.atomic import atomic_path, check_writable, write_text
 from fkd.core.errors import FkdError
 from fkd.core.keypoints import KEYPOINTS, SIDES, SIZE, as_points
+from fkd.photo.detect import too_small
 from fkd.photo.geometry import apply, invert, keypoints_to_photo
 from fkd.photo.locate import Predictor, locate, photo_paths, read_photo
 
@@ -127,6 +129,9 @@ def process_photos(paths, run_dirs, out_dir, detector="auto", min_size=24, flip_
                   "detector": name, **({"model": str(model)} if model else {"runs": [str(r) for r in run_dirs]}),
                   "faces": [face_record(found.boxes[k], found.matrices[k], found.predictions[k], found.rounds[k] > 0)
                             for k in ks]}
+        small = too_small(photo.shape, min_size)
+        if small:
+            record["no_face"] = small
         write_text(out / f"{stem}_keypoints.json", to_json(record))
         if len(ks):
             for k in ks:
@@ -137,6 +142,7 @@ def process_photos(paths, run_dirs, out_dir, detector="auto", min_size=24, flip_
             write_png(out / f"{stem}_keypoints.png", drawn)
             print(f"{path}: {len(ks)} face{'s' if len(ks) > 1 else ''} ({name}) -> {out / (stem + '_keypoints.png')}")
         else:
-            print(f"{path}: no face found ({name} detector); wrote {out / (stem + '_keypoints.json')} with no faces")
+            why = small or f"no face found ({name} detector)"
+            print(f"{path}: {why}; wrote {out / (stem + '_keypoints.json')} with no faces")
         records.append(record)
     return records

@@ -25,7 +25,7 @@ from tqdm.auto import tqdm
 from fkd.core.atomic import atomic_path, check_writable
 from fkd.core.errors import FkdError
 from fkd.core.keypoints import COLUMNS
-from fkd.photo.detect import eyes_available, find_faces, shows_two_eyes
+from fkd.photo.detect import eyes_available, find_faces, shows_two_eyes, too_small
 from fkd.photo.draw import draw_on_photo
 from fkd.photo.geometry import crop, crop_centre, crop_side, keypoints_to_photo, to_gray
 from fkd.photo.locate import refined_matrix, settle
@@ -177,7 +177,7 @@ def process_video(source, predict, out_dir, detector="auto", min_size=24, detect
                 open(csv_tmp, "w", newline="") as table:
             rows = csv.writer(table)
             rows.writerow(["frame", "time_s", "face", *COLUMNS])
-            writer = None
+            writer, small = None, None
             with tqdm(total=total, desc=f"{stem}: frames", unit="frame", disable=None, mininterval=1.0) as bar:
                 while max_frames is None or frames < max_frames:
                     ok, frame = capture.read()
@@ -186,11 +186,13 @@ def process_video(source, predict, out_dir, detector="auto", min_size=24, detect
                     faces = tracker.step(frame)
                     drawn = draw_on_photo(frame, [p for _, p, _ in faces], [None] * len(faces),
                                           [m for _, _, m in faces], labels=[f"face {i}" for i, _, _ in faces])
-                    if writer is None:
+                    if writer is None:  # the first frame
+                        small = too_small(frame.shape, min_size)
                         writer = cv2.VideoWriter(str(video_tmp), cv2.VideoWriter_fourcc(*"mp4v"), fps,
                                                  (drawn.shape[1], drawn.shape[0]))
                         if not writer.isOpened():
-                            raise FkdError("OpenCV cannot write an MP4 video here", path=video_path)
+                            raise FkdError(f"OpenCV cannot write an MP4 video of {frame.shape[1]}x{frame.shape[0]} px "
+                                           "frames here", path=video_path)
                     writer.write(drawn)
                     for face_id, points, _ in faces:
                         rows.writerow([frames, f"{frames / fps:.4f}", face_id,
@@ -208,5 +210,7 @@ def process_video(source, predict, out_dir, detector="auto", min_size=24, detect
     print(f"{source}: {frames} frames in {seconds:.1f} s ({frames / seconds:.1f} frames/s), "
           f"{len(ids)} face{'s' if len(ids) != 1 else ''} tracked, {tracker.detections} detection passes "
           f"-> {video_path}, {csv_path}")
+    if small:
+        print(f"{source}: its frames are {small}")
     return {"frames": frames, "seconds": seconds, "fps": frames / seconds, "faces": ids,
             "video": video_path, "csv": csv_path}

@@ -18,6 +18,7 @@ import onnx
 import torch
 from torch import nn
 
+from fkd.core.arguments import positive_int
 from fkd.core.atomic import atomic_path, check_writable
 from fkd.core.errors import FkdError
 from fkd.core.keypoints import COLUMNS, SIZE
@@ -163,7 +164,8 @@ def add_arguments(parser):
                         "(default: data/, then /kaggle/input); not needed for one run or --equal")
     parser.add_argument("--input", default="uint8", choices=sorted(INPUT_TYPES),
                         help="the graph's input type: uint8 faces (default) or float32 0..255")
-    parser.add_argument("--check-faces", type=int, default=64, help="faces onnxruntime is checked on (default 64)")
+    parser.add_argument("--check-faces", type=positive_int, default=64,
+                        help="faces onnxruntime is checked on (default 64)")
 
 
 def run(args):
