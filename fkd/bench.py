@@ -231,7 +231,7 @@ def mean_shape_cv(data_dir, k: int = 5, seed: int = 0) -> float:
 
 def finished_fold_scores(run_dir, truth) -> dict:
     """RMSE over the validation rows of the folds a run has finished (all of them, or a few)."""
-    from fkd.train.rundir import load_checkpoint
+    from fkd.train.checkpoint import load as load_checkpoint
 
     rows, predictions, seconds, folds = [], [], 0.0, []
     for path in sorted(run_dir.glob("fold*.pt")):
@@ -277,10 +277,10 @@ class FoldModel:
     """One fold checkpoint as `fkd face` predictors are called: crops -> complete-kind keypoints."""
 
     def __init__(self, run_dir, fold: int = 0):
-        from fkd.train.predict import load_fold_model
+        from fkd.train.predict import load_run_fold
         from fkd.train.rundir import read_framing
 
-        self.model, self.config = load_fold_model(Path(run_dir) / f"fold{fold}.pt")
+        self.model, self.config = load_run_fold(run_dir, fold)
         self.framing = read_framing(run_dir)
         self.landmark_goal = self.framer = None  # bench_face calibrates on the fold's own training faces
 
@@ -384,7 +384,7 @@ def bench_face(data_dir, run_dir, n_photos: int = 200, seed: int = 0, framer_epo
     from fkd.photo.scenes import scene
     from fkd.photo.track import FaceTracker
     from fkd.submit.export import export_onnx
-    from fkd.train.rundir import load_checkpoint
+    from fkd.train.checkpoint import load as load_checkpoint
 
     images, truth = load_training(data_dir)
     rng = np.random.default_rng(seed)

@@ -12,7 +12,7 @@ from fkd.core.errors import FkdError
 # command -> (module, one-line help)
 COMMANDS = {
     "synth": ("fkd.data.synth", "write a synthetic competition folder in Kaggle's format"),
-    "config": ("fkd.core.config", "every config key with its default, values and meaning; or a config file resolved"),
+    "config": ("fkd.model.configcheck", "every config key with its default, values and meaning; or a config file resolved"),
     "cv": ("fkd.train.cv", "K-fold cross-validation of a config -> runs/<name>/"),
     "submit": ("fkd.submit.command", "predict the test set (mean shape or an ensemble of runs) -> submissions/"),
     "check-submission": ("fkd.submit.check", "validate a submission file against IdLookupTable.csv (and score it: --answers)"),
@@ -80,6 +80,12 @@ def main(argv=None) -> int:
     except BrokenPipeError:  # `fkd config | head`: the reader left; nothing more to say
         sys.stdout = open(os.devnull, "w")
         return 0
+    except OSError as error:  # a place the command meant to write or read that the system refused
+        if error.filename is None:
+            raise
+        print(f"fkd {name}: error: {error.filename}: {error.strerror or error}: check the path and its "
+              "permissions, or pass another folder", file=sys.stderr)
+        return 2
     except KeyboardInterrupt:
         resumes = "; run the same command again to resume: finished folds are kept and the fold in training goes on from its last finished epoch" if name == "cv" else ""
         print(f"fkd {name}: interrupted{resumes}", file=sys.stderr)

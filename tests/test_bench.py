@@ -38,7 +38,7 @@ def test_the_face_section_prints_photos_against_crops_video_and_onnx(competition
     from fkd.core.config import load_config
     from fkd.data.competition import load_training
     from fkd.train.cv import run_cv
-    from fkd.train.rundir import load_checkpoint
+    from fkd.train.checkpoint import load as load_checkpoint
 
     config = load_config(None, model="lenet", epochs=1, batch_size=32, folds=2, only_folds=[0], name="face-bench")
     run_dir = run_cv(competition, config, tmp_path)

@@ -1,4 +1,6 @@
 """Every named recipe in configs/ loads over the defaults and builds a model that maps faces to 30 values."""
+import json
+import re
 from pathlib import Path
 
 import pytest
@@ -7,7 +9,7 @@ import yaml
 
 from fkd.core.config import load_config
 from fkd.model.inputs import forward
-from fkd.model.nets import build_model
+from fkd.model.nets import build_model, check_model_options
 
 CONFIGS = sorted((Path(__file__).resolve().parents[1] / "configs").glob("*.yaml"))
 
@@ -20,7 +22,8 @@ def test_the_named_recipes_exist():
 @pytest.mark.parametrize("path", CONFIGS, ids=[p.stem for p in CONFIGS])
 def test_config_builds_a_working_model(path):
     config = load_config(path)
-    assert config["name"] == path.stem and config["description"]
+    assert config["name"] == path.stem and config["description"]   # every stem is a safe run name
+    check_model_options(config)
     model = build_model(config["model"], subset_heads=config["subset_heads"], **config["model_options"]).eval()
     with torch.no_grad():
         out = forward(model, torch.rand(2, 1, 96, 96), torch.tensor([0, 1]))
@@ -155,9 +158,9 @@ def test_set_overrides_with_type_checks():
     config = load_config(path, sets=["seed=4", "epochs=64", "augment.rotate=5", "tta_scales=[1.0]", "grad_clip=null"])
     assert (config["seed"], config["epochs"], config["augment"]["rotate"], config["tta_scales"]) == (4, 64, 5, [1.0])
     assert config["augment"]["flip"] == 0.5            # one nested key changed, the others kept
-    with pytest.raises(FkdError, match=r"--set: unknown key 'sed' \(did you mean 'seed'\?"):
+    with pytest.raises(FkdError, match=r"^--set sed=4: unknown key 'sed' \(did you mean 'seed'\?"):
         load_config(path, sets=["sed=4"])
-    with pytest.raises(FkdError, match=r"key 'epochs': 'four' is not a whole number"):
+    with pytest.raises(FkdError, match=r"^--set epochs=four: key 'epochs': 'four' is not a whole number"):
         load_config(path, sets=["epochs=four"])
     with pytest.raises(FkdError, match=r"expected key=value"):
         load_config(path, sets=["seed"])
@@ -169,3 +172,210 @@ def test_make_cv_passes_set():
     dry = subprocess.run(["make", "-n", "cv", "SET=seed=4 epochs=64"], cwd=Path(CONFIGS[0]).parents[1],
                          capture_output=True, text=True).stdout
     assert "--set seed=4 --set epochs=64" in dry
+
+
+# ---------------------------------------------------------------- hostile or careless input
+
+def one_line_error(call, *args, **kwargs) -> str:
+    from fkd.core.errors import FkdError
+
+    with pytest.raises(FkdError) as error:
+        call(*args, **kwargs)
+    message = str(error.value)
+    assert "\n" not in message
+    return message
+
+
+def alias_bomb(levels=10, width=10) -> str:
+    """A flow mapping of nested anchors: level k holds `width` aliases of level k - 1 (width**levels leaves)."""
+    parts = [f"l0: &l0 [{', '.join(['x'] * width)}]"]
+    parts += [f"l{k}: &l{k} [{', '.join([f'*l{k - 1}'] * width)}]" for k in range(1, levels)]
+    return "{" + ", ".join(parts) + "}"
+
+
+@pytest.mark.parametrize("where", ["description", "model_options"])
+def test_an_alias_bomb_is_refused_before_it_expands(where, tmp_path):
+    path = tmp_path / "bomb.yaml"
+    path.write_text(f"model: lenet\n{where}: {alias_bomb()}\n")
+    message = one_line_error(load_config, path)
+    # 10**10 leaves are counted, never built: the refusal comes from the count
+    assert re.match(rf"{re.escape(str(path))}: expands to 12,345,679,\d{{3}} values", message)
+    assert "at most 10,000 values" in message
+    message = one_line_error(load_config, None, sets=[f"{where}={alias_bomb()}"])
+    assert message.startswith(f"--set {where}=") and "expands to 12,345,679," in message
+
+
+def test_an_alias_loop_is_refused(tmp_path):
+    path = tmp_path / "loop.yaml"
+    path.write_text("model_options: &a {inner: *a}\n")
+    assert "loop" in one_line_error(load_config, path)
+
+
+def test_a_config_past_the_size_cap_is_refused_without_aliases(tmp_path):
+    import json
+
+    path = tmp_path / "big.yaml"
+    path.write_text(f"description: [{', '.join(['0'] * 20_000)}]\n")
+    assert one_line_error(load_config, path).startswith(f"{path}: expands to 20,003 values")
+    path = tmp_path / "big.json"
+    path.write_text(json.dumps({"description": [0] * 100_000}))
+    assert one_line_error(load_config, path).startswith(f"{path}: expands to 100,003 values")
+    path = tmp_path / "huge.yaml"
+    path.write_text("description: " + "x" * 1_000_001 + "\n")
+    assert one_line_error(load_config, path).startswith(f"{path}: larger than 1,000,000 bytes")
+    path = tmp_path / "shared.yaml"   # a long text repeated by aliases: a little file, a lot of text
+    path.write_text(f"description: &d {'x' * 100_000}\nmodel_options: {{a: [{', '.join(['*d'] * 20)}]}}\n")
+    message = one_line_error(load_config, path)
+    assert re.match(rf"{re.escape(str(path))}: expands to \d+ values \(2,100,\d{{3}} characters\)", message)
+
+
+@pytest.mark.parametrize("text, key, line", [
+    ("lr: 0.1\nseed: 1\nlr: 0.2\n", "lr", 3),
+    ("augment:\n  flip: 0.5\n  rotate: 5\n  flip: 0.2\n", "flip", 4),
+    ("model_options: {dropout: 0.1, dropout: 0.2}\n", "dropout", 1),
+])
+def test_a_duplicate_yaml_key_is_refused_with_its_line(text, key, line, tmp_path):
+    path = tmp_path / "twice.yaml"
+    path.write_text(text)
+    assert one_line_error(load_config, path) == f"{path}: duplicate key {key!r} (line {line})"
+
+
+@pytest.mark.parametrize("text, key, line", [
+    ('{\n  "lr": 0.1,\n  "seed": 1,\n  "lr": 0.2\n}\n', "lr", 4),
+    ('{"augment": {\n  "flip": 0.5,\n  "flip": 0.2}}', "flip", 3),
+])
+def test_a_duplicate_json_key_is_refused_with_its_line(text, key, line, tmp_path):
+    path = tmp_path / "twice.json"
+    path.write_text(text)
+    message = one_line_error(load_config, path)
+    assert message.startswith(f"{path}: not valid JSON: duplicate key {key!r}: line {line} ")
+
+
+def test_a_duplicate_key_in_a_set_value_is_refused():
+    message = one_line_error(load_config, None, sets=["model_options={dropout: 0.1, dropout: 0.2}"])
+    assert message == "--set model_options={dropout: 0.1, dropout: 0.2}: duplicate key 'dropout' (line 1)"
+
+
+def test_a_yaml_merge_key_may_repeat_what_it_merges(tmp_path):
+    path = tmp_path / "merge.yaml"
+    path.write_text("model: convnet\nmodel_options: {<<: &shared {dropout: 0.1, hidden: 64}, dropout: 0.2}\n")
+    assert load_config(path)["model_options"] == {"dropout": 0.2, "hidden": 64}
+
+
+def test_numbers_as_kagglers_write_them(tmp_path):
+    from fkd.core.config import dump_config
+
+    path = tmp_path / "numbers.yaml"
+    path.write_text("lr: 1e-3\nweight_decay: 5E-4\ngrad_clip: 1.5e1\nepochs: 4\ndescription: 1e\n")
+    config = load_config(path)
+    assert (config["lr"], config["weight_decay"], config["grad_clip"]) == (0.001, 0.0005, 15.0)
+    assert config["epochs"] == 4 and isinstance(config["epochs"], int) and config["description"] == "1e"
+    config = load_config(None, sets=["lr=1e-3", "weight_decay=5e4", "seed=7", "description=e5"])
+    assert (config["lr"], config["weight_decay"], config["seed"], config["description"]) == (0.001, 50000.0, 7, "e5")
+    assert isinstance(config["seed"], int)
+    assert one_line_error(load_config, None, sets=["lr=-1E-2"]) == \
+        "--set lr=-1E-2: key 'lr': -0.01 is out of range: must be > 0"
+    back = tmp_path / "back.yaml"   # a text that reads as a number now is written quoted
+    back.write_text(dump_config(load_config(None, description="1e5", name="back")))
+    assert load_config(back)["description"] == "1e5"
+
+
+@pytest.mark.parametrize("content", [
+    b"\x89PNG\r\n\x1a\n\x00\x00\x00\rIHDR\x00\x00\x00\x60",
+    "description: caf\u00e9\n".encode("latin-1"),
+])
+def test_a_config_that_is_not_utf8_text_is_one_line(content, tmp_path):
+    path = tmp_path / "binary.yaml"
+    path.write_bytes(content)
+    assert one_line_error(load_config, path).startswith(f"{path}: not a UTF-8 text file")
+
+
+@pytest.mark.parametrize("text", ["- lr\n- 0.1\n", "just words\n", "1: 2\n", "~: 2\n"])
+def test_a_file_that_is_not_a_mapping_of_names_is_one_line(text, tmp_path):
+    path = tmp_path / "odd.yaml"
+    path.write_text(text)
+    message = one_line_error(load_config, path)
+    assert message.startswith(f"{path}: ") and ("a config is a mapping" in message or "unknown key" in message)
+
+
+def test_each_error_names_where_the_bad_value_came_from(tmp_path):
+    (tmp_path / "root.yaml").write_text("model: lenet\nloss: huber\n")
+    (tmp_path / "leaf.yaml").write_text("base: root\nepochs: 4\n")
+    assert one_line_error(load_config, tmp_path / "leaf.yaml").startswith(f"{tmp_path / 'root.yaml'}: key 'loss'")
+    (tmp_path / "typo.yaml").write_text("epoch: 4\n")
+    (tmp_path / "child.yaml").write_text("base: typo\nseed: 1\n")
+    assert one_line_error(load_config, tmp_path / "child.yaml").startswith(
+        f"{tmp_path / 'typo.yaml'}: unknown key 'epoch'")
+    good = tmp_path / "good.yaml"
+    good.write_text("model: lenet\n")
+    assert one_line_error(load_config, good, sets=["seed=1", "lr=abc"]) == \
+        "--set lr=abc: key 'lr': 'abc' is not a number"
+    assert one_line_error(load_config, good, sets=["augment.flip=2"]).startswith("--set augment.flip=2: key 'augment'")
+    assert one_line_error(load_config, good, epochs=0).startswith("key 'epochs': 0 is out of range")
+    (tmp_path / "bad.yaml").write_text("loss: huber\n")
+    assert one_line_error(load_config, tmp_path / "bad.yaml", sets=["seed=1"]).startswith(
+        f"{tmp_path / 'bad.yaml'}: key 'loss'")
+
+
+BAD_NAMES = ["", "a/b", "..", ".", ".hidden", "a\\b", "x" * 101, "tab\there", "new\nline", "with space", "../up",
+             "-flag", "caf\u00e9"]
+
+
+@pytest.mark.parametrize("name", BAD_NAMES)
+def test_a_run_name_is_one_safe_folder_name(name, tmp_path):
+    path = tmp_path / "named.yaml"
+    path.write_text(yaml.safe_dump({"name": name}))
+    message = one_line_error(load_config, path)
+    assert message.startswith(f"{path}: key 'name': ") and "not a safe folder name" in message
+    assert one_line_error(load_config, None, name=name).startswith("key 'name': ")
+    assert one_line_error(load_config, None, sets=[f"name={json.dumps(name)}"]).startswith("--set name=")
+    from fkd.core.config import check_name
+
+    message = one_line_error(check_name, name, what="--name")
+    assert message.startswith("--name ") and "is not a safe folder name" in message
+
+
+def test_a_safe_run_name_passes(tmp_path):
+    from fkd.core.config import check_name
+
+    assert check_name("cpu-long-clip_seed4+v2.1") == "cpu-long-clip_seed4+v2.1"
+    assert check_name("x" * 100) == "x" * 100
+    assert load_config(None, model="timm:resnet18.a1_in1k")["name"] == "timm-resnet18.a1_in1k"
+    path = tmp_path / "has space.yaml"   # the file's stem names the run: the file is blamed
+    path.write_text("model: lenet\n")
+    assert one_line_error(load_config, path).startswith(f"{path}: key 'name': 'has space'")
+    assert load_config(path, name="spaceless")["name"] == "spaceless"
+
+
+@pytest.mark.parametrize("model, options, named", [
+    ("lenet", {"widths": [8]}, "widths"),
+    ("convnet", {"width": [8]}, "width"),
+    ("heatmap:convnet", {"hidden": 64}, "hidden"),
+])
+def test_check_model_options_names_the_bad_key_and_the_model(model, options, named):
+    config = load_config(None, model=model, model_options=options)
+    message = one_line_error(check_model_options, config)
+    assert named in message and model in message
+
+
+def test_check_model_options_passes_timm_options_to_timm():
+    pytest.importorskip("timm")
+    fine = {"drop_stem_pool": True, "dropout": 0.1}      # fkd's names, and timm's own below
+    check_model_options(load_config(None, model="timm:resnet18", model_options=fine))
+    check_model_options(load_config(None, model="timm:resnet18", model_options={"drop_rate": 0.1}))
+    bad = load_config(None, model="timm:resnet18", model_options={"no_such_option": 1})
+    message = one_line_error(check_model_options, bad)
+    assert "no_such_option" in message and "resnet18" in message
+
+
+def test_fkd_config_checks_model_options_before_anything_is_made(tmp_path):
+    import subprocess
+    import sys
+
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("model: heatmap:convnet\nmodel_options: {widths: [8, 16], hidden: 64}\n")
+    repo = Path(__file__).resolve().parents[1]
+    result = subprocess.run([sys.executable, "-m", "fkd", "config", str(bad)], cwd=repo, capture_output=True, text=True)
+    assert result.returncode == 2 and "Traceback" not in result.stderr
+    assert len(result.stderr.strip().splitlines()) == 1 and "hidden" in result.stderr and result.stdout == ""
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["bad.yaml"]

@@ -61,7 +61,7 @@ def test_auto_is_the_default_resolved_and_printed_once_and_refused_unresolved(fa
 def test_cv_keeps_the_estimated_axis_in_the_run(tmp_path):
     from fkd.data.synth import write_competition
     from fkd.train.cv import run_cv
-    from fkd.train.rundir import load_checkpoint
+    from fkd.train.checkpoint import load as load_checkpoint
 
     data = write_competition(tmp_path / "data", n_train=160, n_test=4, seed=2)
     config = load_config(None, model="lenet", epochs=1, batch_size=32, folds=2, only_folds=[0], name="auto",

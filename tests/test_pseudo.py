@@ -7,7 +7,7 @@ from fkd.core.keypoints import complete_rows
 from fkd.data.competition import load_training
 from fkd.data.folds import load_folds
 from fkd.train.cv import run_cv
-from fkd.train.predict import load_fold_model, predict_images
+from fkd.train.predict import load_run_fold, predict_images
 from fkd.train.pseudo import fill_missing
 from fkd.train.rundir import read_json, read_oof
 
@@ -33,7 +33,7 @@ def test_missing_labels_of_the_training_rows_come_from_the_folds_own_teacher(com
     valid_rows = np.flatnonzero(folds == 1)                             # fold 1's validation rows stay untouched
     np.testing.assert_array_equal(np.isnan(filled[valid_rows]), np.isnan(truth[valid_rows]))
 
-    model, teacher_config = load_fold_model(teacher / "fold1.pt")      # fold 1's teacher, not fold 0's
+    model, teacher_config = load_run_fold(teacher, 1)      # fold 1's teacher, not fold 0's
     partial = train_rows[~complete_rows(truth[train_rows])]
     expected = predict_images(model, images[partial], teacher_config, "cpu", subsets=np.zeros(len(partial), int))
     missing = np.isnan(truth[partial])

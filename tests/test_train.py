@@ -27,7 +27,8 @@ from fkd.train.loop import (
     train_epoch,
 )
 from fkd.train.predict import predict_images
-from fkd.train.rundir import load_checkpoint, read_json, read_oof, read_test_predictions, report_is_current
+from fkd.train.checkpoint import load as load_checkpoint
+from fkd.train.rundir import read_json, read_oof, read_test_predictions, report_is_current
 
 REPO = __import__("pathlib").Path(__file__).resolve().parents[1]
 
@@ -237,7 +238,8 @@ def test_ctrl_c_then_rerun_finishes_without_redoing_folds(competition, tmp_path)
     assert (run_dir / "resume-fold1.pt").is_file()
     stamp = (run_dir / "fold0.pt").stat().st_mtime_ns
     assert not (run_dir / "fold1.pt").exists() and not (run_dir / "metrics.json").exists()
-    assert not list(run_dir.glob("*.tmp")) and not list(run_dir.glob(".*"))
+    assert not list(run_dir.glob("*.tmp")) and [p.name for p in run_dir.glob(".*")] == [".lock"]
+    assert (run_dir / ".lock").read_text() == ""  # released: the interrupted writer holds nothing
     result = subprocess.run(command, cwd=REPO, capture_output=True, text=True)
     assert result.returncode == 0, result.stderr
     assert "fold 0: done already" in result.stdout

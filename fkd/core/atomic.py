@@ -60,6 +60,21 @@ def check_writable(folder) -> Path:
     return folder
 
 
+def check_destination(path, force: bool, kind: str, is_same_kind) -> Path:
+    """Before long work: `path` may be written. It does not exist yet, or it is `kind` (is_same_kind(path))
+    that fkd wrote and `force` is given; a folder, or a file of any other kind, is never replaced."""
+    path = Path(path)
+    if path.is_dir():
+        raise FkdError(f"is a folder: name the file to write ({kind})", path=path)
+    if path.exists():
+        if not is_same_kind(path):
+            raise FkdError(f"exists and is not {kind}: fkd never replaces it; choose another name", path=path)
+        if not force:
+            raise FkdError(f"exists ({kind}): pass --force to replace it", path=path)
+    check_writable(path.parent)
+    return path
+
+
 def read_json(path, missing: str = "no such file"):
     """A JSON file's value; FkdError naming the file when it is absent (`missing`) or not valid JSON."""
     path = Path(path)

@@ -1,10 +1,15 @@
 """Training configs: small YAML/JSON files merged over DEFAULTS. An unknown key is a typo and an error;
-every value is checked (type, range, allowed values) when the config is loaded, before any data is read."""
+every value is checked (type, range, allowed values) when the config is loaded, before any data is read,
+and each error names where its value came from: a file, a base file, or a --set. Files and --set values
+are read defensively (RULES): size caps counted before YAML aliases expand, no key twice."""
 import copy
 import difflib
 import json
 import math
 import re
+import reprlib
+import textwrap
+from collections.abc import Hashable
 from pathlib import Path
 
 import yaml
@@ -51,6 +56,10 @@ DEFAULTS = {
 # fkd_commit is not a config key: config.json records it beside the config
 RUN_INDEPENDENT_KEYS = ("only_folds", "description", "device", "eval_batch_size", "fkd_commit")
 
+MAX_FILE_BYTES = 1_000_000  # a config file larger than this is not read
+MAX_VALUES = 10_000         # values in a config (or a --set value) once its YAML aliases are expanded
+MAX_TEXT = 1_000_000        # characters of text in it, likewise
+
 DEFAULT_AUGMENT = {  # what `augment: {}` keys mean: fkd.model.augment applies them
     "flip": 0.5,        # probability of a left-right flip (labels swapped)
     "rotate": 15.0,     # degrees, uniform in [-r, r]
@@ -91,6 +100,15 @@ def augment_settings(config) -> dict:
 
 
 # ---------------------------------------------------------------- value checks, one per key
+
+_SHORT = reprlib.Repr()
+_SHORT.maxstring, _SHORT.maxother, _SHORT.maxlist, _SHORT.maxdict, _SHORT.maxlevel = 120, 60, 6, 6, 3
+
+
+def _shown(value) -> str:
+    """repr(value), cut short for a one-line message (bounded work, however big the value)."""
+    return _SHORT.repr(value)
+
 
 def _is_number(value) -> bool:
     return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
@@ -174,9 +192,32 @@ def _device(v):
     return "is not one of auto, cpu, cuda, cuda:<index>"
 
 
+_SAFE_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._+-]{0,99}")  # one folder (or file) name on every system
+
+
+def _name_problem(name):
+    if not isinstance(name, str):
+        return "is not a string"
+    if not _SAFE_NAME.fullmatch(name):
+        return ("is not a safe folder name: a letter or digit, then letters, digits, '.', '_', '+' or '-', "
+                "at most 100 in all")
+
+
+def _name(v):
+    return None if v is None else _name_problem(v)
+
+
+def check_name(name, what="--name") -> str:
+    """A run's (or a submission's) name that is one safe folder name, returned; else FkdError naming `what`."""
+    problem = _name_problem(name)
+    if problem:
+        raise FkdError(f"{what} {_shown(name)} {problem}")
+    return name
+
+
 # key -> (check, allowed values, what it does); `fkd config` and docs/configs.md are made from it
 REFERENCE = {
-    "name": (_of_type(str, "a string", none=True), "string", "run folder name (runs/<name>/); default: the config file's stem"),
+    "name": (_name, "folder name: letters, digits, . _ + - (first a letter or digit; at most 100)", "run folder name (runs/<name>/); default: the config file's stem"),
     "model": (_model, "lenet, seedcnn, convnet, timm:<name>, heatmap:<timm name>, heatmap:convnet", "the network"),
     "model_options": (_of_type(dict, "a mapping"), "mapping", "passed to fkd.model.nets.build_model (widths, dropout, drop_stem_pool, weights, ...)"),
     "subset_heads": (_of_type(bool, "true or false"), "true, false", "one output offset per label subset (complete rows / partial rows); each test image gets its kind's"),
@@ -212,11 +253,21 @@ REFERENCE = {
 CHECKS = {key: check for key, (check, _, _) in REFERENCE.items()}
 
 
+RULES = textwrap.fill(
+    f"A config file is UTF-8 YAML (or JSON) of at most {MAX_FILE_BYTES:,} bytes holding one mapping, and a key "
+    "appears once in each mapping. `1e-3`, `5e4` and `-1E-2` are numbers, in a file and in `--set lr=1e-3`. "
+    f"YAML anchors and aliases are read, but a config expands to at most {MAX_VALUES:,} values and "
+    f"{MAX_TEXT:,} characters of text (aliases expanded). `name` (by default the file's stem) is one folder "
+    "name: a letter or digit, then letters, digits, `.`, `_`, `+` or `-`, at most 100 in all. "
+    "`fkd config FILE` also checks `model_options` as `fkd cv` does, before anything is written.",
+    width=100, break_on_hyphens=False)
+
+
 def reference_markdown() -> str:
     """docs/configs.md: every key, its default, the values it takes and what it does."""
     lines = ["# Config keys", "",
-             "Made by `fkd config --markdown` from `fkd/config.py` (a test checks that it is current). A config",
-             "file holds only the keys it changes; the rest take these defaults.", "",
+             "Made by `fkd config --markdown` from `fkd/core/config.py` (a test checks that it is current). A",
+             "config file holds only the keys it changes; the rest take these defaults.", "", RULES, "",
              "| key | default | values | what it does |", "| --- | --- | --- | --- |"]
     for key, (_, allowed, doc) in REFERENCE.items():
         lines.append(f"| `{key}` | `{json.dumps(DEFAULTS[key])}` | {allowed} | {doc} |")
@@ -226,43 +277,179 @@ def reference_markdown() -> str:
     return "\n".join(lines) + "\n"
 
 
-def validate_config(config: dict, source=None) -> dict:
-    """Every value checked; the first bad one raises FkdError naming the key, the value and what is allowed."""
+def validate_config(config: dict, origins=None) -> dict:
+    """Every value checked; the first bad one raises FkdError naming where it came from (`origins`: key ->
+    its file or `--set key=value`; a key not in it, such as a keyword override, names no place), the key,
+    the value and what is allowed."""
+    origins = origins or {}
     for key, check in CHECKS.items():
         problem = check(config.get(key))
         if problem:
-            raise FkdError(f"key {key!r}: {config.get(key)!r} {problem}", path=source)
+            raise FkdError(f"key {key!r}: {_shown(config.get(key))} {problem}", path=origins.get(key))
     if config["only_folds"] is not None and max(config["only_folds"]) >= config["folds"]:
         raise FkdError(f"key 'only_folds': fold {max(config['only_folds'])} does not exist with "
-                       f"{config['folds']} folds (0..{config['folds'] - 1})", path=source)
+                       f"{config['folds']} folds (0..{config['folds'] - 1})", path=origins.get("only_folds"))
     return config
 
 
-def _merge(base: dict, override: dict, source, prefix="") -> dict:
-    merged = copy.deepcopy(base)
-    for key, value in override.items():
-        if key not in base and prefix == "":
-            close = difflib.get_close_matches(key, sorted(base), n=1)
-            hint = f"did you mean {close[0]!r}? " if close else ""
-            raise FkdError(f"unknown key {key!r} ({hint}known: {', '.join(sorted(base))})", path=source)
-        if isinstance(base.get(key), dict) and isinstance(value, dict) and base.get(key):
-            merged[key] = _merge(base[key], value, source, prefix + key + ".")
-        else:
-            merged[key] = value
-    return merged
+# ---------------------------------------------------------------- reading files and --set values
+
+_EXPONENT_FLOAT = re.compile(r"^[-+]?(?:[0-9][0-9_]*(?:\.[0-9_]*)?|\.[0-9][0-9_]*)[eE][-+]?[0-9]+$")
+_MERGE_TAG = "tag:yaml.org,2002:merge"
 
 
-def read_config_file(path) -> dict:
-    path = Path(path)
+class _Loader(yaml.SafeLoader):
+    """YAML as configs read it: `1e-3` is a number (YAML 1.1 reads it as text), and a key appears once in
+    a mapping (PyYAML would keep the last silently)."""
+
+    def __init__(self, text: str, source):
+        super().__init__(text)
+        self.source = source
+
+    def construct_mapping(self, node, deep=False):
+        seen = set()
+        for key_node, _ in node.value:
+            if key_node.tag == _MERGE_TAG:  # `<<: *shared` merges keys the mapping's own may override
+                continue
+            key = self.construct_object(key_node, deep=True)
+            if not isinstance(key, Hashable):  # the base class refuses it
+                continue
+            if key in seen:
+                raise FkdError(f"duplicate key {_shown(key)} (line {key_node.start_mark.line + 1})", path=self.source)
+            seen.add(key)
+        return super().construct_mapping(node, deep)
+
+
+class _Dumper(yaml.SafeDumper):
+    """Writes what _Loader reads back the same: a text such as '1e5' quoted."""
+
+
+_Loader.add_implicit_resolver("tag:yaml.org,2002:float", _EXPONENT_FLOAT, list("-+.0123456789"))
+_Dumper.add_implicit_resolver("tag:yaml.org,2002:float", _EXPONENT_FLOAT, list("-+.0123456789"))
+
+
+def _check_size(root, parts, source) -> None:
+    """Refuse a value past MAX_VALUES values or MAX_TEXT characters once its aliases are expanded (an
+    alias bomb, or just too much), counted without expanding it: a shared part is counted once and its
+    size reused. `parts(item)` is the item's text, or a list of its parts."""
+    sizes = {}  # id(item) -> (values, characters); None while its own parts are counted
+
+    def size(item):
+        inner = parts(item)
+        if isinstance(inner, str):
+            return 1, len(inner)
+        if id(item) not in sizes:
+            sizes[id(item)] = None
+            counts = [size(part) for part in inner]
+            sizes[id(item)] = 1 + sum(n for n, _ in counts), sum(c for _, c in counts)
+        if sizes[id(item)] is None:
+            raise FkdError("an alias refers to a value that holds it (a loop)", path=source)
+        return sizes[id(item)]
+
+    values, characters = size(root)
+    if values > MAX_VALUES or characters > MAX_TEXT:
+        raise FkdError(f"expands to {values:,} values ({characters:,} characters) once its aliases are "
+                       f"expanded; a config holds at most {MAX_VALUES:,} values and {MAX_TEXT:,} characters",
+                       path=source)
+
+
+def _node_parts(node):
+    """A YAML node's text (a scalar), items (a sequence), or keys and values (a mapping)."""
+    if isinstance(node, yaml.MappingNode):
+        return [part for pair in node.value for part in pair]
+    return node.value
+
+
+def _value_parts(value):
+    """A JSON value's parts, as _node_parts gives a YAML node's."""
+    if isinstance(value, dict):
+        return [*value, *value.values()]
+    return value if isinstance(value, list) else str(value)
+
+
+def _read_yaml(text: str, source):
+    """YAML text -> its value: composed into nodes, counted (_check_size), and only then built. A syntax
+    error is a yaml.YAMLError; a loop, a size past the caps or a key twice is FkdError naming `source`."""
+    loader = _Loader(text, source)
+    try:
+        node = loader.get_single_node()
+        if node is None:
+            return None
+        _check_size(node, _node_parts, source)
+        return loader.construct_document(node)
+    except RecursionError:
+        raise FkdError("nested too deeply", path=source) from None
+    except ValueError as error:  # a value Python cannot hold: 2024-02-30, an int of 5,000 digits
+        raise yaml.constructor.ConstructorError(None, None, str(error)) from None
+    finally:
+        loader.dispose()
+
+
+def _read_json(text: str, source):
+    """JSON text -> its value, counted as YAML's is; a key twice is a JSONDecodeError at its value."""
+    decoder = json.JSONDecoder()
+    decoder.parse_object = _json_object
+    decoder.scan_once = json.scanner.py_make_scanner(decoder)  # the C scanner ignores parse_object
+    try:
+        value = decoder.decode(text)
+        _check_size(value, _value_parts, source)
+    except RecursionError:
+        raise FkdError("nested too deeply", path=source) from None
+    return value
+
+
+def _json_object(s_and_end, strict, scan_once, object_hook, object_pairs_hook, memo=None):
+    """json's own object parser, told where each value starts, so that a key twice names its line."""
+    starts = []
+
+    def scan_value(text, index):
+        starts.append(index)
+        return scan_once(text, index)
+
+    pairs, end = json.decoder.JSONObject(s_and_end, strict, scan_value, None, list, memo)
+    seen = set()
+    for (key, _), start in zip(pairs, starts):
+        if key in seen:
+            raise json.JSONDecodeError(f"duplicate key {_shown(key)}", s_and_end[0], start)
+        seen.add(key)
+    return dict(pairs), end
+
+
+def _syntax_problem(error) -> str:
+    """A YAML or JSON error in one line: what is wrong and where."""
+    problem, mark = getattr(error, "problem", None), getattr(error, "problem_mark", None)
+    if problem and mark:  # YAML: "while scanning a simple key", "could not find expected ':'"
+        said = ", ".join(part for part in (getattr(error, "context", None), problem) if part)
+        return f"{said} (line {mark.line + 1}, column {mark.column + 1})"
+    return (str(error).splitlines() or [type(error).__name__])[0]
+
+
+def _read_text(path: Path) -> str:
     if not path.is_file():
         raise FkdError("no such config file", path=path)
     try:
-        if path.suffix == ".json":
-            values = json.loads(path.read_text())
-        else:
-            values = yaml.safe_load(path.read_text())
-    except (json.JSONDecodeError, yaml.YAMLError) as error:
-        raise FkdError(f"not valid {path.suffix.lstrip('.').upper()}: {str(error).splitlines()[0]}", path=path) from None
+        with path.open("rb") as file:
+            data = file.read(MAX_FILE_BYTES + 1)
+    except OSError as error:
+        raise FkdError(f"cannot be read: {error.strerror}", path=path) from None
+    if len(data) > MAX_FILE_BYTES:
+        raise FkdError(f"larger than {MAX_FILE_BYTES:,} bytes: not a config file", path=path)
+    try:
+        return data.decode("utf-8-sig")
+    except UnicodeDecodeError as error:
+        raise FkdError(f"not a UTF-8 text file (byte 0x{data[error.start]:02x} at offset {error.start})",
+                       path=path) from None
+
+
+def read_config_file(path) -> dict:
+    """A config file's own values (its `base:` not followed)."""
+    path = Path(path)
+    text = _read_text(path)
+    language = "JSON" if path.suffix == ".json" else "YAML"
+    try:
+        values = _read_json(text, path) if language == "JSON" else _read_yaml(text, path)
+    except (ValueError, yaml.YAMLError) as error:  # json.JSONDecodeError is a ValueError
+        raise FkdError(f"not valid {language}: {_syntax_problem(error)}", path=path) from None
     if values is None:
         values = {}
     if not isinstance(values, dict):
@@ -270,17 +457,18 @@ def read_config_file(path) -> dict:
     return values
 
 
-def read_with_bases(path, _seen=()) -> dict:
-    """A config file's values with its `base:` chain merged under them. `base: cpu-long-clip` names
-    configs/cpu-long-clip.yaml beside it (a path, or a stem of a .yaml/.json file there); a base may
-    have a base of its own; a cycle is an error."""
+def read_with_bases(path, _seen=()) -> tuple:
+    """(values, files): a config file's values with its `base:` chain merged under them, and the file
+    each value was read from. `base: cpu-long-clip` names configs/cpu-long-clip.yaml beside it (a path,
+    or a stem of a .yaml/.json file there); a base may have a base of its own; a cycle is an error."""
     path = Path(path)
     values = read_config_file(path)
     base = values.pop("base", None)
+    files = dict.fromkeys(values, path)
     if base is None:
-        return values
+        return values, files
     if not isinstance(base, str) or not base:
-        raise FkdError(f"key 'base': {base!r} is not a config file name", path=path)
+        raise FkdError(f"key 'base': {_shown(base)} is not a config file name", path=path)
     candidates = [path.parent / base] + [path.parent / f"{base}{suffix}" for suffix in (".yaml", ".yml", ".json")]
     base_path = next((c for c in candidates if c.is_file()), None)
     if base_path is None:
@@ -289,9 +477,9 @@ def read_with_bases(path, _seen=()) -> dict:
     if base_path.resolve() in chain:
         raise FkdError(f"key 'base': {base!r} leads back to itself ({' -> '.join(p.name for p in chain)} -> "
                        f"{base_path.name})", path=path)
-    inherited = read_with_bases(base_path, chain)
+    inherited, inherited_files = read_with_bases(base_path, chain)
     inherited.pop("description", None)  # a recipe says what it is itself
-    return _merge_values(inherited, values)
+    return _merge_values(inherited, values), {**inherited_files, **files}
 
 
 def _merge_values(base: dict, override: dict) -> dict:
@@ -300,23 +488,24 @@ def _merge_values(base: dict, override: dict) -> dict:
     return {**copy.deepcopy(base), **copy.deepcopy(override)}
 
 
-def parse_sets(sets) -> dict:
-    """["seed=4", "augment.rotate=5", "tta_scales=[1.0]"] -> nested overrides; values read as YAML."""
-    overrides = {}
-    for item in sets or ():
-        key, sep, text = item.partition("=")
-        if not sep or not key.strip():
-            raise FkdError(f"--set {item!r}: expected key=value (e.g. --set seed=4 --set augment.rotate=5)")
-        try:
-            value = yaml.safe_load(text) if text.strip() else ""
-        except yaml.YAMLError:
-            value = text
-        *parents, leaf = key.strip().split(".")
-        target = overrides
-        for parent in parents:
-            target = target.setdefault(parent, {})
-        target[leaf] = value
-    return overrides
+def parse_set(item: str) -> dict:
+    """"augment.rotate=5" -> {"augment": {"rotate": 5}}, the value read as YAML (one that is not YAML,
+    such as `[wip] more`, as its text), with a file's guards: no key twice, nothing past the caps."""
+    key, sep, text = item.partition("=")
+    if not sep or not key.strip():
+        raise FkdError(f"--set {item!r}: expected key=value (e.g. --set seed=4 --set augment.rotate=5)")
+    try:
+        value = _read_yaml(text, _set_source(item)) if text.strip() else ""
+    except yaml.YAMLError:
+        value = text
+    for name in reversed(key.strip().split(".")):
+        value = {name: value}
+    return value
+
+
+def _set_source(item: str) -> str:
+    """What an error in a --set value names: `--set lr=abc`."""
+    return f"--set {item}" if item.isprintable() else f"--set {_shown(item)}"
 
 
 def add_set_argument(parser) -> None:
@@ -325,40 +514,49 @@ def add_set_argument(parser) -> None:
                              "--set augment.rotate=5; checked like the file's own keys")
 
 
+# ---------------------------------------------------------------- the resolved config
+
+def _merge(base: dict, override: dict, source, prefix="") -> dict:
+    """`override`'s keys over `base` (a mapping merged key by key where base has one); an unknown top
+    key is FkdError naming `source`."""
+    merged = dict(base)
+    for key, value in override.items():
+        if key not in base and prefix == "":
+            close = difflib.get_close_matches(key, sorted(base), n=1) if isinstance(key, str) else []
+            hint = f"did you mean {close[0]!r}? " if close else ""
+            raise FkdError(f"unknown key {_shown(key)} ({hint}known: {', '.join(sorted(base))})", path=source)
+        if isinstance(base.get(key), dict) and isinstance(value, dict) and base.get(key):
+            merged[key] = _merge(base[key], value, source, prefix + key + ".")
+        else:
+            merged[key] = copy.deepcopy(value)
+    return merged
+
+
 def load_config(path=None, sets=(), **overrides) -> dict:
     """DEFAULTS <- the file (with its base chain) <- --set values <- overrides (None values ignored);
-    every value then checked."""
-    config = copy.deepcopy(DEFAULTS)
+    every value then checked, an error naming where the value came from (its file, or its --set)."""
+    layers = []  # (values, where they came from)
     if path is not None:
-        config = _merge(config, read_with_bases(path), path)
-        config["name"] = config["name"] or Path(path).stem
-    config = _merge(config, parse_sets(sets), "--set")
-    config = _merge(config, {k: v for k, v in overrides.items() if v is not None}, "overrides")
-    if config["name"] is None and isinstance(config["model"], str):
-        config["name"] = config["model"].replace(":", "-")
-    return validate_config(config, path)
+        values, files = read_with_bases(path)
+        layers += [({key: value}, files[key]) for key, value in values.items()]
+    layers += [(parse_set(item), _set_source(item)) for item in sets or ()]
+    layers += [({key: value}, None) for key, value in overrides.items() if value is not None]
+    config, origins = copy.deepcopy(DEFAULTS), {}
+    for values, source in layers:
+        config = _merge(config, values, source)
+        origins.update(dict.fromkeys(values, source))
+    if config["name"] is None:
+        config["name"], origins["name"] = _default_name(config, path), path
+    return validate_config(config, origins)
+
+
+def _default_name(config: dict, path):
+    """The config file's stem, or without a file the model's name ('timm:resnet34' -> 'timm-resnet34')."""
+    if path is not None:
+        return Path(path).stem
+    return config["model"].replace(":", "-") if _model(config["model"]) is None else None
 
 
 def dump_config(config: dict) -> str:
     """A resolved config as YAML that load_config reads back to the same dict."""
-    return yaml.safe_dump(config, sort_keys=False, width=100)
-
-
-# ---------------------------------------------------------------- `fkd config`
-
-def add_arguments(parser):
-    parser.add_argument("config", nargs="?", help="a config file: print it resolved over the defaults (YAML)")
-    parser.add_argument("--markdown", action="store_true", help="the key reference as docs/configs.md holds it")
-    add_set_argument(parser)
-
-
-def run(args):
-    if args.config:
-        print(dump_config(load_config(args.config, sets=args.set)).rstrip())
-    elif args.markdown:
-        print(reference_markdown(), end="")
-    else:
-        width = max(map(len, REFERENCE))
-        for key, (_, allowed, doc) in REFERENCE.items():
-            print(f"{key:<{width}}  {json.dumps(DEFAULTS[key]):<10} {allowed}\n{'':<{width}}  {doc}")
-    return 0
+    return yaml.dump(config, Dumper=_Dumper, sort_keys=False, width=100)

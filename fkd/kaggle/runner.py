@@ -13,6 +13,7 @@ from pathlib import Path
 
 from fkd.core.atomic import atomic_path
 from fkd.core.config import RUN_INDEPENDENT_KEYS
+from fkd.core.lock import HOLDER_ENV, writer_lock
 from fkd.data.competition import find_data_dir
 
 _START = time.time()
@@ -73,7 +74,8 @@ def train_folds_parallel(cv_argv, folds, n_gpus, bundle_root, launch=run_fold_pr
                 k = waiting.get_nowait()
             except queue.Empty:
                 return
-            env = dict(os.environ, CUDA_VISIBLE_DEVICES=str(gpu), PYTHONPATH=path, PYTHONUNBUFFERED="1")
+            env = dict(os.environ, CUDA_VISIBLE_DEVICES=str(gpu), PYTHONPATH=path, PYTHONUNBUFFERED="1",
+                       **{HOLDER_ENV: str(os.getpid())})
             argv = list(cv_argv) + ["--only-fold", str(k)]
             log(f"gpu {gpu}: fold {k}: fkd " + " ".join(map(str, argv)))
             status = launch(argv, env, f"[gpu{gpu} fold{k}] ")
@@ -169,7 +171,9 @@ def kernel_main(plan, config_name, config_text, bundle_root) -> int:
         argv = cv_argv + ["--name", name]
         if n_gpus > 1:
             log(f"{n_gpus} GPUs: folds trained concurrently, one process per GPU")
-            train_folds_parallel(argv, list(range(folds)), n_gpus, bundle_root)
+            (runs_dir / name).mkdir(parents=True, exist_ok=True)
+            with writer_lock(runs_dir / name, log):
+                train_folds_parallel(argv, list(range(folds)), n_gpus, bundle_root)
         fkd_command(argv, bundle_root)  # after parallel training: every fold is done, this gathers OOF and metrics
         submit_argv = ["submit", "--data-dir", data_dir, "--runs", runs_dir / name]
     elif mode == "ensemble":

@@ -363,6 +363,19 @@ def build_model(name: str, subset_heads: bool = False, **options) -> nn.Module:
                    "or heatmap:convnet")
 
 
+def check_model_options(config: dict) -> None:
+    """FkdError for model_options that build_model would refuse (naming the option and the model), before a
+    run makes anything: the model is built by build_model itself on the meta device, so no memory is
+    taken and nothing is trained (a `weights` file is still read). A valid config passes silently."""
+    name, options = config["model"], config["model_options"]
+    try:
+        with torch.device("meta"), warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # the real build warns; loading weights into meta tensors always does
+            build_model(name, subset_heads=config["subset_heads"], **options)
+    except (TypeError, ValueError) as error:  # an option the builder does not take, or a value it cannot use
+        raise FkdError(f"model {name!r} refused its model_options {list(options)}: {error}") from None
+
+
 # ---------------------------------------------------------------------------------------------
 # Subset-aware output: one learned offset per label subset
 # ---------------------------------------------------------------------------------------------

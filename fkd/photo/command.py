@@ -7,7 +7,7 @@ from fkd.photo.detect import available_detectors, mtcnn_available
 from fkd.photo.draw import process_photos
 from fkd.photo.locate import Predictor
 from fkd.photo.track import VIDEO_SUFFIXES, is_video, process_video
-from fkd.train.rundir import check_run_folders
+from fkd.train.rundir import check_run_readable
 
 
 def add_arguments(parser):
@@ -47,7 +47,8 @@ def run(args):
     detector = args.detector
     if detector == "auto" and args.model:  # keep the ONNX path free of torch
         detector = next(name for name in available_detectors() if name != "mtcnn")
-    check_run_folders(args.runs or [])
+    for run_dir in args.runs or []:
+        check_run_readable(run_dir)
     predict = Predictor(args.runs or [], args.model, not args.no_tta, args.device)
     photos = [path for path in args.inputs if not is_video(path)]
     videos = [path for path in args.inputs if is_video(path)] + ([] if args.camera is None else [args.camera])

@@ -40,7 +40,7 @@ from fkd.photo.scenes import framing_photo, scene
 from fkd.train.framer import train_framer
 from fkd.train.rundir import (
     FRAMER_FILE,
-    check_run_folders,
+    check_run_readable,
     check_same_data,
     read_run_config,
     write_landmark_goal,
@@ -190,7 +190,8 @@ def run(args):
         raise FkdError("fkd calibrate measures MTCNN: pip install --no-deps -r requirements-nodeps.txt")
     if args.photos < 1:
         raise FkdError(f"--photos must be at least 1, got {args.photos}")
-    check_run_folders(args.runs)
+    for run_dir in args.runs:
+        check_run_readable(run_dir)
     if args.framer_epochs < 0 or args.framer_variants < 1:
         raise FkdError("--framer-epochs must be at least 0 and --framer-variants at least 1")
     # a run's config.json names its (resolved) axis; 47.5 for a folder whose config does not

@@ -20,7 +20,7 @@ from fkd.core.errors import FkdError
 from fkd.core.keypoints import KEYPOINTS
 from fkd.show import plots
 from fkd.train.rundir import (
-    check_run_folders,
+    check_finished_run,
     check_same_data,
     read_json,
     read_oof_rows,
@@ -263,7 +263,8 @@ def add_arguments(parser):
 def run(args):
     from fkd.data import competition as data
 
-    check_run_folders(args.runs)
+    for run_dir in args.runs:
+        check_finished_run(run_dir)
     images = keypoints = test = None
     try:
         data_dir = data.find_data_dir(args.data_dir)

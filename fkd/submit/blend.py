@@ -20,9 +20,11 @@ from fkd.train import rundir
 
 
 def run_oofs(run_dirs, images, truth) -> list:
-    """Each run's OOF predictions [N,30] of this training data (runs trained on other faces are refused)."""
+    """Each run's OOF predictions [N,30] of this training data (runs trained on other faces, unfinished
+    runs, runs being written and runs whose files are not the ones they wrote are refused)."""
     oofs = []
     for run_dir in run_dirs:
+        rundir.check_finished_run(run_dir)
         rundir.check_same_data(run_dir, images, truth)
         _, oof = rundir.read_oof(run_dir)
         if oof.shape != truth.shape:

@@ -4,7 +4,8 @@ import shutil
 
 import numpy as np
 
-from fkd.core.atomic import atomic_path
+from fkd.core.atomic import atomic_path, check_destination, check_writable
+from fkd.core.config import check_name
 from fkd.core.metrics import mean_shape, rmse
 from fkd.data.competition import find_data_dir, load_lookup, load_test, load_training
 from fkd.submit.submission import submission_frame, write_submission
@@ -17,7 +18,9 @@ def add_arguments(parser):
     source.add_argument("--runs", nargs="+", help="run folders to blend (weights fitted on OOF)")
     parser.add_argument("--name", help="submission name (default: the model or the runs)")
     parser.add_argument("--out-dir", default="submissions", help="where submissions are kept")
-    parser.add_argument("--out", help="also copy the submission here (e.g. /kaggle/working/submission.csv)")
+    parser.add_argument("--out", help="also copy the submission here (e.g. /kaggle/working/submission.csv); "
+                        "an existing file is replaced only when it is a submission and --force is given")
+    parser.add_argument("--force", action="store_true", help="let --out replace an existing submission file")
     parser.add_argument("--stack", action="store_true",
                         help="a linear stack over the runs (per coordinate, then per kind of face a ridge "
                              "correction over every value; fitted inside the folds for its OOF figure) instead "
@@ -34,7 +37,18 @@ def mean_predictions(data_dir):
     return image_ids, np.tile(shape, (len(image_ids), 1)), {"train_rmse": rmse(shape[None], keypoints)}
 
 
+def is_submission(path) -> bool:
+    """Whether the file starts as a submission does (its header RowId,Location)."""
+    with open(path, "rb") as stream:
+        return stream.readline().strip() == b"RowId,Location"
+
+
 def run(args):
+    if args.name is not None:
+        check_name(args.name, "--name")
+    check_writable(args.out_dir)
+    if args.out:
+        check_destination(args.out, args.force, "a submission (RowId,Location)", is_submission)
     if args.model == "mean":
         data_dir = find_data_dir(args.data_dir)
         lookup = load_lookup(data_dir)

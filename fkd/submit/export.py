@@ -19,7 +19,8 @@ import torch
 from torch import nn
 
 from fkd.core.arguments import positive_int
-from fkd.core.atomic import atomic_path, check_writable
+from fkd.core import atomic
+from fkd.core.atomic import atomic_path
 from fkd.core.errors import FkdError
 from fkd.core.keypoints import COLUMNS, SIZE
 from fkd.core.provenance import source_commit
@@ -30,7 +31,7 @@ from fkd.model.onnxfile import CORRECTIONS, INPUT, METADATA_KEY, OUTPUT, OnnxKey
 from fkd.submit.blend import fitted_weights
 from fkd.train.predict import RunsPredictor, predict_batch, tta_views
 from fkd.train.framer import Framer
-from fkd.train.rundir import check_run_folders, first_framer, read_framing, read_landmark_goal
+from fkd.train.rundir import check_finished_run, first_framer, read_framing, read_landmark_goal
 
 TOLERANCE_PX = 1e-3
 OPSET = 18
@@ -90,21 +91,28 @@ def _seconds(predict, faces) -> float:
     return time.perf_counter() - start
 
 
-def check_destination(out) -> Path:
-    """The ONNX file's path, once its folder takes a file: checked before the export's long work."""
-    out = Path(out)
-    if out.is_dir():
-        raise FkdError("is a folder: name the .onnx file to write", path=out)
-    check_writable(out.parent)
-    return out
+def is_fkd_export(path) -> bool:
+    """Whether the file is an ONNX model that `fkd export` wrote (its metadata key)."""
+    try:
+        model = onnx.load(str(path), load_external_data=False)
+    except Exception:  # noqa: BLE001 - any file onnx cannot read is not one of fkd's
+        return False
+    return any(prop.key == METADATA_KEY for prop in model.metadata_props)
 
 
-def export_onnx(run_dirs, out, weights, input_type: str = "uint8", check_faces: int = 64) -> dict:
+def check_destination(out, force: bool = False) -> Path:
+    """The ONNX file's path, once it may be written: checked before the export's long work."""
+    if not str(out).endswith(".onnx"):
+        raise FkdError("the output should end in .onnx", path=out)
+    return atomic.check_destination(out, force, "an ONNX file of fkd export", is_fkd_export)
+
+
+def export_onnx(run_dirs, out, weights, input_type: str = "uint8", check_faces: int = 64, force: bool = False) -> dict:
     """Write the ensemble to `out` (atomically, only once onnxruntime agrees with fkd within
     TOLERANCE_PX); returns the figures: max difference, models, views, latencies, size."""
     if input_type not in INPUT_TYPES:
         raise FkdError(f"--input must be one of {', '.join(INPUT_TYPES)}, not {input_type!r}")
-    out = check_destination(out)
+    out = check_destination(out, force)
     kept = [(run_dir, weight) for run_dir, weight in zip(run_dirs, weights) if weight > 0]
     # every fold model loaded once: the graph is traced from them and fkd's own predictions (the
     # reference, and the torch latency) come from them
@@ -158,7 +166,9 @@ def export_onnx(run_dirs, out, weights, input_type: str = "uint8", check_faces: 
 
 def add_arguments(parser):
     parser.add_argument("--runs", nargs="+", required=True, metavar="RUN_DIR", help="finished run folders to export")
-    parser.add_argument("--out", required=True, help="the ONNX file to write (e.g. model.onnx)")
+    parser.add_argument("--out", required=True, help="the ONNX file to write (e.g. model.onnx); an existing file "
+                        "is replaced only when fkd export wrote it and --force is given")
+    parser.add_argument("--force", action="store_true", help="let --out replace an earlier export")
     parser.add_argument("--equal", action="store_true", help="equal weights instead of the OOF-fitted blend")
     parser.add_argument("--data-dir", help="the training data the blend weights are fitted on "
                         "(default: data/, then /kaggle/input); not needed for one run or --equal")
@@ -169,12 +179,11 @@ def add_arguments(parser):
 
 
 def run(args):
-    check_run_folders(args.runs)
-    if not str(args.out).endswith(".onnx"):
-        raise FkdError("the output should end in .onnx", path=args.out)
-    check_destination(args.out)
+    for run_dir in args.runs:
+        check_finished_run(run_dir)
+    check_destination(args.out, args.force)
     weights = blend_weights(args.runs, args.equal, args.data_dir)
-    figures = export_onnx(args.runs, args.out, weights, args.input, args.check_faces)
+    figures = export_onnx(args.runs, args.out, weights, args.input, args.check_faces, args.force)
     print(f"wrote {figures['path']} ({figures['megabytes']:.1f} MB): {figures['runs']} run(s), "
           f"{figures['models']} fold models, {figures['forward_passes']} forward passes a face; "
           f"input {args.input} [N,{SIZE},{SIZE}] -> keypoints [N,30] px")

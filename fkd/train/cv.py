@@ -5,7 +5,7 @@ interrupted fold leaves no checkpoint) and resumes an interrupted fold from its 
 epoch. With --only-fold, just those folds are trained; a later run without it assembles oof.csv,
 metrics.json and test_pred.csv from them.
 """
-import json
+import shutil
 import time
 from pathlib import Path
 
@@ -13,6 +13,7 @@ import numpy as np
 
 from fkd.core.config import RUN_INDEPENDENT_KEYS, add_set_argument, load_config
 from fkd.core.errors import FkdError
+from fkd.core.lock import LOCK_FILE, writer_lock
 from fkd.core.metrics import mean_shape, rmse, rmse_report
 from fkd.core.provenance import source_commit
 from fkd.data.competition import (
@@ -21,9 +22,13 @@ from fkd.data.competition import (
     load_test,
     load_training,
     lookup_kinds,
+    training_fingerprint,
 )
 from fkd.data.folds import load_folds
-from fkd.train import rundir
+from fkd.model.nets import check_model_options
+from fkd.train import checkpoint, rundir
+from fkd.train.labels import resolve_flip_axis, training_labels
+from fkd.train.loop import format_seconds, train_fold
 
 
 def add_arguments(parser):
@@ -46,9 +51,9 @@ def _check_same_run(run_dir: Path, config: dict) -> None:
     """A folder holding a finished fold of another config is refused; one with no fold yet (a failed
     first try) is not a run, and the new config replaces its config.json."""
     path = run_dir / "config.json"
-    if not path.is_file() or not any(run_dir.glob("fold*.pt")):
+    if not path.is_file() or not rundir.fold_files(run_dir):
         return
-    saved = json.loads(path.read_text())
+    saved = rundir.read_json(path)
     changed = sorted(k for k in set(saved) | set(config)
                      if k not in RUN_INDEPENDENT_KEYS and saved.get(k) != config.get(k))
     if changed:
@@ -56,24 +61,69 @@ def _check_same_run(run_dir: Path, config: dict) -> None:
                        "pass another --name or remove the folder", path=run_dir)
 
 
-def run_cv(data_dir, config: dict, runs_dir="runs") -> Path:
-    """Train every missing fold of `config`; when all folds exist, write the run's results."""
-    from fkd.train.labels import resolve_flip_axis, training_labels
-    from fkd.train.loop import format_seconds, train_fold
-    from fkd.train.rundir import load_checkpoint, save_checkpoint
+def _finished_folds(run_dir: Path, config: dict, fingerprint: str, folds) -> set:
+    """The folds already trained, each checked to belong to this run before anything is written: a
+    fold of another run (or one that would run code on load) is refused; a damaged one is moved
+    aside and trained again."""
+    finished = set()
+    for path in rundir.fold_files(run_dir):
+        fold = rundir.fold_index(path)
+        if fold >= config["folds"]:
+            raise FkdError(f"is not a fold of a {config['folds']}-fold run: move it out of the run folder",
+                           path=path)
+        try:
+            found = checkpoint.load(path)
+        except checkpoint.RefusedCheckpoint:
+            raise
+        except FkdError as error:
+            damaged = path.with_name(path.name + ".damaged")
+            path.replace(damaged)
+            log(f"fold {fold}: {error}; moved to {damaged.name}, training the fold again")
+            continue
+        checkpoint.check_identity(path, found, fold, config, fingerprint, folds)
+        finished.add(fold)
+    return finished
 
+
+def run_cv(data_dir, config: dict, runs_dir="runs") -> Path:
+    """Train every missing fold of `config`; when all folds exist, write the run's results. One
+    process writes a run at a time (its folder's lock); a failed first try leaves no folder behind."""
     data_dir = find_data_dir(data_dir)
     run_dir = Path(runs_dir) / config["name"]
+    check_model_options(config)
     images, truth = load_training(data_dir)
     config = resolve_flip_axis(config, images, truth, log)
-    _check_same_run(run_dir, config)
-    run_dir.mkdir(parents=True, exist_ok=True)
-    rundir.write_json(run_dir / "config.json", {**config, "fkd_commit": source_commit()})
-
     image_ids, test_images = load_test(data_dir)
     folds = load_folds(data_dir, config["folds"], config["fold_seed"])
+    new_folder = not run_dir.exists()
+    try:
+        run_dir.mkdir(parents=True, exist_ok=True)
+    except OSError as error:
+        raise FkdError(f"cannot write there: {error.strerror or error}", path=run_dir) from None
+    try:
+        with writer_lock(run_dir, log):
+            _train_run(run_dir, config, images, truth, image_ids, test_images, folds, load_lookup(data_dir))
+    except BaseException:
+        if new_folder:
+            _remove_if_empty(run_dir)
+        raise
+    return run_dir
+
+
+def _remove_if_empty(run_dir: Path) -> None:
+    """Remove a run folder this call made that holds nothing trained (its config.json and lock only)."""
+    if {p.name for p in run_dir.iterdir()} <= {"config.json", LOCK_FILE}:
+        shutil.rmtree(run_dir, ignore_errors=True)
+
+
+def _train_run(run_dir, config, images, truth, image_ids, test_images, folds, lookup) -> None:
+    fingerprint = training_fingerprint(images, truth)
+    _check_same_run(run_dir, config)
+    done = _finished_folds(run_dir, config, fingerprint, folds)
+    rundir.write_json(run_dir / "config.json", {**config, "fkd_commit": source_commit()})
+
     labels = training_labels(truth, config)
-    test_subsets = lookup_kinds(load_lookup(data_dir), image_ids, truth)
+    test_subsets = lookup_kinds(lookup, image_ids, truth)
     baseline = rmse(mean_shape(truth)[None], truth)
     log(f"run {run_dir}: {len(images)} training rows, {len(test_images)} test images, "
         f"{config['folds']} folds, model {config['model']} (mean-shape RMSE {baseline:.4f})")
@@ -85,60 +135,56 @@ def run_cv(data_dir, config: dict, runs_dir="runs") -> Path:
     fold_seconds = []
     for fold in wanted:
         path = run_dir / f"fold{fold}.pt"
-        if path.is_file():
-            try:
-                load_checkpoint(path)
-                log(f"fold {fold}: done already ({path})")
-                continue
-            except FkdError as error:
-                damaged = path.with_name(path.name + ".damaged")
-                path.replace(damaged)
-                log(f"fold {fold}: {error}; moved to {damaged.name}, training the fold again")
+        if fold in done:
+            log(f"fold {fold}: done already ({path})")
+            continue
         started = time.perf_counter()
         resume = rundir.resume_path(run_dir, fold)
-        checkpoint = train_fold(fold, images, labels, truth, folds, config, test_images, test_subsets, log=log,
-                                resume_path=resume)
-        checkpoint["seconds"] = time.perf_counter() - started
-        save_checkpoint(checkpoint, path)
+        trained = train_fold(fold, images, labels, truth, folds, config, test_images, test_subsets, log=log,
+                             resume_path=resume)
+        trained["seconds"] = time.perf_counter() - started
+        trained["identity"] = checkpoint.identity(config, fingerprint, folds, fold)
+        checkpoint.save(trained, path)
         resume.unlink(missing_ok=True)
-        fold_seconds.append(checkpoint["seconds"])
-        waiting = [k for k in wanted if not (run_dir / f"fold{k}.pt").is_file()]
+        done.add(fold)
+        fold_seconds.append(trained["seconds"])
+        waiting = [k for k in wanted if k not in done]
         left = (f"; about {format_seconds(np.mean(fold_seconds) * len(waiting))} left for {len(waiting)} more "
                 f"fold{'s' if len(waiting) > 1 else ''}" if waiting else "")
-        log(f"fold {fold}: val RMSE {checkpoint['val_rmse']:.4f} at epoch {checkpoint['best_epoch']} "
-            f"(keep: {config['keep']}; {checkpoint['seconds']:.0f} s) -> {path}{left}")
+        log(f"fold {fold}: val RMSE {trained['val_rmse']:.4f} at epoch {trained['best_epoch']} "
+            f"(keep: {config['keep']}; {trained['seconds']:.0f} s) -> {path}{left}")
 
-    finished = [run_dir / f"fold{k}.pt" for k in range(config["folds"])]
-    if not all(p.is_file() for p in finished):
-        log(f"{sum(p.is_file() for p in finished)}/{config['folds']} folds finished; rerun to continue")
-        return run_dir
+    if len(done) < config["folds"]:
+        log(f"{len(done)}/{config['folds']} folds finished; rerun to continue")
+        return
 
     oof = np.full(truth.shape, np.nan, dtype=np.float32)
     last_epoch_oof = np.full(truth.shape, np.nan, dtype=np.float32)
     test_predictions, history, seconds = [], [], 0.0
-    for path in finished:
-        checkpoint = load_checkpoint(path)
-        oof[checkpoint["valid_index"]] = checkpoint["val_pred"]
-        last_epoch_oof[checkpoint["valid_index"]] = checkpoint.get("last_val_pred", checkpoint["val_pred"])
-        test_predictions.append(checkpoint["test_pred"])
-        history.extend(checkpoint["history"])
-        seconds += checkpoint.get("seconds", 0.0)
+    for fold in range(config["folds"]):
+        kept = checkpoint.load(run_dir / f"fold{fold}.pt")
+        oof[kept["valid_index"]] = kept["val_pred"]
+        last_epoch_oof[kept["valid_index"]] = kept.get("last_val_pred", kept["val_pred"])
+        test_predictions.append(kept["test_pred"])
+        history.extend(kept["history"])
+        seconds += kept.get("seconds", 0.0)
     metrics = rmse_report(oof, truth)
     metrics.update({"mean_shape_rmse": baseline, "ratio_to_mean_shape": metrics["rmse"] / baseline,
                     "train_seconds": seconds, "folds": config["folds"], "epochs": config["epochs"],
                     "keep": config["keep"]})
     if config["keep"] == "best":  # the optimistic choice: the honest figure beside it
         metrics["rmse_last_epoch"] = rmse(last_epoch_oof, truth)
+    (run_dir / "metrics.json").unlink(missing_ok=True)  # the run is unfinished until its files agree again
     rundir.write_data_stamp(run_dir, images, truth)
     rundir.write_oof(run_dir, folds, oof)
     rundir.write_test_predictions(run_dir, image_ids, np.mean(test_predictions, axis=0))
     rundir.write_json(run_dir / "history.json", history)
+    rundir.write_manifest(run_dir)
     rundir.write_json(run_dir / "metrics.json", metrics)
     log(f"run {run_dir}: OOF RMSE {metrics['rmse']:.4f} (complete rows {metrics['rmse_complete']:.4f}, "
         f"partial rows {metrics['rmse_partial']:.4f}; {metrics['ratio_to_mean_shape']:.3f} x mean shape)"
         + (f"; the last epochs' OOF RMSE {metrics['rmse_last_epoch']:.4f} (keep: best picks on the scored fold)"
            if "rmse_last_epoch" in metrics else ""))
-    return run_dir
 
 
 def run(args):

@@ -16,13 +16,12 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from fkd.core.atomic import atomic_path
 from fkd.core.errors import FkdError
 from fkd.core.keypoints import CENTRE
 from fkd.model.inputs import pick_precision
 from fkd.model.nets import ConvNet
 from fkd.train.loop import make_optimizer, make_schedule
-from fkd.train.rundir import load_checkpoint
+from fkd.train import checkpoint
 
 OPTIONS = {"widths": (32, 64, 128), "downsample": 2, "hidden": 512, "dropout": 0.0, "outputs": 3}
 UNITS = np.array([0.1, 4.0, 4.0], np.float32)   # (log zoom, dx px, dy px) per unit of the network's output
@@ -70,17 +69,16 @@ class Framer:
         return self.graph(faces).double().numpy() if len(faces) else np.zeros((0, 3), np.float64)
 
     def save(self, path) -> None:
-        with atomic_path(path) as tmp:
-            torch.save({"state_dict": self.graph.network.state_dict(), "options": OPTIONS,
-                        "rule_x": self.graph.rule_x, "label_axis": self.graph.label_axis}, tmp)
+        checkpoint.save({"state_dict": self.graph.network.state_dict(), "options": OPTIONS,
+                         "rule_x": self.graph.rule_x, "label_axis": self.graph.label_axis}, path)
 
     @classmethod
     def load(cls, path) -> "Framer":
-        checkpoint = load_checkpoint(path, remedy=REMEDY)
+        saved = checkpoint.load(path, remedy=REMEDY)
         try:
-            network = ConvNet(**checkpoint["options"])
-            network.load_state_dict(checkpoint["state_dict"])
-            return cls(network, checkpoint["rule_x"], checkpoint["label_axis"])
+            network = ConvNet(**saved["options"])
+            network.load_state_dict(saved["state_dict"])
+            return cls(network, saved["rule_x"], saved["label_axis"])
         except (KeyError, TypeError, RuntimeError) as error:
             raise FkdError(f"not a framer of fkd ({type(error).__name__}); {REMEDY}", path=path) from None
 

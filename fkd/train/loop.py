@@ -14,8 +14,7 @@ import torch
 import torch.nn.functional as F
 from tqdm.auto import tqdm
 
-from fkd.core.atomic import atomic_path
-from fkd.core.config import RUN_INDEPENDENT_KEYS
+from fkd.core.errors import FkdError
 from fkd.core.keypoints import complete_rows, partial_columns
 from fkd.core.metrics import rmse
 from fkd.model.augment import augment_batch
@@ -30,6 +29,7 @@ from fkd.model.inputs import (
     scale_pixels,
 )
 from fkd.model.nets import to_normalised
+from fkd.train import checkpoint
 from fkd.train.labels import resolve_flip_axis
 from fkd.train.predict import predict_images, tta_views
 from fkd.train.pseudo import fill_missing
@@ -163,37 +163,36 @@ def make_ema(model, config: dict):
     return ModelEmaV3(model, decay=config["ema"], use_warmup=True, warmup_power=1.0)
 
 
-def _trained_settings(config: dict) -> dict:
-    return {k: v for k, v in config.items() if k not in RUN_INDEPENDENT_KEYS}
-
-
 def save_resume_state(path, epoch, model, optimizer, schedule, ema, scaler, generator, history, best, config):
     """Everything the next epoch depends on, written atomically after each epoch (`fkd cv` resumes from it)."""
-    state = {"epoch": epoch, "settings": _trained_settings(config), "model": model.state_dict(),
+    name, keys, position, has_gauss, cached_gaussian = np.random.get_state()
+    state = {"epoch": epoch, "settings": checkpoint.trained_settings(config), "state_dict": model.state_dict(),
              "optimizer": optimizer.state_dict(), "schedule": schedule.state_dict(),
              "ema": ema.module.state_dict() if ema is not None else None, "scaler": scaler.state_dict(),
              "generator": generator.get_state(), "torch_rng": torch.get_rng_state(),
              "cuda_rng": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else None,
-             "numpy_rng": np.random.get_state(), "history": history, "best": best}
-    with atomic_path(path) as tmp:
-        torch.save(state, tmp)
+             "numpy_rng": [name, keys, position, has_gauss, cached_gaussian], "history": history, "best": best}
+    checkpoint.save(state, path)
 
 
 def load_resume_state(path, config, log=print):
-    """The saved state if it belongs to this config and reads back; else None (the fold starts over)."""
+    """The saved state if it belongs to this config and reads back; else None (the fold starts over).
+    A state that would run code on load is refused (FkdError), not started over."""
     try:
-        state = torch.load(path, map_location="cpu", weights_only=False)
-    except Exception as error:  # noqa: BLE001 - a damaged state file costs the epochs it held, nothing more
-        log(f"{path}: unreadable resume state ({type(error).__name__}), the fold starts over")
+        state = checkpoint.load(path, remedy="the fold starts over")
+    except checkpoint.RefusedCheckpoint:
+        raise
+    except FkdError as error:  # a damaged state file costs the epochs it held, nothing more
+        log(str(error))
         return None
-    if state.get("settings") != _trained_settings(config):
+    if state.get("settings") != checkpoint.trained_settings(config):
         log(f"{path}: a resume state of another config, the fold starts over")
         return None
     return state
 
 
 def _restore(state, model, optimizer, schedule, ema, scaler, generator) -> None:
-    model.load_state_dict(state["model"])
+    model.load_state_dict(state["state_dict"])
     optimizer.load_state_dict(state["optimizer"])
     schedule.load_state_dict(state["schedule"])
     if ema is not None:
@@ -203,7 +202,8 @@ def _restore(state, model, optimizer, schedule, ema, scaler, generator) -> None:
     torch.set_rng_state(state["torch_rng"])
     if state["cuda_rng"] is not None and torch.cuda.is_available():
         torch.cuda.set_rng_state_all(state["cuda_rng"])
-    np.random.set_state(state["numpy_rng"])
+    name, keys, position, has_gauss, cached_gaussian = state["numpy_rng"]
+    np.random.set_state((name, np.asarray(keys, np.uint32), position, has_gauss, cached_gaussian))
 
 
 def train_fold(fold: int, images: np.ndarray, labels: np.ndarray, truth: np.ndarray, folds: np.ndarray,
@@ -239,6 +239,8 @@ def train_fold(fold: int, images: np.ndarray, labels: np.ndarray, truth: np.ndar
     if state is not None:
         _restore(state, model, optimizer, schedule, ema, scaler, generator)
         history, best, start = state["history"], state["best"], state["epoch"]
+        if "val_pred" in best:
+            best["val_pred"] = np.asarray(best["val_pred"])
         log(f"fold {fold}: resuming after epoch {start}/{config['epochs']} ({resume_path})")
 
     # the kept epoch is predicted with every test-time view. keep "last" never looks at the validation fold

@@ -11,7 +11,9 @@ from fkd.core.keypoints import flip_keypoints
 from fkd.model.augment import CENTRE
 from fkd.model.inputs import flip_axis, forward, make_model, model_inputs, pick_device, scale_pixels
 from fkd.model.nets import to_pixels
-from fkd.train.rundir import load_checkpoint
+from fkd.train import rundir
+from fkd.train.checkpoint import check_identity
+from fkd.train.checkpoint import load as load_checkpoint
 
 
 def tta_views(config: dict):
@@ -72,9 +74,8 @@ def predict_images(model, images, config: dict, device=None, flip_tta: bool = Tr
     return torch.cat(out).numpy().astype(np.float32) if out else np.zeros((0, 30), np.float32)
 
 
-def load_fold_model(path, device="cpu"):
-    """(model, config) of one fold checkpoint, in eval mode on the device."""
-    checkpoint = load_checkpoint(path, device)
+def fold_model(checkpoint: dict, device="cpu"):
+    """(model, config) of a loaded fold checkpoint, in eval mode on the device."""
     config = checkpoint["config"]
     # the checkpoint holds every weight: the pretrained file it started from may be elsewhere now
     options = {k: v for k, v in config["model_options"].items() if k != "weights"}
@@ -83,12 +84,30 @@ def load_fold_model(path, device="cpu"):
     return model.eval(), config
 
 
+def load_run_fold(run_dir, fold: int, device="cpu", fingerprint=None, folds=None):
+    """(model, config) of fold `fold` of a run folder, once the checkpoint proves it belongs there:
+    the run's config.json (its trained settings, folds), its data.json (or `fingerprint`: the data it is
+    used with) and its fold index."""
+    path = Path(run_dir) / f"fold{fold}.pt"
+    if not path.is_file():
+        raise FkdError(f"the run has no checkpoint for fold {fold}", path=path)
+    saved = load_checkpoint(path, device)
+    config = rundir.read_run_config(run_dir) or None
+    stamp = Path(run_dir) / "data.json"
+    if fingerprint is None and stamp.is_file():
+        fingerprint = rundir.read_json(stamp).get("fingerprint")
+    check_identity(path, saved, fold, config, fingerprint, folds)
+    return fold_model(saved, device)
+
+
 def load_fold_models(run_dir, device="cpu"):
-    """[(model, config)] for every fold<k>.pt in a run folder."""
-    paths = sorted(Path(run_dir).glob("fold*.pt"))
+    """[(model, config)] for every fold a run has, each proving it belongs there
+    (fkd.train.rundir.check_run_readable, then load_run_fold)."""
+    rundir.check_run_readable(run_dir)
+    paths = rundir.fold_files(run_dir)
     if not paths:
         raise FkdError("no fold checkpoints (fold<k>.pt): is this a finished run?", path=run_dir)
-    return [load_fold_model(path, device) for path in paths]
+    return [load_run_fold(run_dir, rundir.fold_index(path), device) for path in paths]
 
 
 class RunsPredictor:

@@ -9,18 +9,18 @@ import numpy as np
 
 from fkd.core.errors import FkdError
 from fkd.core.keypoints import complete_rows
+from fkd.data.competition import training_fingerprint
+from fkd.train.predict import load_run_fold, predict_images
 
 
 def fill_missing(labels: np.ndarray, images: np.ndarray, truth: np.ndarray, rows: np.ndarray, fold: int,
                  config: dict, device="cpu") -> np.ndarray:
     """A copy of labels [N,30] whose missing values in `rows` are the prediction of the teacher
     run config["pseudo_labels"] for fold `fold` (each row predicted with its own subset's output)."""
-    from fkd.train.predict import load_fold_model, predict_images
-
     path = Path(config["pseudo_labels"]) / f"fold{fold}.pt"
     if not path.is_file():
         raise FkdError(f"the teacher run has no checkpoint for fold {fold}", path=path)
-    model, teacher = load_fold_model(path, device)
+    model, teacher = load_run_fold(config["pseudo_labels"], fold, device, fingerprint=training_fingerprint(images, truth))
     if (teacher["folds"], teacher["fold_seed"]) != (config["folds"], config["fold_seed"]):
         raise FkdError(f"the teacher was trained on other folds ({teacher['folds']} folds, fold_seed "
                        f"{teacher['fold_seed']}; this run: {config['folds']}, {config['fold_seed']}): "

@@ -5,9 +5,14 @@ resume-fold<k>.pt  the state after fold k's last finished epoch, while it trains
 oof.csv          row, fold, 30 columns      test_pred.csv   ImageId, 30 columns (fold mean x test-time views)
 metrics.json     RMSE overall/complete/partial/per keypoint
 data.json        the training data it was trained on (rows, fingerprint): report and submit check it
+manifest.json    the digest of every file above, written just before metrics.json: readers check that
+                 the folder still holds the files its run wrote (a fold copied in from another run is refused)
+metrics.json     written last: a run with it is finished
+.lock            held by the one `fkd cv` writing the run (fkd.core.lock); readers refuse a run being written
 history.json     per-epoch records {fold, epoch, train_loss, grad_norm_median, grad_norm_max, val_loss, val_rmse,
                  lr, seconds, train_images_per_second}
 """
+import hashlib
 import json
 from pathlib import Path
 
@@ -17,6 +22,7 @@ import pandas as pd
 from fkd.core.atomic import atomic_path, write_text
 from fkd.core.atomic import read_json as read_file_json
 from fkd.core.errors import FkdError
+from fkd.core.lock import check_not_being_written
 from fkd.core.keypoints import COLUMNS
 from fkd.core.metrics import mean_shape
 from fkd.data.competition import training_fingerprint
@@ -69,7 +75,13 @@ def read_oof_rows(run_dir):
         raise FkdError("missing: is this a finished run?", path=path)
     frame = _read_table(path, "row")
     folds = frame["fold"].to_numpy() if "fold" in frame.columns else None
-    return frame["row"].to_numpy(dtype=np.int64), folds, frame[COLUMNS].to_numpy(dtype=np.float32)
+    try:
+        rows = frame["row"].to_numpy(dtype=np.int64)
+    except (ValueError, TypeError):
+        raise FkdError("column row holds a value that is no row number: truncated or edited; rerun `fkd cv` "
+                       "on the run to write it again", path=path, column="row") from None
+    check_oof_rows(run_dir, rows)
+    return rows, folds, frame[COLUMNS].to_numpy(dtype=np.float32)
 
 
 def read_oof(run_dir):
@@ -170,32 +182,90 @@ def resume_path(run_dir, fold: int) -> Path:
     return Path(run_dir) / f"resume-fold{fold}.pt"
 
 
-def save_checkpoint(checkpoint: dict, path: Path) -> None:
-    import torch  # here, not at the top: `fkd submit` and `fkd report` read run folders without torch
-
-    with atomic_path(path) as tmp:
-        torch.save(checkpoint, tmp)
-
-
-def load_checkpoint(path: Path, device="cpu", remedy="rerun `fkd cv` to train this fold again") -> dict:
-    """A fold checkpoint (or the framer's); a truncated or otherwise damaged file is an FkdError that
-    names it and says what to rerun."""
-    import torch  # here, not at the top: `fkd submit` and `fkd report` read run folders without torch
-
-    try:
-        checkpoint = torch.load(path, map_location=device, weights_only=False)
-    except FileNotFoundError:
-        raise FkdError("no such checkpoint", path=path) from None
-    except Exception as error:  # noqa: BLE001 - torch raises RuntimeError, EOFError, UnpicklingError, ...
-        raise FkdError(f"damaged checkpoint ({type(error).__name__}: {str(error).splitlines()[0] if str(error) else ''}); "
-                       f"{remedy}", path=path) from None
-    if not isinstance(checkpoint, dict) or "state_dict" not in checkpoint:
-        raise FkdError("not a fold checkpoint of fkd (no state_dict)", path=path)
-    return checkpoint
-
-
 def check_run_folders(run_dirs) -> None:
     """FkdError for the first path that is no folder (a run is a folder under runs/)."""
     for run_dir in run_dirs:
         if not Path(run_dir).is_dir():
             raise FkdError("no such run folder", path=run_dir)
+
+
+MANIFEST_FILE = "manifest.json"
+RESULT_FILES = ("config.json", "data.json", "oof.csv", "test_pred.csv", "history.json")
+DROPPABLE_FILES = ("test_pred.csv",)  # without it, fkd submit predicts the test images with the folds
+
+
+def file_digest(path) -> str:
+    digest = hashlib.blake2b(digest_size=16)
+    with open(path, "rb") as stream:
+        for block in iter(lambda: stream.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def fold_files(run_dir) -> list:
+    return sorted(Path(run_dir).glob("fold*.pt"))
+
+
+def fold_index(path) -> int:
+    """k of fold<k>.pt; FkdError for a file named so that is not one."""
+    digits = Path(path).stem[len("fold"):]
+    if not digits.isdigit():
+        raise FkdError("is not a fold checkpoint's name (fold<k>.pt): move it out of the run folder", path=path)
+    return int(digits)
+
+
+def write_manifest(run_dir) -> None:
+    """manifest.json: the digest of each fold checkpoint and result file the run holds now."""
+    run_dir = Path(run_dir)
+    files = [*fold_files(run_dir), *(run_dir / name for name in RESULT_FILES if (run_dir / name).is_file())]
+    write_json(run_dir / MANIFEST_FILE, {path.name: file_digest(path) for path in files})
+
+
+def check_manifest(run_dir) -> None:
+    """FkdError unless every file the run's manifest lists is there unchanged, and no fold was added
+    (a run written before manifests existed passes)."""
+    run_dir = Path(run_dir)
+    path = run_dir / MANIFEST_FILE
+    if not path.is_file():
+        return
+    listed = read_json(path)
+    added = [p.name for p in fold_files(run_dir) if p.name not in listed]
+    if added:
+        raise FkdError(f"{added[0]} is not one of the run's folds ({', '.join(n for n in listed if n.startswith('fold'))}):"
+                       " move it back to its own run folder", path=run_dir)
+    for name, digest in listed.items():
+        file = run_dir / name
+        if not file.is_file() and name not in DROPPABLE_FILES:
+            raise FkdError(f"{name} is missing from the finished run: rerun `fkd cv` on it", path=run_dir)
+        if file.is_file() and file_digest(file) != digest:
+            raise FkdError("changed since the run wrote it (another run's file, or damaged): put the run's own "
+                           "file back, or delete it and rerun `fkd cv`", path=file)
+
+
+def check_run_readable(run_dir) -> Path:
+    """The run folder, once nobody is writing it and its files are the ones its run wrote (finished
+    or not: `fkd face` may use the folds a run has); else an FkdError saying what to do."""
+    run_dir = Path(run_dir)
+    check_run_folders([run_dir])
+    check_not_being_written(run_dir)
+    check_manifest(run_dir)
+    return run_dir
+
+
+def check_finished_run(run_dir) -> Path:
+    """check_run_readable, and the run is finished (metrics.json, written last)."""
+    check_run_readable(run_dir)
+    if not (Path(run_dir) / "metrics.json").is_file():
+        raise FkdError("not a finished run (no metrics.json): run `fkd cv` on it to finish its folds", path=run_dir)
+    return Path(run_dir)
+
+
+def check_oof_rows(run_dir, rows) -> None:
+    """FkdError unless oof.csv's rows are each training row once (data.json's count, when it has one)."""
+    path = Path(run_dir) / "oof.csv"
+    stamp = Path(run_dir) / "data.json"
+    expected = read_json(stamp).get("training_rows") if stamp.is_file() else len(rows)
+    if (len(rows) != expected or len(np.unique(rows)) != len(rows)
+            or (len(rows) and (rows.min() < 0 or rows.max() >= expected))):
+        raise FkdError(f"lists {len(rows):,} rows ({len(np.unique(rows)):,} distinct) for {expected:,} training rows: "
+                       "truncated or edited; rerun `fkd cv` on the run to write it again", path=path)
