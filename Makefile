@@ -25,8 +25,10 @@ MODEL   ?=
 STACK   ?=
 VIDEO   ?=
 HOLDOUT ?= build/holdout
-# `make kernel` ships the GPU recipe unless CONFIG is given on the command line or in the environment
-KERNEL_CONFIG := $(if $(filter command line environment,$(origin CONFIG)),$(CONFIG),configs/gpu.yaml)
+CONFIGS ?=
+# `make kernel` ships fkd's default members (the best measured ensemble, stacked: fkd kernel's own default)
+# unless CONFIGS, or CONFIG for one member, is given on the command line or in the environment
+KERNEL_CONFIGS := $(or $(CONFIGS),$(if $(filter command line environment,$(origin CONFIG)),$(CONFIG)))
 DATA_ARG := $(if $(DATA),--data-dir $(DATA))
 FINISHED_RUNS = $(patsubst %/metrics.json,%,$(wildcard runs/*/metrics.json))
 
@@ -78,8 +80,8 @@ report: install  ## plots of finished runs: make report RUNS=runs/a
 	$(if $(RUNS),,$(error RUNS is not set: make report RUNS=runs/a (finished runs here: $(or $(FINISHED_RUNS),none))))
 	$(FKD) report $(RUNS) $(DATA_ARG)
 
-kernel: install  ## build the single-file Kaggle GPU kernel -> build/kernel/ (CONFIG default: configs/gpu.yaml)
-	$(FKD) kernel --config $(KERNEL_CONFIG) --out $(KERNEL) $(foreach s,$(SET),--set $(s)) $(if $(filter 1,$(SPLIT)),--split) $(if $(MACHINE),--machine-shape $(MACHINE))
+kernel: install  ## build the single-file Kaggle GPU kernel -> build/kernel/: make kernel [CONFIGS="configs/a.yaml configs/b.yaml" STACK=1] (default: the stem pair, stacked)
+	$(FKD) kernel $(foreach c,$(KERNEL_CONFIGS),--config $(c)) $(if $(STACK),--stack) --out $(KERNEL) $(foreach s,$(SET),--set $(s)) $(if $(filter 1,$(SPLIT)),--split) $(if $(MACHINE),--machine-shape $(MACHINE))
 
 push: kernel  ## push the kernel to Kaggle: make push [SPLIT=1] [MACHINE=NvidiaTeslaT4]
 	$(FKD) kaggle push --kernel-dir $(KERNEL)

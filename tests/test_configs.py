@@ -142,6 +142,53 @@ def test_a_base_chain_merges_and_a_cycle_is_refused(tmp_path):
         load_config(tmp_path / "lost.yaml")
 
 
+def test_a_model_options_delta_over_the_same_model_keeps_the_base_options(tmp_path):
+    (tmp_path / "root.yaml").write_text("model: convnet\nmodel_options: {widths: [8, 16], hidden: 32, dropout: 0.1}\n"
+                                        "augment: {flip: 0.5, rotate: 5}\n")
+    (tmp_path / "middle.yaml").write_text("base: root\nseed: 3\n")
+    (tmp_path / "leaf.yaml").write_text("base: middle\nmodel_options: {stem: 16, dropout: 0.0}\n")
+    (tmp_path / "same.yaml").write_text("base: root\nmodel: convnet\nmodel_options: {stem: 16}\n")
+    merged = {"widths": [8, 16], "hidden": 32, "dropout": 0.0, "stem": 16}
+    assert load_config(tmp_path / "leaf.yaml")["model_options"] == merged            # one key changed, the rest kept
+    assert load_config(tmp_path / "same.yaml")["model_options"] == {**merged, "dropout": 0.1}  # model named, unchanged
+    (tmp_path / "default.yaml").write_text("model_options: {widths: [8, 16]}\n")   # the default model, seedcnn
+    (tmp_path / "named.yaml").write_text("base: default\nmodel: seedcnn\nmodel_options: {dropout: 0.1}\n")
+    assert load_config(tmp_path / "named.yaml")["model_options"] == {"widths": [8, 16], "dropout": 0.1}
+    (tmp_path / "rotate.yaml").write_text("base: root\naugment: {rotate: 8}\n")
+    assert load_config(tmp_path / "rotate.yaml")["augment"] == {"rotate": 8}       # augment is still replaced whole
+    config = load_config(tmp_path / "leaf.yaml", sets=["model_options.stem=8"])      # --set: one key of the resolved
+    assert config["model_options"] == {**merged, "stem": 8}
+
+
+def test_a_delta_that_changes_the_model_replaces_its_options(tmp_path):
+    (tmp_path / "root.yaml").write_text("model: convnet\nmodel_options: {widths: [8, 16], hidden: 32, dropout: 0.1}\n")
+    (tmp_path / "heat.yaml").write_text("base: root\nmodel: heatmap:convnet\nmodel_options: {stride: 4}\n")
+    assert load_config(tmp_path / "heat.yaml")["model_options"] == {"stride": 4}     # no `hidden` from convnet
+    (tmp_path / "bare.yaml").write_text("base: root\nmodel: heatmap:convnet\n")
+    assert load_config(tmp_path / "bare.yaml")["model_options"] == {}                # the new model's defaults
+    (tmp_path / "stem.yaml").write_text("base: heat\nmodel_options: {stem: 16}\n")  # then merged over the new model's
+    assert load_config(tmp_path / "stem.yaml")["model_options"] == {"stride": 4, "stem": 16}
+    check_model_options(load_config(tmp_path / "bare.yaml"))
+    check_model_options(load_config(tmp_path / "stem.yaml"))
+
+
+def test_fkd_config_shows_the_merged_model_options(tmp_path):
+    import subprocess
+    import sys
+
+    (tmp_path / "root.yaml").write_text("model: convnet\nmodel_options: {widths: [8, 16], hidden: 32, dropout: 0.1}\n")
+    (tmp_path / "leaf.yaml").write_text("base: root\nmodel_options: {stem: 16}\n")
+    repo = Path(__file__).resolve().parents[1]
+    for sets, options in [([], {"widths": [8, 16], "hidden": 32, "dropout": 0.1, "stem": 16}),
+                          (["--set", "model_options.stem=8"], {"widths": [8, 16], "hidden": 32, "dropout": 0.1, "stem": 8})]:
+        result = subprocess.run([sys.executable, "-m", "fkd", "config", str(tmp_path / "leaf.yaml"), *sets], cwd=repo,
+                                capture_output=True, text=True)
+        assert result.returncode == 0, result.stderr
+        assert yaml.safe_load(result.stdout)["model_options"] == options
+    reference = subprocess.run([sys.executable, "-m", "fkd", "config"], cwd=repo, capture_output=True, text=True).stdout
+    assert "model_options" in reference and "key by key" in " ".join(reference.split())
+
+
 def test_the_repository_configs_are_deltas():
     from fkd.core.config import read_config_file
 

@@ -11,6 +11,7 @@ import yaml
 
 from fkd.core.config import load_config
 from fkd.core.errors import FkdError
+from fkd.core.lock import check_not_being_written
 from fkd.kaggle import bundle, metadata, runner
 
 REPO = Path(__file__).resolve().parents[1]
@@ -190,7 +191,7 @@ def test_single_bundle_layout(config, tmp_path, monkeypatch):
     assert meta["enable_internet"] is False and meta["enable_gpu"] is True and meta["is_private"] is True
     assert manifest["kernels"] == [{"role": "single", "dir": ".", "id": "alice/fkd-facial-keypoints"}]
     script = (out / "fkd_kernel.py").read_text()
-    shipped = yaml.safe_load(eval(script.split("CONFIG_TEXT = ", 1)[1].split("\n", 1)[0]))
+    shipped = yaml.safe_load(shipped_configs(out / "fkd_kernel.py")["tiny.yaml"])
     assert shipped == load_config(config, folds=3)  # the config travels inside, resolved
     # the same sources give the same bytes (nothing time-dependent inside)
     first = (out / "fkd_kernel.py").read_bytes()
@@ -198,6 +199,14 @@ def test_single_bundle_layout(config, tmp_path, monkeypatch):
     assert (out / "fkd_kernel.py").read_bytes() == first
     [entry] = bundle.read_manifest(out)
     assert entry["id"] == "alice/fkd-facial-keypoints" and entry["dir"] == out
+
+
+def shipped_configs(script: Path) -> dict:
+    return eval(script.read_text().split("CONFIGS = ", 1)[1].split("\n", 1)[0])
+
+
+def shipped_plan(script: Path) -> dict:
+    return eval(script.read_text().split("PLAN = ", 1)[1].split("\n", 1)[0])
 
 
 def test_bundle_carries_the_whole_package(config, tmp_path):
@@ -238,8 +247,8 @@ def test_split_layout_and_rebuild_clears_the_old_one(config, tmp_path):
         meta = json.loads((out / f"fold{k}" / "kernel-metadata.json").read_text())
         assert meta["id"] == fold_ids[k] and meta["title"] == f"fkd facial keypoints fold{k}"
         assert meta["kernel_sources"] == []
-        plan = eval((out / f"fold{k}" / "fkd_kernel.py").read_text().split("PLAN = ", 1)[1].split("\n", 1)[0])
-        assert plan["mode"] == "fold" and plan["fold"] == k and plan["folds"] == 3
+        plan = shipped_plan(out / f"fold{k}" / "fkd_kernel.py")
+        assert plan["mode"] == "fold" and plan["fold"] == k and plan["folds"] == 3 and plan["member"] == "tiny"
     ens = json.loads((out / "ensemble" / "kernel-metadata.json").read_text())
     assert ens["id"] == "alice/fkd-facial-keypoints-ensemble"
     assert ens["kernel_sources"] == fold_ids
@@ -298,60 +307,75 @@ def test_ensemble_refuses_folds_of_different_configs(tmp_path):
 
 # ---------------------------------------------------------------- the runner's GPU logic
 
-def test_folds_run_concurrently_one_process_per_gpu(tmp_path):
-    barrier = threading.Barrier(2, timeout=10)  # the first two folds must be running at the same time
+def test_jobs_run_concurrently_one_process_per_gpu(tmp_path):
+    barrier = threading.Barrier(2, timeout=10)  # the first two jobs must be running at the same time
     calls, lock = [], threading.Lock()
 
     def launch(argv, env, prefix):
         with lock:
-            calls.append((list(argv), env["CUDA_VISIBLE_DEVICES"], env["PYTHONPATH"], prefix))
+            calls.append((list(argv), env["CUDA_VISIBLE_DEVICES"], env["PYTHONPATH"], prefix,
+                          env["FKD_RUN_LOCK_HOLDER"]))
             first_two = len(calls) <= 2
         if first_two:
             barrier.wait()
         return 0
 
-    runner.train_folds_parallel(["cv", "--name", "x"], [0, 1, 2, 3], 2, tmp_path / "bundle", launch=launch)
-    assert sorted(int(c[0][-1]) for c in calls) == [0, 1, 2, 3]
-    assert all(c[0][:-2] == ["cv", "--name", "x"] and c[0][-2] == "--only-fold" for c in calls)
+    jobs = [(f"{m} fold{k}", ["cv", "--name", m, "--only-fold", str(k)]) for m in ("a", "b") for k in range(3)]
+    runner.train_jobs_parallel(jobs, 2, tmp_path / "bundle", launch=launch)
+    assert sorted((c[0][2], c[0][-1]) for c in calls) == [(m, str(k)) for m in ("a", "b") for k in range(3)]
     assert {c[1] for c in calls} == {"0", "1"}
     assert all(c[2].split(os.pathsep)[0] == str(tmp_path / "bundle") for c in calls)
+    assert {c[4] for c in calls} == {str(os.getpid())}  # the jobs write under the runner's locks
 
 
 def test_failed_fold_process_stops_the_kernel(tmp_path):
     def launch(argv, env, prefix):
         return 1 if argv[-1] == "1" else 0
 
-    with pytest.raises(RuntimeError, match="fold 1"):
-        runner.train_folds_parallel(["cv"], [0, 1], 2, tmp_path, launch=launch)
+    with pytest.raises(RuntimeError, match="a fold1"):
+        runner.train_jobs_parallel([(f"a fold{k}", ["cv", str(k)]) for k in (0, 1)], 2, tmp_path, launch=launch)
 
 
-def test_runner_uses_all_gpus_then_gathers(tmp_path, monkeypatch, competition):
-    """kernel_main on a faked 2-GPU machine: parallel folds, then one cv to gather, then submit."""
+def test_runner_shares_the_gpus_among_every_members_folds_then_gathers_and_stacks(tmp_path, monkeypatch, competition):
+    """kernel_main on a faked 2-GPU machine: every member x fold job once, then one cv per member to
+    gather, then one submit of all members, stacked."""
     monkeypatch.setenv("FKD_KAGGLE_INPUT", str(competition.parent))
     monkeypatch.setenv("FKD_KAGGLE_WORKING", str(tmp_path / "working"))
     monkeypatch.chdir(tmp_path)
     monkeypatch.setattr(runner, "cuda_device_count", lambda: 2)
     parallel, commands = [], []
-    monkeypatch.setattr(runner, "train_folds_parallel",
-                        lambda argv, folds, n, root: parallel.append((list(argv), folds, n)))
+
+    def jobs_parallel(jobs, n, root):
+        for member in ("a", "b"):  # the runner holds each member's lock while its jobs run
+            with pytest.raises(FkdError, match="being written"):
+                check_not_being_written(tmp_path / "working" / "runs" / member)
+        parallel.append((jobs, n))
+
+    monkeypatch.setattr(runner, "train_jobs_parallel", jobs_parallel)
+    monkeypatch.setattr(runner, "member_summary", lambda run_dir: f"member {Path(run_dir).name}")
 
     def command(argv, bundle_root=None):
         commands.append([str(a) for a in argv])
         if argv[0] == "submit":
             out = Path(argv[argv.index("--out-dir") + 1])
             out.mkdir(parents=True, exist_ok=True)
-            (out / "20240101T000000Z-tiny.csv").write_text("RowId,Location\n")
+            (out / "20240101T000000Z-a+b.csv").write_text("RowId,Location\n")
 
     monkeypatch.setattr(runner, "fkd_command", command)
-    plan = {"mode": "single", "name": "tiny", "folds": 3, "config": "tiny.yaml", "internet": False}
+    members = [{"name": m, "config": f"{m}.yaml", "description": ""} for m in ("a", "b")]
+    plan = {"mode": "single", "name": "a+b", "folds": 3, "members": members, "stack": True, "internet": False}
     bundle = tmp_path / "bundle"
     bundle.mkdir()
-    assert runner.kernel_main(plan, "tiny.yaml", "epochs: 1\n", bundle) == 0
-    [(argv, folds, n)] = parallel
-    assert folds == [0, 1, 2] and n == 2 and "--only-fold" not in argv
-    assert [c[0] for c in commands] == ["cv", "submit", "check-submission"]
-    assert commands[0] == [str(a) for a in argv]
-    assert commands[1][commands[1].index("--runs") + 1] == str(tmp_path / "working" / "runs" / "tiny")
+    assert runner.kernel_main(plan, {"a.yaml": "epochs: 1\n", "b.yaml": "epochs: 2\n"}, bundle) == 0
+    [(jobs, n)] = parallel
+    assert n == 2 and sorted(label for label, _ in jobs) == [f"{m} fold{k}" for m in ("a", "b") for k in range(3)]
+    assert all(argv[-2] == "--only-fold" and str(argv[-1]) == label[-1] for label, argv in jobs)
+    assert [c[0] for c in commands] == ["cv", "cv", "submit", "check-submission"]
+    assert [c[c.index("--name") + 1] for c in commands[:2]] == ["a", "b"]
+    submit = commands[2]
+    runs = submit[submit.index("--runs") + 1:submit.index("--stack")]
+    assert runs == [str(tmp_path / "working" / "runs" / m) for m in ("a", "b")]
+    assert (bundle / "b.yaml").read_text() == "epochs: 2\n"
     assert (tmp_path / "working" / "submission.csv").is_file()
 
 
@@ -365,7 +389,7 @@ def test_the_bundle_carries_the_resolved_config_not_its_base(tmp_path):
     (folder / "leaf.yaml").write_text("base: root\nseed: 7\n")
     bundle.build(folder / "leaf.yaml", tmp_path / "k", username="alice", sets=["epochs=2"])
     script = (tmp_path / "k" / "fkd_kernel.py").read_text()
-    text = eval(script.split("CONFIG_TEXT = ", 1)[1].split("\n", 1)[0])
+    text = shipped_configs(tmp_path / "k" / "fkd_kernel.py")["leaf.yaml"]
     shipped = tmp_path / "elsewhere" / "leaf.yaml"
     shipped.parent.mkdir()
     shipped.write_text(text)
@@ -373,3 +397,75 @@ def test_the_bundle_carries_the_resolved_config_not_its_base(tmp_path):
     assert (config["model"], config["seed"], config["epochs"], config["name"]) == ("lenet", 7, 2, "leaf")
     assert config == load_config(folder / "leaf.yaml", sets=["epochs=2"])
     assert 'COMMIT = "' in script
+
+
+# ---------------------------------------------------------------- several members
+
+def test_no_config_ships_the_measured_pair_stacked(tmp_path):
+    manifest = bundle.build(None, tmp_path / "k", username="alice")
+    assert [m["name"] for m in manifest["members"]] == ["stem-regression", "stem-heatmap"] and manifest["stack"]
+    plan = shipped_plan(tmp_path / "k" / "fkd_kernel.py")
+    assert plan["stack"] is True and [m["name"] for m in plan["members"]] == ["stem-regression", "stem-heatmap"]
+    shipped = shipped_configs(tmp_path / "k" / "fkd_kernel.py")
+    for member in ("stem-regression", "stem-heatmap"):
+        assert yaml.safe_load(shipped[f"{member}.yaml"])["precision"] == "auto"  # fp16 on a T4, bf16 on newer
+    result = subprocess.run(["make", "-n", "kernel"], cwd=REPO, capture_output=True, text=True)
+    assert "--config" not in result.stdout.splitlines()[-1]  # make kernel leaves the choice to fkd kernel
+
+
+def test_make_kernel_passes_every_member_and_the_stack():
+    line = subprocess.run(["make", "-n", "kernel", "CONFIGS=configs/a.yaml configs/b.yaml", "STACK=1"], cwd=REPO,
+                          capture_output=True, text=True).stdout.splitlines()[-1]
+    assert "--config configs/a.yaml --config configs/b.yaml --stack" in line
+    line = subprocess.run(["make", "-n", "kernel", "CONFIG=configs/gpu.yaml"], cwd=REPO, capture_output=True,
+                          text=True).stdout.splitlines()[-1]
+    assert "--config configs/gpu.yaml" in line and "--stack" not in line
+
+
+def test_members_that_cannot_be_stacked_together_are_refused_before_anything_is_written(config, tmp_path):
+    other = tmp_path / "cfg" / "other.yaml"
+    other.write_text("base: tiny\nname: other\nfold_seed: 1\n")
+    with pytest.raises(FkdError, match="different folds.*fold_seed 1"):
+        bundle.build([config, other], tmp_path / "k")
+    twin = tmp_path / "cfg" / "twin.yaml"
+    twin.write_text("base: tiny\nseed: 4\nname: tiny\n")
+    with pytest.raises(FkdError, match="two members are named 'tiny'"):
+        bundle.build([config, twin], tmp_path / "k")
+    with pytest.raises(FkdError, match="no such config"):
+        bundle.build([config, tmp_path / "absent.yaml"], tmp_path / "k")
+    forced = tmp_path / "cfg" / "forced.yaml"
+    forced.write_text("base: tiny\nname: forced\nprecision: bf16\n")
+    with pytest.raises(FkdError, match="forced.yaml.*NvidiaTeslaT4 cannot train in"):
+        bundle.build([config, forced], tmp_path / "k")
+    assert not (tmp_path / "k").exists()
+
+
+def test_stack_with_one_member_says_what_it_does(config, tmp_path, capsys):
+    from fkd.cli import main
+    assert main(["kernel", "--config", str(config), "--stack", "--out", str(tmp_path / "k")]) == 0
+    assert "stacks that run alone" in capsys.readouterr().out
+    assert shipped_plan(tmp_path / "k" / "fkd_kernel.py")["stack"] is True
+
+
+def test_the_bundle_never_writes_over_kernel_files_it_did_not_write(config, tmp_path):
+    folder = tmp_path / "repo"
+    folder.mkdir()
+    (folder / "kernel-metadata.json").write_text('{"mine": true}')
+    with pytest.raises(FkdError, match="did not write"):
+        bundle.build(config, folder, username="alice")
+    assert (folder / "kernel-metadata.json").read_text() == '{"mine": true}'
+    bundle.build(config, tmp_path / "k", username="alice")
+    bundle.build(config, tmp_path / "k", username="alice")  # its own earlier bundle is replaced
+
+
+def test_split_names_each_members_fold_kernels(config, tmp_path):
+    other = tmp_path / "cfg" / "other.yaml"
+    other.write_text("base: tiny\nname: other\nseed: 1\n")
+    manifest = bundle.build([config, other], tmp_path / "k", folds=2, split=True, username="alice")
+    ids = [e["id"] for e in manifest["kernels"]]
+    assert ids == [f"alice/fkd-facial-keypoints-{m}-fold{k}" for m in ("tiny", "other") for k in (0, 1)] + [
+        "alice/fkd-facial-keypoints-ensemble"]
+    ensemble = json.loads((tmp_path / "k" / "ensemble" / "kernel-metadata.json").read_text())
+    assert ensemble["kernel_sources"] == ids[:-1]
+    assert shipped_plan(tmp_path / "k" / "ensemble" / "fkd_kernel.py")["stack"] is False
+    assert set(shipped_configs(tmp_path / "k" / "other-fold1" / "fkd_kernel.py")) == {"other.yaml"}

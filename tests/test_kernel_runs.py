@@ -74,7 +74,7 @@ def check_submission_cli(submission: Path, lookup: Path):
 def test_mean_shape_bundle_builds(tmp_path):
     bundle.build(None, tmp_path / "kernel", mean_shape=True, username="alice")
     plan = eval((tmp_path / "kernel" / "fkd_kernel.py").read_text().split("PLAN = ", 1)[1].split("\n", 1)[0])
-    assert plan["mean_shape"] is True and plan["mode"] == "single"
+    assert plan["mean_shape"] is True and plan["mode"] == "single" and plan["members"] == []
 
 
 def test_bundle_trains_and_submits_outside_the_repository(small_competition, config, tmp_path, bundle_python):
@@ -148,3 +148,69 @@ def test_folds_are_the_same_under_kaggles_scikit_learn(competition, kaggle_pytho
     assert version == "1.6.1" and sklearn.__version__ != "1.6.1"
     images, keypoints = load_training(competition)
     assert json.loads(folds) == make_folds(images, keypoints, 5, 3).tolist()
+
+
+# ---------------------------------------------------------------- several members in one push
+
+@pytest.fixture
+def two_members(config, tmp_path) -> list:
+    """Two tiny members built differently (another seed, another net), on the same folds."""
+    other = tmp_path / "cfg" / "tiny-b.yaml"
+    other.write_text("base: tiny\nname: tiny-b\nmodel: seedcnn\nseed: 1\n")
+    return [config, other]
+
+
+def local_stack(lookup_folder: Path, run_dirs, out_dir: Path) -> Path:
+    """What `make submit RUNS=... STACK=1` makes here from the run folders a kernel wrote."""
+    result = subprocess.run([sys.executable, "-m", "fkd", "submit", "--data-dir", str(lookup_folder), "--runs",
+                             *map(str, run_dirs), "--stack", "--name", "local", "--out-dir", str(out_dir)],
+                            cwd=REPO, capture_output=True, text=True)
+    assert result.returncode == 0, result.stderr
+    [made] = out_dir.glob("*-local.csv")
+    return made
+
+
+def assert_same_submission(kernel_csv: Path, local_csv: Path):
+    import pandas as pd
+
+    kernel, local = pd.read_csv(kernel_csv), pd.read_csv(local_csv)
+    assert (kernel["RowId"] == local["RowId"]).all()
+    assert (kernel["Location"] - local["Location"]).abs().max() <= 1e-6
+
+
+def test_one_push_trains_every_member_and_stacks_them(small_competition, two_members, tmp_path, bundle_python):
+    """Two members x 2 folds on two (simulated) GPUs: each job once, then the stack, exactly as here."""
+    input_root = kaggle_input(small_competition, tmp_path / "input")
+    bundle.build(two_members, tmp_path / "kernel", folds=2, stack=True, username="alice")
+    working = tmp_path / "working"
+    log = run_bundle(tmp_path / "kernel" / "fkd_kernel.py", input_root, working, tmp_path / "elsewhere",
+                     python=bundle_python, FKD_KERNEL_GPUS="2")
+    for member in ("tiny", "tiny-b"):
+        for k in range(2):
+            assert len([line for line in log.splitlines() if f": {member} fold{k}: fkd cv" in line]) == 1
+        assert f"member {member}: folds " in log and "OOF RMSE" in log
+    assert "[gpu0 " in log and "[gpu1 " in log and "stack: OOF RMSE" in log and "stage 1 alone" in log
+    competition = input_root / "facial-keypoints-detection"
+    check_submission_cli(working / "submission.csv", competition / "IdLookupTable.csv")
+    runs = [working / "runs" / "tiny", working / "runs" / "tiny-b"]
+    assert_same_submission(working / "submission.csv", local_stack(competition, runs, tmp_path / "local"))
+
+
+def test_split_kernels_of_several_members_and_their_stack(small_competition, two_members, tmp_path):
+    """Each member's folds as their own kernels, their outputs mounted, then the ensemble kernel stacks them."""
+    input_root = kaggle_input(small_competition, tmp_path / "input")
+    manifest = bundle.build(two_members, tmp_path / "kernel", folds=2, split=True, stack=True, username="alice")
+    folds = [e for e in manifest["kernels"] if e["role"] == "fold"]
+    assert [e["dir"] for e in folds] == ["tiny-fold0", "tiny-fold1", "tiny-b-fold0", "tiny-b-fold1"]
+    for entry in folds:
+        working = tmp_path / f"working-{entry['dir']}"
+        run_bundle(tmp_path / "kernel" / entry["dir"] / "fkd_kernel.py", input_root, working, tmp_path / "cwd")
+        assert [p.name for p in (working / "runs" / entry["member"]).glob("*.pt")] == [f"fold{entry['fold']}.pt"]
+        shutil.copytree(working, input_root / entry["id"].split("/")[1])  # /kaggle/input/<kernel slug>/
+    working = tmp_path / "working-ensemble"
+    log = run_bundle(tmp_path / "kernel" / "ensemble" / "fkd_kernel.py", input_root, working, tmp_path / "cwd")
+    assert "done already" in log and " epoch 1/" not in log  # gathered, not retrained
+    competition = input_root / "facial-keypoints-detection"
+    check_submission_cli(working / "submission.csv", competition / "IdLookupTable.csv")
+    runs = [working / "runs" / "tiny", working / "runs" / "tiny-b"]
+    assert_same_submission(working / "submission.csv", local_stack(competition, runs, tmp_path / "local"))

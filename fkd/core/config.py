@@ -219,7 +219,7 @@ def check_name(name, what="--name") -> str:
 REFERENCE = {
     "name": (_name, "folder name: letters, digits, . _ + - (first a letter or digit; at most 100)", "run folder name (runs/<name>/); default: the config file's stem"),
     "model": (_model, "lenet, seedcnn, convnet, timm:<name>, heatmap:<timm name>, heatmap:convnet", "the network"),
-    "model_options": (_of_type(dict, "a mapping"), "mapping", "passed to fkd.model.nets.build_model (widths, dropout, drop_stem_pool, weights, ...)"),
+    "model_options": (_of_type(dict, "a mapping"), "mapping", "passed to fkd.model.nets.build_model (widths, dropout, drop_stem_pool, weights, ...); over a `base:` of the same model merged key by key, else only the file's own (the `base:` rule)"),
     "subset_heads": (_of_type(bool, "true or false"), "true, false", "one output offset per label subset (complete rows / partial rows); each test image gets its kind's"),
     "folds": (_int(2), "whole number >= 2", "K of K-fold"),
     "fold_seed": (_int(0), "whole number >= 0", "folds are shared by every run with the same (folds, fold_seed)"),
@@ -238,7 +238,7 @@ REFERENCE = {
     "drop_label_outliers": (_number(0, 0.5, high_open=True), "0 <= number < 0.5", "this fraction of the rows farthest from the mean shape (fkd.data.shapes.label_outliers) trains on no labels"),
     "labels": (_choice("masked", "ffill"), "masked, ffill", "masked: missing values carry no gradient; ffill: the original project's forward fill"),
     "pixels": (_choice("unit", "raw"), "unit, raw", "unit: 0..1; raw: 0..255 as the original project fed them"),
-    "augment": (_augment, "mapping of " + ", ".join(DEFAULT_AUGMENT), "fkd.model.augment settings on the training batch; {} = none"),
+    "augment": (_augment, "mapping of " + ", ".join(DEFAULT_AUGMENT), "fkd.model.augment settings on the training batch; {} = none; a file's replaces its `base:`'s whole"),
     "flip_tta": (_of_type(bool, "true or false"), "true, false", "average each prediction with its mirror's (labels swapped back)"),
     "tta_scales": (_tta_scales, "list of zooms in [0.5, 2]", "test-time zooms about the image centre, predictions mapped back and averaged"),
     "tta_shift": (_number(0, 8), "0 <= number <= 8", "> 0: each zoom also moved this many pixels left/right/up/down"),
@@ -253,6 +253,18 @@ REFERENCE = {
 CHECKS = {key: check for key, (check, _, _) in REFERENCE.items()}
 
 
+BASE_RULE = textwrap.fill(
+    "`base: NAME` merges the config NAME (a file beside this one; a chain of bases is fine, a cycle is refused) "
+    "under the file (every key but the base's `description`): the file's keys replace the base's, and a "
+    "mapping such as `augment` replaces the base's whole (a missing augment key is that augmentation off). "
+    "`model_options` is the exception: while the model stays the same (the file names the base's `model`, or "
+    "none), the file's options are merged key by key over the base's, so `model_options: {stem: 16}` changes "
+    "one option and keeps the rest; a file that changes `model` takes only its own `model_options` (none: the "
+    "new model's defaults), since a model's options belong to that model. `--set` edits the resolved config: "
+    "`--set model_options.stem=16` or `--set augment.rotate=5` changes that one key and keeps the others "
+    "(`--set model=...` keeps the options, checked against the new model).",
+    width=100, break_on_hyphens=False)
+
 RULES = textwrap.fill(
     f"A config file is UTF-8 YAML (or JSON) of at most {MAX_FILE_BYTES:,} bytes holding one mapping, and a key "
     "appears once in each mapping. `1e-3`, `5e4` and `-1E-2` are numbers, in a file and in `--set lr=1e-3`. "
@@ -260,7 +272,7 @@ RULES = textwrap.fill(
     f"{MAX_TEXT:,} characters of text (aliases expanded). `name` (by default the file's stem) is one folder "
     "name: a letter or digit, then letters, digits, `.`, `_`, `+` or `-`, at most 100 in all. "
     "`fkd config FILE` also checks `model_options` as `fkd cv` does, before anything is written.",
-    width=100, break_on_hyphens=False)
+    width=100, break_on_hyphens=False) + "\n\n" + BASE_RULE  # `fkd config` prints RULES; so does docs/configs.md
 
 
 def reference_markdown() -> str:
@@ -479,13 +491,25 @@ def read_with_bases(path, _seen=()) -> tuple:
                        f"{base_path.name})", path=path)
     inherited, inherited_files = read_with_bases(base_path, chain)
     inherited.pop("description", None)  # a recipe says what it is itself
-    return _merge_values(inherited, values), {**inherited_files, **files}
+    merged = _merge_values(inherited, values)
+    return merged, {key: where for key, where in {**inherited_files, **files}.items() if key in merged}
 
 
 def _merge_values(base: dict, override: dict) -> dict:
-    """A delta's keys replace its base's; a mapping (augment, model_options) is replaced whole, since a
-    model's options belong to that model (--set augment.rotate=5 changes one nested key)."""
-    return {**copy.deepcopy(base), **copy.deepcopy(override)}
+    """A delta's keys over its (resolved) base's (BASE_RULE). A key's value replaces the base's whole, a
+    mapping such as `augment` too (a missing augment key is that augmentation off, so a delta's augment
+    says all of it), except `model_options`, since a model's options belong to that model: while the
+    model stays the same (the delta names the base's model, or none) the delta's options are merged key
+    by key over the base's; a delta that changes the model takes only its own options (none: the new
+    model's defaults). --set edits the resolved config key by key (_merge)."""
+    merged = {**copy.deepcopy(base), **copy.deepcopy(override)}
+    base_model = base.get("model", DEFAULTS["model"])
+    if override.get("model", base_model) != base_model:
+        if "model_options" not in override:
+            merged.pop("model_options", None)  # the base model's options do not follow it to another model
+    elif isinstance(base.get("model_options"), dict) and isinstance(override.get("model_options"), dict):
+        merged["model_options"] = {**copy.deepcopy(base["model_options"]), **copy.deepcopy(override["model_options"])}
+    return merged
 
 
 def parse_set(item: str) -> dict:

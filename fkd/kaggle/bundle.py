@@ -38,16 +38,21 @@ from fkd.kaggle.metadata import (
     USERNAME_PLACEHOLDER,
     _variant,
     is_placeholder,
+    slugify,
     kaggle_username,
     load_metadata,
     resolve_template,
     validate_metadata,
 )
 from fkd.kaggle.program import COMPETITION
+from fkd.model.nets import check_model_options
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 PACKAGE_DIR = Path(__file__).resolve().parents[1]  # fkd/
 DEFAULT_TEMPLATE = REPO_ROOT / "kernel-metadata.json"
+# what `make kernel` / `fkd kernel` ship with no --config: the best measured ensemble (docs/results.md), stacked
+DEFAULT_MEMBERS = (REPO_ROOT / "configs" / "stem-regression.yaml", REPO_ROOT / "configs" / "stem-heatmap.yaml")
+NO_BF16_MACHINES = ("NvidiaTeslaT4", "NvidiaTeslaP100")
 SCRIPT_NAME = "fkd_kernel.py"
 MANIFEST = "kernels.json"
 SCRIPT_TEMPLATE = '''#!/usr/bin/env python3
@@ -67,8 +72,7 @@ import zipfile
 
 PLAN = @PLAN@
 COMMIT = "@COMMIT@"
-CONFIG_NAME = @CONFIG_NAME@
-CONFIG_TEXT = @CONFIG_TEXT@
+CONFIGS = @CONFIGS@
 PACKAGE_ZIP = """
 @PAYLOAD@
 """
@@ -89,7 +93,7 @@ import os  # noqa: E402
 os.environ.setdefault("FKD_COMMIT", COMMIT)  # what each run's config.json records
 from fkd.kaggle.runner import kernel_main  # noqa: E402  (from the unpacked copy)
 
-_status = kernel_main(PLAN, CONFIG_NAME, CONFIG_TEXT, BUNDLE_ROOT)
+_status = kernel_main(PLAN, CONFIGS, BUNDLE_ROOT)
 if _status:
     raise SystemExit(_status)
 '''
@@ -111,14 +115,13 @@ def package_zip(package_dir=PACKAGE_DIR) -> bytes:
     return buffer.getvalue()
 
 
-def render_script(plan: dict, config_name: str, config_text: str, description: str) -> str:
+def render_script(plan: dict, configs: dict, description: str) -> str:
     from fkd import __version__
     payload = base64.b64encode(package_zip()).decode()
     payload = "\n".join(payload[i:i + 100] for i in range(0, len(payload), 100))
     replacements = {
         "@DESCRIPTION@": description, "@VERSION@": __version__, "@COMMIT@": source_commit(),
-        "@PLAN@": repr(plan), "@CONFIG_NAME@": repr(config_name), "@CONFIG_TEXT@": repr(config_text),
-        "@PAYLOAD@": payload,
+        "@PLAN@": repr(plan), "@CONFIGS@": repr(configs), "@PAYLOAD@": payload,
     }
     script = SCRIPT_TEMPLATE
     for key, value in replacements.items():
@@ -155,23 +158,69 @@ def _write_kernel(folder: Path, meta: dict, script: str, template_path) -> None:
     write_text(folder / METADATA, json.dumps(meta, indent=2) + "\n")
 
 
-def build(config, out, folds=None, split=False, name=None, template=DEFAULT_TEMPLATE, username=None,
-          slug=None, title=None, datasets=(), mean_shape=False, internet=None, machine_shape=None,
-          sets=()) -> dict:
-    """Write the bundle(s) to `out`; returns the manifest (also written to out/kernels.json)."""
-    out = Path(out)
-    if config is None and not mean_shape:
-        raise FkdError("--config is required (or --mean-shape for a plumbing check without training)")
-    config_name, config_text = "none.yaml", ""
-    if config is not None:
-        config = Path(config)
-        if not config.is_file():
-            raise FkdError("no such config file", path=config)
-        settings = load_config(config, folds=folds, name=name, sets=sets)  # a typo fails here, not on Kaggle
-        folds, name = settings["folds"], settings["name"]
+def resolve_members(configs, folds=None, name=None, sets=(), machine_shape=None) -> list:
+    """[{name, config, description, settings, text}]: each member's config resolved (a typo fails here,
+    not on Kaggle) and the members checked together: one set of folds (a stack needs them), distinct
+    run names, a precision the machine can train in."""
+    configs = [Path(c) for c in configs]
+    members = []
+    for path in configs:
+        if not path.is_file():
+            raise FkdError("no such config file", path=path)
+        settings = load_config(path, folds=folds, name=name if len(configs) == 1 else None, sets=sets)
+        check_model_options(settings)
         # the resolved config, so the kernel depends on no base file and carries the --set values
-        config_name = config.name
-        config_text = f"# {config} resolved by fkd kernel (base files and --set merged in)\n" + dump_config(settings)
+        text = f"# {path} resolved by fkd kernel (base files and --set merged in)\n" + dump_config(settings)
+        members.append({"name": settings["name"], "config": f"{settings['name']}.yaml", "path": path,
+                        "description": " ".join(str(settings["description"]).split()), "settings": settings,
+                        "text": text})
+    seen = {}
+    for member in members:
+        if member["name"] in seen:
+            raise FkdError(f"two members are named {member['name']!r} ({seen[member['name']]} and {member['path']}): "
+                           "each member is a run folder; give one another name (name: in its config)")
+        seen[member["name"]] = member["path"]
+    splits = {(m["settings"]["folds"], m["settings"]["fold_seed"]) for m in members}
+    if len(splits) > 1:
+        listed = ", ".join(f"{m['name']}: {m['settings']['folds']} folds, fold_seed {m['settings']['fold_seed']}"
+                           for m in members)
+        raise FkdError(f"the members train on different folds ({listed}): blending and stacking need the same "
+                       "folds; pass --folds N and give them one fold_seed")
+    shape = machine_shape or "NvidiaTeslaT4"
+    for member in members:
+        if member["settings"]["precision"] == "bf16" and shape in NO_BF16_MACHINES:
+            raise FkdError(f"precision: bf16, which a {shape} cannot train in (no bf16 convolutions before sm_80): "
+                           "use precision auto (fp16 on a T4, bf16 on newer GPUs and bf16 CPUs)", path=member["path"])
+    return members
+
+
+def _check_out(out: Path) -> None:
+    """--out may hold an earlier bundle (its kernels.json) and anything else, but never a kernel's files
+    that fkd kernel did not write (the repository's own kernel-metadata.json template, say)."""
+    if (out / MANIFEST).is_file():
+        return
+    foreign = [name for name in (SCRIPT_NAME, METADATA) if (out / name).exists()]
+    if foreign:
+        raise FkdError(f"holds {foreign[0]} that fkd kernel did not write (no {MANIFEST}): choose another --out",
+                       path=out)
+
+
+def build(configs=None, out="build/kernel", folds=None, split=False, name=None, stack=None, template=DEFAULT_TEMPLATE,
+          username=None, slug=None, title=None, datasets=(), mean_shape=False, internet=None, machine_shape=None,
+          sets=()) -> dict:
+    """Write the bundle(s) to `out`; returns the manifest (also written to out/kernels.json).
+
+    configs: one config file or several (the members); none gives DEFAULT_MEMBERS, stacked. stack: the
+    members are stacked (fkd submit --stack) rather than blended."""
+    out = Path(out)
+    if isinstance(configs, (str, Path)):
+        configs = [configs]
+    if not configs and not mean_shape:
+        configs, stack = DEFAULT_MEMBERS, True if stack is None else stack
+    members = [] if mean_shape else resolve_members(configs, folds, name, sets, machine_shape)
+    if members:
+        folds = members[0]["settings"]["folds"]
+        name = name if name and len(members) > 1 else "+".join(m["name"] for m in members)
     name = name or "mean"
     folds = 5 if folds is None else folds
     if folds < 2:
@@ -188,35 +237,44 @@ def build(config, out, folds=None, split=False, name=None, template=DEFAULT_TEMP
         meta["machine_shape"] = machine_shape
         options["machine_shape"] = "--machine-shape"
     validate_metadata(meta, template, options=options)
-    base = {"name": name, "folds": folds, "config": config_name, "mean_shape": bool(mean_shape),
+    plan_members = [{k: m[k] for k in ("name", "config", "description")} for m in members]
+    texts = {m["config"]: m["text"] for m in members}
+    base = {"name": name, "folds": folds, "members": plan_members, "stack": bool(stack), "mean_shape": bool(mean_shape),
             "internet": bool(meta.get("enable_internet", False)), "competition": COMPETITION}
+    what = " + ".join(m["name"] for m in members) + (", stacked" if stack else "")
 
     out.mkdir(parents=True, exist_ok=True)
+    _check_out(out)
     _clear_previous(out)
     kernels = []
     if not split:
         plan = dict(base, mode="single")
-        description = f"{'mean-shape baseline' if mean_shape else f'{folds}-fold cv of {config_name}'} + submission"
-        _write_kernel(out, meta, render_script(plan, config_name, config_text, description), template)
+        description = "mean-shape baseline + submission" if mean_shape else f"{folds}-fold cv of {what} + submission"
+        _write_kernel(out, meta, render_script(plan, texts, description), template)
         kernels.append({"role": "single", "dir": ".", "id": meta["id"]})
     else:
         if mean_shape:
             raise FkdError("--split trains folds: it does not go with --mean-shape")
         fold_ids = []
-        for k in range(folds):
-            fold_meta = _variant(meta, f"fold{k}")
-            plan = dict(base, mode="fold", fold=k)
-            script = render_script(plan, config_name, config_text, f"fold {k} of {folds} of {config_name}")
-            _write_kernel(out / f"fold{k}", fold_meta, script, template)
-            kernels.append({"role": "fold", "fold": k, "dir": f"fold{k}", "id": fold_meta["id"]})
-            fold_ids.append(fold_meta["id"])
+        for member in members:
+            for k in range(folds):
+                label = f"fold{k}" if len(members) == 1 else f"{slugify(member['name'])}-fold{k}"
+                fold_meta = _variant(meta, label)
+                plan = dict(base, mode="fold", member=member["name"], fold=k)
+                script = render_script(plan, {member["config"]: member["text"]},
+                                       f"fold {k} of {folds} of {member['name']}")
+                _write_kernel(out / label, fold_meta, script, template)
+                kernels.append({"role": "fold", "member": member["name"], "fold": k, "dir": label,
+                                "id": fold_meta["id"]})
+                fold_ids.append(fold_meta["id"])
         ens_meta = _variant(meta, "ensemble", kernel_sources=list(meta.get("kernel_sources", [])) + fold_ids)
         plan = dict(base, mode="ensemble", sources=fold_ids)
-        script = render_script(plan, config_name, config_text, f"blend of the {folds} fold kernels + submission")
+        script = render_script(plan, texts, f"{'stack' if stack else 'blend'} of the fold kernels of {what} + submission")
         _write_kernel(out / "ensemble", ens_meta, script, template)
         kernels.append({"role": "ensemble", "dir": "ensemble", "id": ens_meta["id"]})
     manifest = {"layout": "split" if split else "single", "name": name, "folds": folds,
-                "config": config_name, "kernels": kernels}
+                "members": [{"name": m["name"], "config": str(m["path"])} for m in members],
+                "stack": bool(stack), "kernels": kernels}
     write_text(out / MANIFEST, json.dumps(manifest, indent=2) + "\n")
     return manifest
 
@@ -244,12 +302,19 @@ def read_manifest(kernel_dir) -> list:
 
 
 def add_arguments(parser):
-    parser.add_argument("--config", help="training config to embed (e.g. configs/gpu.yaml)")
+    parser.add_argument("--config", action="append", metavar="CONFIG",
+                        help="a member's training config (repeatable: every member's folds are trained, then "
+                        "blended or stacked); default: the best measured ensemble, "
+                        + " + ".join(p.name for p in DEFAULT_MEMBERS) + ", stacked")
+    parser.add_argument("--stack", action="store_true",
+                        help="stack the members (fkd submit --stack) instead of blending them; the default "
+                        "members are stacked anyway")
     parser.add_argument("--out", default="build/kernel", help="bundle folder (default %(default)s)")
     parser.add_argument("--folds", type=int, help="K of K-fold (default: the config's, 5)")
     parser.add_argument("--split", action="store_true",
-                        help="one kernel per fold plus an ensemble kernel that blends them")
-    parser.add_argument("--name", help="run name (default: the config's name, else its file stem)")
+                        help="one kernel per member and fold plus an ensemble kernel that blends (or stacks) them")
+    parser.add_argument("--name", help="one member: its run name (default: the config's name, else its file "
+                        "stem); several: the submission's name (default: the members' names joined by +)")
     parser.add_argument("--template", default=str(DEFAULT_TEMPLATE),
                         help="kernel-metadata.json template (default: the repository's)")
     parser.add_argument("--username", help="Kaggle username for the kernel id "
@@ -267,7 +332,12 @@ def add_arguments(parser):
 
 
 def run(args):
+    if args.stack and args.config and len(args.config) == 1:
+        print("note: --stack with one member stacks that run alone: per coordinate a linear fit of its OOF "
+              "predictions, then per kind of face a ridge correction over all its values (as `make submit "
+              "RUNS=runs/x STACK=1`); with more members it also weighs them")
     manifest = build(args.config, args.out, folds=args.folds, split=args.split, name=args.name,
+                     stack=args.stack or None,
                      template=args.template, username=args.username, slug=args.slug, title=args.title,
                      datasets=args.dataset, mean_shape=args.mean_shape, internet=True if args.internet else None,
                      machine_shape=args.machine_shape, sets=args.set)

@@ -1,6 +1,7 @@
 """What the kernel bundle runs on Kaggle: find the data, train (folds in parallel on several GPUs, or
 gather fold kernels' checkpoints), blend, write and check submission.csv. Every step is a
 `python -m fkd ...` process, as on the command line."""
+import contextlib
 import json
 import os
 import queue
@@ -57,31 +58,30 @@ def run_fold_process(argv, env, prefix) -> int:
     return _stream(process, prefix)
 
 
-def train_folds_parallel(cv_argv, folds, n_gpus, bundle_root, launch=run_fold_process) -> None:
-    """Train each fold in its own process, one process per GPU at a time (CUDA_VISIBLE_DEVICES=g).
-
-    GPUs take the next waiting fold as they come free. `launch(argv, env, prefix) -> exit status`.
-    """
+def train_jobs_parallel(jobs, n_gpus, bundle_root, launch=run_fold_process) -> None:
+    """Train each job [(label, cv argv)] in its own process, one process per GPU at a time
+    (CUDA_VISIBLE_DEVICES=g): every member's folds share the GPUs, which take the next waiting job as
+    they come free. `launch(argv, env, prefix) -> exit status`. The caller holds the runs' locks: its
+    pid in $FKD_RUN_LOCK_HOLDER lets the jobs write their folds under them."""
     waiting = queue.Queue()
-    for k in folds:
-        waiting.put(k)
+    for job in jobs:
+        waiting.put(job)
     failures = []
     path = os.pathsep.join(p for p in (str(bundle_root), os.environ.get("PYTHONPATH", "")) if p)
 
     def worker(gpu):
         while not failures:
             try:
-                k = waiting.get_nowait()
+                label, argv = waiting.get_nowait()
             except queue.Empty:
                 return
             env = dict(os.environ, CUDA_VISIBLE_DEVICES=str(gpu), PYTHONPATH=path, PYTHONUNBUFFERED="1",
                        **{HOLDER_ENV: str(os.getpid())})
-            argv = list(cv_argv) + ["--only-fold", str(k)]
-            log(f"gpu {gpu}: fold {k}: fkd " + " ".join(map(str, argv)))
-            status = launch(argv, env, f"[gpu{gpu} fold{k}] ")
-            log(f"gpu {gpu}: fold {k} finished with exit status {status}")
+            log(f"gpu {gpu}: {label}: fkd " + " ".join(map(str, argv)))
+            status = launch(argv, env, f"[gpu{gpu} {label}] ")
+            log(f"gpu {gpu}: {label} finished with exit status {status}")
             if status:
-                failures.append((k, status))
+                failures.append((label, status))
 
     threads = [threading.Thread(target=worker, args=(g,), daemon=True) for g in range(n_gpus)]
     for thread in threads:
@@ -89,7 +89,7 @@ def train_folds_parallel(cv_argv, folds, n_gpus, bundle_root, launch=run_fold_pr
     for thread in threads:
         thread.join()
     if failures:
-        raise RuntimeError("fold training failed: " + ", ".join(f"fold {k} (exit {s})" for k, s in failures))
+        raise RuntimeError("fold training failed: " + ", ".join(f"{label} (exit {s})" for label, s in failures))
 
 
 def gather_fold_checkpoints(input_root, name, folds, run_dir, sources=()) -> list:
@@ -126,14 +126,28 @@ def gather_fold_checkpoints(input_root, name, folds, run_dir, sources=()) -> lis
         with atomic_path(run_dir / "config.json") as tmp:
             shutil.copyfile(first, tmp)
     for k, path in found.items():
-        log(f"fold {k}: {path}")
+        log(f"{name} fold {k}: {path}")
         with atomic_path(run_dir / path.name) as tmp:
             shutil.copyfile(path, tmp)
     return [run_dir / found[k].name for k in range(folds)]
 
 
-def kernel_main(plan, config_name, config_text, bundle_root) -> int:
-    """What the bundle runs: find the data, train (or gather fold runs), blend, write submission.csv."""
+def member_summary(run_dir) -> str:
+    """One log line of a finished member: its folds' times and its OOF figures."""
+    run_dir = Path(run_dir)
+    metrics = json.loads((run_dir / "metrics.json").read_text())
+    folds = ", ".join(f"{seconds:.0f} s" for seconds in metrics.get("fold_seconds", []))
+    return (f"member {run_dir.name}: folds {folds or 'timed in no checkpoint'}; OOF RMSE {metrics['rmse']:.4f} = "
+            f"{metrics['ratio_to_mean_shape']:.3f}x the mean shape (complete rows {metrics['rmse_complete']:.4f}, "
+            f"partial rows {metrics['rmse_partial']:.4f})")
+
+
+def kernel_main(plan, configs, bundle_root) -> int:
+    """What the bundle runs: find the data, train every member's folds (or gather the fold kernels'),
+    blend or stack the members as `fkd submit` does, write and check submission.csv.
+
+    plan: mode (single, fold, ensemble), members [{name, config, description}], folds, stack, and for a
+    fold kernel its member and fold; configs: {config file name: its resolved text}."""
     try:
         sys.stdout.reconfigure(line_buffering=True)
     except (AttributeError, ValueError):
@@ -146,46 +160,60 @@ def kernel_main(plan, config_name, config_text, bundle_root) -> int:
     os.environ.setdefault("PYTHONUNBUFFERED", "1")
     if not plan.get("internet"):
         os.environ.setdefault("HF_HUB_OFFLINE", "1")  # no network on Kaggle: fail fast, never hang
-    mode, name, folds = plan["mode"], plan["name"], int(plan["folds"])
+    mode, members, folds = plan["mode"], plan["members"], int(plan["folds"])
     log(f"fkd {fkd.__version__} from {Path(fkd.__file__).parent}; python {sys.version.split()[0]}; "
-        f"mode {mode}; run {name}; input {input_root}; working {working}")
-    config_path = Path(bundle_root) / config_name
-    config_path.write_text(config_text)
+        f"mode {mode}; {len(members)} member(s): {', '.join(m['name'] for m in members)}; "
+        f"{'stacked' if plan.get('stack') else 'blended'}; input {input_root}; working {working}")
+    for member in members:
+        log(f"member {member['name']} ({member['config']}): {member.get('description') or 'no description'}")
+    for config_name, text in configs.items():  # a fold kernel carries its own member's config alone
+        (Path(bundle_root) / config_name).write_text(text)
 
     data_dir = find_data_dir(search_root=input_root).resolve()
     log(f"competition data: {data_dir} ({', '.join(sorted(p.name for p in data_dir.iterdir()))})")
     runs_dir = working / "runs"
-    cv_argv = ["cv", "--data-dir", data_dir, "--config", config_path, "--folds", folds,
-               "--runs-dir", runs_dir]
+
+    def cv_argv(member):
+        return ["cv", "--data-dir", data_dir, "--config", Path(bundle_root) / member["config"], "--folds", folds,
+                "--runs-dir", runs_dir, "--name", member["name"]]
+
     n_gpus = 0 if plan.get("mean_shape") else cuda_device_count()
     log(f"GPUs: {n_gpus}")
 
     if mode == "fold":
+        [member] = [m for m in members if m["name"] == plan["member"]]
         k = int(plan["fold"])
-        fkd_command(cv_argv + ["--name", name, "--only-fold", k], bundle_root)
-        log(f"fold {k} done: {runs_dir / name / f'fold{k}.pt'} (the ensemble kernel gathers the folds)")
+        fkd_command(cv_argv(member) + ["--only-fold", k], bundle_root)
+        log(f"{member['name']} fold {k} done: {runs_dir / member['name'] / f'fold{k}.pt'} (the ensemble kernel "
+            "gathers the folds)")
         return 0
     if mode == "single" and plan.get("mean_shape"):
         submit_argv = ["submit", "--data-dir", data_dir, "--model", "mean"]
-    elif mode == "single":
-        argv = cv_argv + ["--name", name]
-        if n_gpus > 1:
-            log(f"{n_gpus} GPUs: folds trained concurrently, one process per GPU")
-            (runs_dir / name).mkdir(parents=True, exist_ok=True)
-            with writer_lock(runs_dir / name, log):
-                train_folds_parallel(argv, list(range(folds)), n_gpus, bundle_root)
-        fkd_command(argv, bundle_root)  # after parallel training: every fold is done, this gathers OOF and metrics
-        submit_argv = ["submit", "--data-dir", data_dir, "--runs", runs_dir / name]
-    elif mode == "ensemble":
-        gather_fold_checkpoints(input_root, name, folds, runs_dir / name, plan.get("sources", ()))
-        fkd_command(cv_argv + ["--name", name], bundle_root)  # nothing left to train: assembles OOF, test predictions
-        submit_argv = ["submit", "--data-dir", data_dir, "--runs", runs_dir / name]
+    elif mode in ("single", "ensemble"):
+        if mode == "ensemble":
+            for member in members:
+                gather_fold_checkpoints(input_root, member["name"], folds, runs_dir / member["name"],
+                                        plan.get("sources", ()))
+        elif n_gpus > 1:
+            log(f"{n_gpus} GPUs: the folds of every member trained concurrently, one process per GPU")
+            jobs = [(f"{m['name']} fold{k}", cv_argv(m) + ["--only-fold", k]) for m in members for k in range(folds)]
+            with contextlib.ExitStack() as locks:
+                for member in members:
+                    (runs_dir / member["name"]).mkdir(parents=True, exist_ok=True)
+                    locks.enter_context(writer_lock(runs_dir / member["name"], log))
+                train_jobs_parallel(jobs, n_gpus, bundle_root)
+        for member in members:  # trains what is left (everything, on one device), then assembles the run
+            fkd_command(cv_argv(member), bundle_root)
+        for member in members:
+            log(member_summary(runs_dir / member["name"]))
+        submit_argv = (["submit", "--data-dir", data_dir, "--runs", *(runs_dir / m["name"] for m in members)]
+                       + (["--stack"] if plan.get("stack") else []))
     else:
         raise RuntimeError(f"unknown plan mode {mode!r}")
 
     out_dir = working / "submissions"
     before = set(out_dir.glob("*.csv")) if out_dir.is_dir() else set()
-    fkd_command(submit_argv + ["--name", name, "--out-dir", out_dir], bundle_root)
+    fkd_command(submit_argv + ["--name", plan["name"], "--out-dir", out_dir], bundle_root)
     made = sorted(set(out_dir.glob("*.csv")) - before, key=lambda p: p.stat().st_mtime)
     if not made:
         raise RuntimeError(f"`fkd submit` wrote no new .csv into {out_dir}")

@@ -160,17 +160,17 @@ def _train_run(run_dir, config, images, truth, image_ids, test_images, folds, lo
 
     oof = np.full(truth.shape, np.nan, dtype=np.float32)
     last_epoch_oof = np.full(truth.shape, np.nan, dtype=np.float32)
-    test_predictions, history, seconds = [], [], 0.0
+    test_predictions, history, fold_seconds = [], [], []
     for fold in range(config["folds"]):
         kept = checkpoint.load(run_dir / f"fold{fold}.pt")
         oof[kept["valid_index"]] = kept["val_pred"]
         last_epoch_oof[kept["valid_index"]] = kept.get("last_val_pred", kept["val_pred"])
         test_predictions.append(kept["test_pred"])
         history.extend(kept["history"])
-        seconds += kept.get("seconds", 0.0)
+        fold_seconds.append(round(float(kept.get("seconds", 0.0)), 1))
     metrics = rmse_report(oof, truth)
     metrics.update({"mean_shape_rmse": baseline, "ratio_to_mean_shape": metrics["rmse"] / baseline,
-                    "train_seconds": seconds, "folds": config["folds"], "epochs": config["epochs"],
+                    "train_seconds": sum(fold_seconds), "fold_seconds": fold_seconds, "folds": config["folds"], "epochs": config["epochs"],
                     "keep": config["keep"]})
     if config["keep"] == "best":  # the optimistic choice: the honest figure beside it
         metrics["rmse_last_epoch"] = rmse(last_epoch_oof, truth)
