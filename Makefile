@@ -25,6 +25,10 @@ MODEL   ?=
 STACK   ?=
 VIDEO   ?=
 HOLDOUT ?= build/holdout
+SPACE   ?=
+TRIALS  ?=
+STORAGE ?=
+STUDY   ?=
 CONFIGS ?=
 # `make kernel` ships fkd's default members (the best measured ensemble, stacked: fkd kernel's own default)
 # unless CONFIGS, or CONFIG for one member, is given on the command line or in the environment
@@ -32,7 +36,7 @@ KERNEL_CONFIGS := $(or $(CONFIGS),$(if $(filter command line environment,$(origi
 DATA_ARG := $(if $(DATA),--data-dir $(DATA))
 FINISHED_RUNS = $(patsubst %/metrics.json,%,$(wildcard runs/*/metrics.json))
 
-.PHONY: help install test demo data holdout bench eda cv submit report kernel push status output lb lb-sync ledger export face calibrate video kaggle-env gpu-check clean
+.PHONY: help install test demo data holdout bench eda cv tune submit report kernel push status output lb lb-sync ledger export face calibrate video kaggle-env gpu-check clean
 
 help:  ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | sed 's/:.*## /\t/' | expand -t 12
@@ -71,6 +75,12 @@ eda: install  ## plots of the data -> reports/eda/
 cv: install  ## K-fold cross-validation: make cv CONFIG=configs/x.yaml [FOLDS=5] [NAME=...] [DEVICE=cpu] [SET="seed=4 epochs=64"]
 	$(FKD) cv $(DATA_ARG) --config $(CONFIG) $(if $(FOLDS),--folds $(FOLDS)) $(if $(NAME),--name $(NAME)) \
 		$(if $(DEVICE),--device $(DEVICE)) $(foreach s,$(SET),--set $(s))
+
+tune: install  ## recipe search (Optuna): make tune CONFIG=configs/x.yaml SPACE=configs/spaces/x.yaml [TRIALS=20] [FOLDS=0|0,1|all] [STORAGE=postgresql://...] [STUDY=name]
+	$(if $(SPACE),,$(error SPACE is not set: make tune CONFIG=configs/stem-heatmap.yaml SPACE=configs/spaces/stem-heatmap.yaml))
+	$(FKD) tune $(DATA_ARG) --config $(CONFIG) --space $(SPACE) $(if $(TRIALS),--trials $(TRIALS)) \
+		$(if $(FOLDS),--on-folds $(FOLDS)) $(if $(STORAGE),--storage $(STORAGE)) $(if $(STUDY),--study $(STUDY)) \
+		$(foreach s,$(SET),--set $(s))
 
 submit: install  ## blend runs into a checked submission: make submit RUNS="runs/a runs/b" [STACK=1: a two-stage linear stack, fkd.submit.stack]
 	$(if $(RUNS),,$(error RUNS is not set: make submit RUNS="runs/a runs/b" (finished runs here: $(or $(FINISHED_RUNS),none))))

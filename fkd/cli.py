@@ -23,6 +23,7 @@ COMMANDS = {
     "export": ("fkd.submit.export", "the ensemble of runs as one ONNX file (checked against fkd's own predictions)"),
     "calibrate": ("fkd.photo.frame", "where MTCNN puts its landmarks on a run's training faces, for fkd face's crops"),
     "face": ("fkd.photo.command", "find faces in photos and videos and draw the predicted keypoints on them"),
+    "tune": ("fkd.tune.command", "recipe search on Optuna: trials are fkd runs (SQLite here, PostgreSQL across machines)"),
     "kernel": ("fkd.kaggle.bundle", "build the single-file Kaggle kernel bundle"),
     "kaggle": ("fkd.kaggle.command", "push/status/output a kernel, submit to the leaderboard, sync scores"),
     "ledger": ("fkd.kaggle.ledger", "table (and plot) of leaderboard scores against CV scores"),

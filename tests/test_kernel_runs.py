@@ -85,7 +85,7 @@ def test_bundle_trains_and_submits_outside_the_repository(small_competition, con
     log = run_bundle(tmp_path / "kernel" / "fkd_kernel.py", input_root, working, tmp_path / "elsewhere",
                      python=bundle_python, FKD_KERNEL_GPUS="2")
     assert f"precision {'bf16' if cpu_has_bf16() else 'fp32'}" in log and "training images/s" in log   # auto on a CPU
-    assert "[gpu0 fold" in log and "[gpu1 fold" in log and "fkd submit" in log
+    assert "[gpu0 tiny fold" in log and "[gpu1 tiny fold" in log and "fkd submit" in log
     run = working / "runs" / "tiny"
     assert {"fold0.pt", "fold1.pt", "oof.csv", "metrics.json", "test_pred.csv"} <= {p.name for p in run.iterdir()}
     check_submission_cli(working / "submission.csv", input_root / "facial-keypoints-detection" / "IdLookupTable.csv")

@@ -25,8 +25,10 @@ def test_report_and_eda_leave_the_data_search_to_fkd():
 
 
 def test_kernel_ships_the_config_asked_for():
-    assert "--config configs/gpu.yaml" in make_n("kernel").stdout
+    assert "--config" not in make_n("kernel").stdout.splitlines()[-1]  # fkd kernel's default: the measured pair
     assert "--config configs/cpu.yaml" in make_n("kernel", "CONFIG=configs/cpu.yaml").stdout
+    assert "--config configs/a.yaml --config configs/b.yaml --stack" in make_n(
+        "kernel", "CONFIGS=configs/a.yaml configs/b.yaml", "STACK=1").stdout
 
 
 @pytest.mark.parametrize("target, message", [

@@ -31,6 +31,8 @@ from fkd.core.atomic import write_text
 from fkd.core.config import add_set_argument, dump_config, load_config
 from fkd.core.errors import FkdError
 from fkd.core.provenance import source_commit
+from fkd.kaggle.estimate import describe as describe_estimate
+from fkd.kaggle.estimate import estimate_kernel
 from fkd.kaggle.metadata import (
     GPU_MACHINE_SHAPES,
     METADATA,
@@ -237,7 +239,10 @@ def build(configs=None, out="build/kernel", folds=None, split=False, name=None, 
         meta["machine_shape"] = machine_shape
         options["machine_shape"] = "--machine-shape"
     validate_metadata(meta, template, options=options)
-    plan_members = [{k: m[k] for k in ("name", "config", "description")} for m in members]
+    estimated = estimate_kernel([m["settings"] for m in members]) if members else None
+    plan_members = [{**{k: m[k] for k in ("name", "config", "description")},
+                     "fold_seconds": round(e["fold_seconds"][1])}  # the runner starts the longest jobs first
+                    for m, e in zip(members, estimated["members"] if estimated else [])]
     texts = {m["config"]: m["text"] for m in members}
     base = {"name": name, "folds": folds, "members": plan_members, "stack": bool(stack), "mean_shape": bool(mean_shape),
             "internet": bool(meta.get("enable_internet", False)), "competition": COMPETITION}
@@ -274,7 +279,8 @@ def build(configs=None, out="build/kernel", folds=None, split=False, name=None, 
         kernels.append({"role": "ensemble", "dir": "ensemble", "id": ens_meta["id"]})
     manifest = {"layout": "split" if split else "single", "name": name, "folds": folds,
                 "members": [{"name": m["name"], "config": str(m["path"])} for m in members],
-                "stack": bool(stack), "kernels": kernels}
+                "stack": bool(stack), "kernels": kernels,
+                "estimate": describe_estimate(estimated) if estimated else []}
     write_text(out / MANIFEST, json.dumps(manifest, indent=2) + "\n")
     return manifest
 
@@ -349,5 +355,7 @@ def run(args):
     if any(is_placeholder(e["id"]) for e in manifest["kernels"]):
         print(f"note: no Kaggle username (set KAGGLE_USERNAME or pass --username): the kernel id uses the "
               f"placeholder {USERNAME_PLACEHOLDER!r}, which `fkd kaggle push` refuses")
+    for line in manifest["estimate"]:
+        print(line)
     print(f"next: fkd kaggle push --kernel-dir {out}")
     return 0

@@ -15,10 +15,11 @@ The model of a fold's time (fkd.train.loop.train_fold, what it trains and predic
                        + resume states saved x their bytes / disk speed + a process start
 Each constant below is a pair (optimistic, pessimistic): every time is a range, never one number.
 FlopCounterMode counts convolutions and matrix products only (BatchNorm, ReLU, pooling and the
-augmentation are memory-bound work the effective FLOPS and the step overhead stand for).
+augmentation are memory-bound work the effective FLOPS and the step overhead stand for). Not counted:
+a pseudo_labels teacher's predictions (its model lies in a run folder on Kaggle), the data's first parse.
 
 torch, the model zoo and the training loop are imported inside the functions that need them, so that
-importing this module costs nothing: `fkd kernel --help` (and any light command) stays torch-free.
+importing this module pulls in no torch (a light command's import of it costs nothing).
 """
 import math
 
@@ -31,6 +32,9 @@ from fkd.core.errors import FkdError
 # the augmentation memory-bound between the convolutions) reach a small fraction of it. Optimistic:
 # 8 TFLOPS (12% of peak), below what NVIDIA's tuned ResNet-50 reaches on a T4 in mixed precision
 # (1,190 images/s x 8.2 GFLOPs = 9.8 TFLOPS, DeepLearningExamples); pessimistic: 3 TFLOPS (5%).
+# The same count on a CPU, as a check of the method: cpu-heatmap-stem's 5 proxy folds (4.7e14 FLOPs)
+# took 1,996 s on 2 cores with bf16, 235 GFLOPS over the whole run; its training step there runs at
+# 350-375 GFLOPS, and prediction in float32 at 75: with those rates this model gives 89-93% of it.
 EFFECTIVE_T4_FLOPS = (8e12, 3e12)
 # Prediction runs in float32 everywhere (fkd.train.predict: no autocast): a T4's fp32 peak is 8.1
 # TFLOPS, no tensor cores. NVIDIA's ResNet-50 at batch 128 reaches 426 images/s x 8.2 GFLOPs = 3.5
@@ -40,8 +44,9 @@ EFFECTIVE_T4_FP32_FLOPS = (3.5e12, 1.5e12)
 # (forward, backward, the augmentation, GradScaler's unscale and its inf check, which waits for the
 # GPU every step, clip_grad_norm_, AdamW, the EMA update) at 5-10 us each from Python on Kaggle's
 # 2 GHz Xeon, plus the optimizer's and EMA's passes over the weights. Counted also per prediction
-# batch (each ends in a copy to the CPU). Calibrated against the fixed per-step cost of fkd's own
-# train_epoch measured on a 2-core CPU, where no launch is paid and dispatch alone costs milliseconds.
+# batch (each ends in a copy to the CPU). Calibrated against the fixed cost of a step of fkd's own
+# train_epoch on a 2-core AMD EPYC (cpu-heatmap-stem's model; the step times at batch 4 and 64 drawn
+# to batch 0): 1.2-1.6 ms in float32, 3.8-4.3 ms under bf16 autocast, with no kernel launch paid.
 STEP_OVERHEAD_S = (0.003, 0.010)
 # After every epoch but the last the fold saves a resume state (fkd.train.loop.save_resume_state):
 # the weights, AdamW's two moments and the EMA's weights in float32, copied from the GPU and written
@@ -153,8 +158,11 @@ def estimate(config: dict, training_rows: int = 7049, test_images: int = 1783, f
     state_bytes = 4 * (figures["parameters"] * (3 + bool(config.get("ema"))) + figures["buffers"])
     saves = max(epochs - 1, 0)
 
+    # precision auto or fp16 trains in fp16 on a T4; fp32 trains without tensor cores (bf16 is refused there)
+    training_rate = EFFECTIVE_T4_FP32_FLOPS if config.get("precision") == "fp32" else EFFECTIVE_T4_FLOPS
+
     def fold_seconds(i):
-        return (training_flops / EFFECTIVE_T4_FLOPS[i]
+        return (training_flops / training_rate[i]
                 + (validation_flops + prediction_flops) / EFFECTIVE_T4_FP32_FLOPS[i]
                 + (steps + prediction_batches) * STEP_OVERHEAD_S[i]
                 + saves * state_bytes / SAVE_BYTES_PER_S[i]

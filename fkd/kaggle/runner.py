@@ -196,7 +196,9 @@ def kernel_main(plan, configs, bundle_root) -> int:
                                         plan.get("sources", ()))
         elif n_gpus > 1:
             log(f"{n_gpus} GPUs: the folds of every member trained concurrently, one process per GPU")
-            jobs = [(f"{m['name']} fold{k}", cv_argv(m) + ["--only-fold", k]) for m in members for k in range(folds)]
+            longest_first = sorted(members, key=lambda m: -m.get("fold_seconds", 0))  # the estimate's packing
+            jobs = [(f"{m['name']} fold{k}", cv_argv(m) + ["--only-fold", k]) for m in longest_first
+                    for k in range(folds)]
             with contextlib.ExitStack() as locks:
                 for member in members:
                     (runs_dir / member["name"]).mkdir(parents=True, exist_ok=True)

@@ -85,9 +85,10 @@ def _finished_folds(run_dir: Path, config: dict, fingerprint: str, folds) -> set
     return finished
 
 
-def run_cv(data_dir, config: dict, runs_dir="runs") -> Path:
+def run_cv(data_dir, config: dict, runs_dir="runs", on_epoch=None) -> Path:
     """Train every missing fold of `config`; when all folds exist, write the run's results. One
-    process writes a run at a time (its folder's lock); a failed first try leaves no folder behind."""
+    process writes a run at a time (its folder's lock); a failed first try leaves no folder behind.
+    on_epoch(fold, epoch, val_rmse): told every epoch's validation RMSE (fkd tune's pruner)."""
     data_dir = find_data_dir(data_dir)
     run_dir = Path(runs_dir) / config["name"]
     check_model_options(config)
@@ -102,7 +103,7 @@ def run_cv(data_dir, config: dict, runs_dir="runs") -> Path:
         raise FkdError(f"cannot write there: {error.strerror or error}", path=run_dir) from None
     try:
         with writer_lock(run_dir, log):
-            _train_run(run_dir, config, images, truth, image_ids, test_images, folds, load_lookup(data_dir))
+            _train_run(run_dir, config, images, truth, image_ids, test_images, folds, load_lookup(data_dir), on_epoch)
     except BaseException:
         if new_folder:
             _remove_if_empty(run_dir)
@@ -116,7 +117,7 @@ def _remove_if_empty(run_dir: Path) -> None:
         shutil.rmtree(run_dir, ignore_errors=True)
 
 
-def _train_run(run_dir, config, images, truth, image_ids, test_images, folds, lookup) -> None:
+def _train_run(run_dir, config, images, truth, image_ids, test_images, folds, lookup, on_epoch=None) -> None:
     fingerprint = training_fingerprint(images, truth)
     _check_same_run(run_dir, config)
     done = _finished_folds(run_dir, config, fingerprint, folds)
@@ -141,7 +142,7 @@ def _train_run(run_dir, config, images, truth, image_ids, test_images, folds, lo
         started = time.perf_counter()
         resume = rundir.resume_path(run_dir, fold)
         trained = train_fold(fold, images, labels, truth, folds, config, test_images, test_subsets, log=log,
-                             resume_path=resume)
+                             resume_path=resume, on_epoch=on_epoch)
         trained["seconds"] = time.perf_counter() - started
         trained["identity"] = checkpoint.identity(config, fingerprint, folds, fold)
         checkpoint.save(trained, path)

@@ -207,12 +207,14 @@ def _restore(state, model, optimizer, schedule, ema, scaler, generator) -> None:
 
 
 def train_fold(fold: int, images: np.ndarray, labels: np.ndarray, truth: np.ndarray, folds: np.ndarray,
-               config: dict, test_images=None, test_subsets=None, log=print, resume_path=None):
+               config: dict, test_images=None, test_subsets=None, log=print, resume_path=None, on_epoch=None):
     """Train one fold; returns the checkpoint dict (weights, validation/test predictions, history).
 
     test_subsets [M] says which subset's output each test image gets (1 = all 30 values asked).
     resume_path: the state is saved there after every epoch, and a saved state is resumed from, so an
-    interrupted fold goes on where it stopped, exactly as if it never had."""
+    interrupted fold goes on where it stopped, exactly as if it never had. on_epoch(fold, epoch,
+    val_rmse): told each epoch's validation RMSE once its state is saved (a search's pruner may stop the
+    fold there by raising)."""
     device = pick_device(config["device"])
     seed_everything(config["seed"] * 100 + fold)
     train_index = np.flatnonzero(folds != fold)
@@ -276,6 +278,8 @@ def train_fold(fold: int, images: np.ndarray, labels: np.ndarray, truth: np.ndar
         if resume_path is not None and epoch + 1 < config["epochs"]:
             save_resume_state(resume_path, epoch + 1, model, optimizer, schedule, ema, scaler, generator,
                               history, best, config)
+        if on_epoch is not None:
+            on_epoch(fold, epoch + 1, val_rmse)
 
     n_views = len(tta_views(config))
     views = f" with {n_views} test-time views" if n_views > 1 else ""

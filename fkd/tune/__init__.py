@@ -1,0 +1,1 @@
+"""Recipe search: Optuna studies whose trials are fkd runs (space, study, report, command)."""
