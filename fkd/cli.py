@@ -58,6 +58,12 @@ def follow_up(argv) -> None:
         print(f"fkd {argv[0]} skipped ({status}); run `fkd {' '.join(argv)}` to retry", file=sys.stderr)
 
 
+def _usage_error(name: str, message: str):
+    """An option argparse refuses: one line, as every other error, and exit 2."""
+    print(f"fkd {name}: error: {message} (fkd {name} --help lists the options)", file=sys.stderr)
+    raise SystemExit(2)
+
+
 def main(argv=None) -> int:
     argv = sys.argv[1:] if argv is None else list(argv)
     parser = build_parser()
@@ -68,6 +74,7 @@ def main(argv=None) -> int:
     module_name, help_text = COMMANDS[name]
     module = importlib.import_module(module_name)
     command_parser = argparse.ArgumentParser(prog=f"fkd {name}", description=help_text)
+    command_parser.error = lambda message: _usage_error(name, message)
     module.add_arguments(command_parser)
     args = command_parser.parse_args(argv[1:])
     try:

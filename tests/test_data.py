@@ -47,6 +47,39 @@ def test_test_file_and_zip_read_the_same(competition, tmp_path):
     assert np.array_equal(zipped[0], plain[0])
 
 
+def _claiming(path, member, content, claimed):
+    """A small zip whose one member says (in both its headers) it unpacks to `claimed` bytes: a zip bomb's
+    header without the bomb."""
+    with zipfile.ZipFile(path, "w", zipfile.ZIP_DEFLATED) as archive:
+        archive.writestr(member, content)
+    raw = bytearray(path.read_bytes())
+    local, central = raw.find(b"PK\x03\x04"), raw.find(b"PK\x01\x02")
+    raw[local + 22:local + 26] = claimed.to_bytes(4, "little")
+    raw[central + 24:central + 28] = claimed.to_bytes(4, "little")
+    path.write_bytes(bytes(raw))
+    return path
+
+
+@pytest.mark.parametrize("stem", ["training", "test"])
+def test_a_zip_member_claiming_more_than_a_competition_file_is_refused_before_reading(stem, competition, tmp_path,
+                                                                                     monkeypatch):
+    folder = tmp_path / "bomb"
+    folder.mkdir()
+    for name in ("training", "test"):
+        shutil.copy(competition / f"{name}.csv", folder / f"{name}.csv")
+    (folder / f"{stem}.csv").unlink()
+    claimed = 2 ** 31                           # 2 GiB, as 2 GB of '0' deflated to ~2 MB would say
+    bomb = _claiming(folder / f"{stem}.zip", f"{stem}.csv", b"0" * 1000, claimed)
+    assert bomb.stat().st_size < 2000 and zipfile.ZipFile(bomb).getinfo(f"{stem}.csv").file_size == claimed
+    monkeypatch.setattr(zipfile.ZipFile, "read", lambda *a, **k: pytest.fail("read a member past the cap"))
+    load = data.load_training if stem == "training" else data.load_test
+    with pytest.raises(FkdError) as error:
+        load(folder)
+    message = str(error.value)
+    assert message.startswith(f"{bomb}: {stem}.csv inside would unpack to 2,147,483,648 bytes") and "\n" not in message
+    assert f"more than the {data.MAX_ZIP_MEMBER_BYTES:,}" in message and data.MAX_ZIP_MEMBER_BYTES == 2 ** 30
+
+
 def test_cache_is_reused_then_rebuilt_when_the_source_changes(competition, tmp_path, monkeypatch):
     folder = tmp_path / "c"
     shutil.copytree(competition, folder)

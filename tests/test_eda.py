@@ -124,3 +124,25 @@ def test_eda_command_on_a_competition_folder(competition, tmp_path, capsys):
     summary = (out / "summary.md").read_text()
     assert f"- {match.group(1)} groups of identical images" in summary       # both counts, as the summary says
     assert f"- {match.group(2)} near-identical pairs" in summary
+
+
+@pytest.mark.parametrize("option, value, says", [
+    ("--sigma", "0", "must be a finite number above 0, not 0"),     # was a ZeroDivisionError
+    ("--sigma", "-2", "must be a finite number above 0, not -2"),
+    ("--sigma", "nan", "must be a finite number above 0, not nan"),
+    ("--sigma", "inf", "must be a finite number above 0, not inf"),
+    ("--sigma", "wide", "must be a number, not 'wide'"),
+    ("--samples", "-3", "must be at least 1, not -3"),
+    ("--samples", "0", "must be at least 1, not 0"),
+    ("--top", "-1", "must be at least 1, not -1"),
+    ("--seed", "-1", "must be at least 0, not -1"),                 # was a ValueError from numpy
+    ("--seed", "1.5", "must be a whole number, not '1.5'"),
+])
+def test_eda_options_out_of_range_are_usage_errors(option, value, says, tmp_path, capsys):
+    out = tmp_path / "eda"
+    with pytest.raises(SystemExit) as stop:
+        main(["eda", "--data-dir", str(tmp_path), "--out", str(out), option, value])
+    assert stop.value.code == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and f"argument {option}: {says}" in err[0], err
+    assert not out.exists()

@@ -8,8 +8,8 @@ from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
 # core <- data <- model <- train <- submit/show/photo <- kaggle <- cli (bench and __main__ sit with cli)
-LAYERS = {"core": 0, "data": 1, "model": 2, "train": 3, "submit": 4, "show": 4, "photo": 4, "tune": 5, "kaggle": 5,
-          "cli": 6, "bench": 6, "__main__": 6, "__init__": 0}
+LAYERS = {"core": 0, "data": 1, "model": 2, "train": 3, "submit": 4, "show": 4, "photo": 4, "tune": 5, "kaggle": 6,
+          "cli": 7, "bench": 7, "__main__": 7, "__init__": 0}
 
 
 def module_name(path: Path, root: Path = REPO) -> str:

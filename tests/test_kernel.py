@@ -139,6 +139,22 @@ def test_the_templates_own_error_still_names_the_template(tmp_path):
         bundle.build(None, tmp_path / "k", template=template, username="alice", mean_shape=True, slug="fkd-other-run")
 
 
+def test_a_template_that_is_not_utf8_json_is_one_line_naming_it(tmp_path, capsys):
+    from fkd.cli import main
+
+    image = tmp_path / "some.png"
+    image.write_bytes(b"\x89PNG\r\n\x1a\n\x00\x00\x00\rIHDR" + bytes(range(256)))
+    assert main(["kernel", "--template", str(image), "--out", str(tmp_path / "k"), "--mean-shape",
+                 "--username", "alice"]) == 2
+    err = capsys.readouterr().err
+    assert len(err.strip().splitlines()) == 1 and str(image) in err and "UTF-8" in err, err
+    assert not (tmp_path / "k").exists()
+    (tmp_path / "built").mkdir()
+    (tmp_path / "built" / metadata.METADATA).write_bytes(b"\x89PNG\r\n\x1a\n\x00\x00\x00\rIHDR" + bytes(range(256)))
+    with pytest.raises(FkdError, match="kernel-metadata.json: .*UTF-8"):
+        metadata.load_metadata(tmp_path / "built")
+
+
 @pytest.mark.parametrize("username", ["b o b", "", "alice/x"])
 def test_a_username_that_cannot_be_kaggles_is_refused_naming_the_option(username, tmp_path):
     with pytest.raises(FkdError, match=f"^--username {username!r}: a Kaggle username is letters, digits and hyphens"):

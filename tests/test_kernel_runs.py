@@ -214,3 +214,21 @@ def test_split_kernels_of_several_members_and_their_stack(small_competition, two
     check_submission_cli(working / "submission.csv", competition / "IdLookupTable.csv")
     runs = [working / "runs" / "tiny", working / "runs" / "tiny-b"]
     assert_same_submission(working / "submission.csv", local_stack(competition, runs, tmp_path / "local"))
+
+
+def test_a_study_runs_inside_the_kernel_and_its_report_reads_back_here(small_competition, config, tmp_path):
+    """fkd kernel --tune: the study's SQLite file is in the kernel's output; fkd tune --report reads it here."""
+    space = tmp_path / "cfg" / "space.yaml"
+    space.write_text("lr: {log: [1.0e-3, 5.0e-3]}\n")
+    input_root = kaggle_input(small_competition, tmp_path / "input")
+    bundle.build(config, tmp_path / "kernel", folds=2, username="alice",
+                 tune={"space": space, "trials": 2, "on_folds": "0"})
+    working = tmp_path / "working"
+    log = run_bundle(tmp_path / "kernel" / "fkd_kernel.py", input_root, working, tmp_path / "elsewhere")
+    assert "fkd tune" in log and "done: study space" in log
+    output = tmp_path / "output-runs"
+    shutil.copytree(working / "runs", output)  # what `make output` brings back
+    result = subprocess.run([sys.executable, "-m", "fkd", "tune", "--report", "space", "--runs-dir", str(output),
+                             "--configs-dir", str(config.parent)], cwd=REPO, capture_output=True, text=True)
+    assert result.returncode == 0, result.stderr
+    assert "2 complete" in result.stdout and (config.parent / "space-best.yaml").is_file()

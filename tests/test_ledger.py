@@ -59,3 +59,28 @@ def test_command_without_scores_makes_no_plot(tmp_path, monkeypatch, capsys):
     assert main(["ledger"]) == 0
     assert "fkd kaggle sync" in capsys.readouterr().out
     assert not (tmp_path / "reports").exists()
+
+
+def test_a_ledger_given_that_does_not_exist_is_not_an_empty_ledger(tmp_path, monkeypatch, capsys):
+    monkeypatch.chdir(tmp_path)
+    typo = tmp_path / "submisions" / "ledger.csv"
+    assert main(["ledger", "--ledger", str(typo), "--no-plot"]) == 2
+    err = capsys.readouterr().err
+    assert len(err.strip().splitlines()) == 1 and f"{typo}: no such ledger" in err, err
+    assert main(["ledger", "--no-plot"]) == 0                  # the default, absent: nothing submitted yet
+    assert "no submissions yet" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize("content, says", [
+    (b"\x89PNG\r\n\x1a\n\x00\x00\x00\rIHDR" + bytes(range(256)), "not UTF-8 text"),
+    (b"submitted_utc,file,message\n2024," + b"x" * 200_000 + b",m\n", "not a readable CSV file"),  # a field past csv's limit
+])
+def test_a_ledger_that_is_not_a_csv_file_is_one_line_naming_it(content, says, tmp_path, capsys):
+    path = tmp_path / "some.png"
+    path.write_bytes(content)
+    assert main(["ledger", "--ledger", str(path), "--no-plot"]) == 2
+    err = capsys.readouterr().err
+    assert len(err.strip().splitlines()) == 1 and f"{path}: not a ledger: {says}" in err, err
+    with pytest.raises(FkdError, match=says):
+        ledger.append_row(row(1), path)                        # `fkd kaggle submit` refuses it too
+    assert path.read_bytes() == content

@@ -151,3 +151,13 @@ def test_a_run_records_its_training_framing(tmp_path):
     write_data_stamp(tmp_path, np.concatenate([images, images]), np.concatenate([keypoints, partial + 50]))
     np.testing.assert_allclose(read_framing(tmp_path), keypoints.mean(axis=0), atol=1e-3)
     assert read_framing(tmp_path / "older-run") is None
+
+
+@pytest.mark.parametrize("value", ["-5", "0", "many"])
+def test_worst_must_be_one_or_more(value, tmp_path, capsys):
+    run_dir = tmp_path / "run"
+    with pytest.raises(SystemExit) as stop:
+        main(["report", str(run_dir), "--worst", value])
+    assert stop.value.code == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "argument --worst: must be" in err[0], err

@@ -176,8 +176,22 @@ def test_command_line(tmp_path, capsys):
     assert cli.main(["synth", "--out", str(tmp_path / "c"), "--train", "12", "--test", "3", "--seed", "1"]) == 0
     assert {p.name for p in (tmp_path / "c").iterdir()} == WRITTEN
     assert len(pd.read_csv(tmp_path / "c" / "training.csv")) == 12
-    assert cli.main(["synth", "--out", str(tmp_path / "d"), "--train", "0"]) == 2
-    assert "error" in capsys.readouterr().err
+    with pytest.raises(SystemExit) as stop:
+        cli.main(["synth", "--out", str(tmp_path / "d"), "--train", "0"])
+    assert stop.value.code == 2 and "argument --train: must be at least 1, not 0" in capsys.readouterr().err
+    assert not (tmp_path / "d").exists()
+
+
+@pytest.mark.parametrize("option, value, says", [("--seed", "-1", "must be at least 0, not -1"),
+                                                 ("--test", "-2", "must be at least 1, not -2"),
+                                                 ("--train", "ten", "must be a whole number, not 'ten'")])
+def test_synth_options_out_of_range_are_usage_errors(option, value, says, tmp_path, capsys):
+    with pytest.raises(SystemExit) as stop:
+        cli.main(["synth", "--out", str(tmp_path / "c"), option, value])
+    assert stop.value.code == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and f"argument {option}: {says}" in err[0], err
+    assert not (tmp_path / "c").exists()
 
 
 # ---------------------------------------------------------------- never over a competition folder

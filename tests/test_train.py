@@ -143,7 +143,7 @@ def test_cv_learns_the_synthetic_faces_and_writes_the_run(larger_competition, tm
     assert oof.shape == (600, 30) and not np.isnan(oof).any() and set(folds) == {0, 1}
     ids, test = read_test_predictions(run_dir)
     assert len(ids) == 24 and test.shape == (24, 30)
-    history = read_json(run_dir / "history.json")
+    history = read_json(run_dir / "history.json", kind=list)
     assert len(history) == 24 and {"fold", "epoch", "train_loss", "val_rmse"} <= set(history[0])
     assert set(metrics["per_keypoint"]) and metrics["rmse_partial"] > 0
     # the kept epoch's OOF is predicted with every test-time view (epochs were scored on the plain view)
@@ -538,7 +538,7 @@ def test_keep_last_keeps_the_last_epoch_and_keep_best_reports_the_last_beside_it
 
     base = dict(model="lenet", epochs=3, batch_size=32, folds=2, lr=3e-3)
     last_dir = run_cv(competition, load_config(None, name="last", **base), tmp_path)
-    history = read_json(last_dir / "history.json")
+    history = read_json(last_dir / "history.json", kind=list)
     images, truth = load_training(competition)
     for fold in (0, 1):
         checkpoint = load_checkpoint(last_dir / f"fold{fold}.pt")
@@ -557,7 +557,7 @@ def test_keep_last_keeps_the_last_epoch_and_keep_best_reports_the_last_beside_it
 
     best_dir = run_cv(competition, load_config(None, name="best", keep="best", **base), tmp_path)
     metrics = read_json(best_dir / "metrics.json")
-    history = read_json(best_dir / "history.json")
+    history = read_json(best_dir / "history.json", kind=list)
     for fold in (0, 1):
         checkpoint = load_checkpoint(best_dir / f"fold{fold}.pt")
         scores = {r["epoch"]: r["val_rmse"] for r in history if r["fold"] == fold}

@@ -271,3 +271,85 @@ def test_a_hostile_pickle_in_the_old_file_layout_is_refused_too(tmp_path):
     with pytest.raises(FkdError, match="damaged checkpoint"):
         checkpoint.load(path)
     assert not marker.exists()
+
+
+def test_a_resume_state_of_another_config_is_kept_and_the_new_config_refused(competition, tmp_path, capsys):
+    runs = tmp_path / "runs"
+    folder = runs / "r"
+    folder.mkdir(parents=True)
+    (folder / "config.json").write_text('{"name": "r", "seed": 9}')
+    (folder / "resume-fold0.pt").write_bytes(b"the state of a config with seed 9")
+    assert cv(competition, runs, "--name", "r") == 2
+    assert "another config" in capsys.readouterr().err
+    assert (folder / "resume-fold0.pt").read_bytes() == b"the state of a config with seed 9"
+    assert '"seed": 9' in (folder / "config.json").read_text()
+
+
+def test_an_unfinished_teacher_is_refused_before_anything_is_made(competition, finished, tmp_path, capsys):
+    teacher = shutil.copytree(finished / "a", tmp_path / "teacher")
+    (teacher / "metrics.json").unlink()
+    (teacher / "manifest.json").unlink()
+    assert cv(competition, tmp_path / "runs", "--name", "s", "--set", f"pseudo_labels={teacher}") == 2
+    assert "not a finished run" in capsys.readouterr().err and not (tmp_path / "runs").exists()
+
+
+def test_force_never_replaces_a_submission_shaped_file_fkd_did_not_write(competition, tmp_path, capsys):
+    sample = tmp_path / "SampleSubmission.csv"
+    shutil.copyfile(competition / "SampleSubmission.csv", sample)
+    before = sample.read_bytes()
+    assert main(["submit", "--data-dir", str(competition), "--model", "mean", "--out", str(sample), "--force",
+                 "--out-dir", str(tmp_path / "subs")]) == 2
+    assert "fkd submit wrote" in capsys.readouterr().err and sample.read_bytes() == before
+
+
+def test_damaged_run_files_are_one_line(competition, run_copy, tmp_path, capsys):
+    (run_copy / "manifest.json").write_text("[1, 2]")
+    assert main(["submit", "--data-dir", str(competition), "--runs", str(run_copy),
+                 "--out-dir", str(tmp_path / "subs")]) == 2
+    assert "holds list where fkd expects an object" in capsys.readouterr().err
+    (run_copy / "manifest.json").unlink()
+    (run_copy / "metrics.json").write_bytes(b"\xff\xfe")
+    assert main(["report", str(run_copy)]) == 2
+    assert "not a UTF-8 text file" in capsys.readouterr().err
+
+
+def test_a_checkpoint_whose_weights_do_not_fit_is_one_line(competition, run_copy, tmp_path, capsys):
+    saved = torch.load(run_copy / "fold0.pt", weights_only=True)
+    saved["state_dict"] = {k: v[:1] for k, v in saved["state_dict"].items()}
+    torch.save(saved, run_copy / "fold0.pt")
+    (run_copy / "manifest.json").unlink()
+    assert main(["export", "--runs", str(run_copy), "--out", str(tmp_path / "m.onnx"), "--equal"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert "fold0.pt" in err and "do not make its model" in err and len(err.splitlines()) == 1
+
+
+def test_an_answer_outside_the_image_is_one_line(competition, tmp_path, capsys):
+    holdout = tmp_path / "holdout"
+    assert main(["holdout", "--data-dir", str(competition), "--out", str(holdout)]) == 0
+    assert main(["submit", "--data-dir", str(holdout), "--model", "mean", "--out", str(tmp_path / "s.csv"),
+                 "--out-dir", str(tmp_path / "subs")]) == 0
+    lines = (holdout / "answers.csv").read_text().splitlines()
+    lines[2] = lines[2].split(",")[0] + ",1e300"
+    (holdout / "answers.csv").write_text("\n".join(lines) + "\n")
+    capsys.readouterr()
+    assert main(["check-submission", str(tmp_path / "s.csv"), "--lookup", str(holdout),
+                 "--answers", str(holdout / "answers.csv")]) == 2
+    assert "row 2 (line 3), column Location: 1e+300 is outside the image" in capsys.readouterr().err
+
+
+def test_a_long_derived_submission_name_is_refused_before_the_work(competition, finished, tmp_path, capsys):
+    runs = []
+    for k in range(4):
+        runs.append(tmp_path / ("r" * 40 + str(k)))
+        shutil.copytree(finished / "a", runs[-1])
+    assert main(["submit", "--data-dir", str(competition), "--runs", *map(str, runs),
+                 "--out-dir", str(tmp_path / "subs")]) == 2
+    assert "pass --name" in capsys.readouterr().err and not (tmp_path / "subs").exists()
+
+
+def test_an_option_argparse_refuses_is_one_line(capsys):
+    with pytest.raises(SystemExit) as exited:
+        main(["face", "x.png", "--min-face", "-5"])
+    assert exited.value.code == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith("fkd face: error: argument --min-face")

@@ -47,7 +47,7 @@ def load(runs, name="space"):
 def test_a_study_of_tiny_trials_continues_and_its_best_config_reproduces_its_best_run(competition, tmp_path):
     base, space = recipe(tmp_path / "recipes")
     runs = tmp_path / "runs"
-    assert tune(competition, base, space, runs, "--trials", "3") == 0
+    assert tune(competition, base, space, runs, "--trials", "3", "--pruner", "none") == 0
     study = load(runs)
     complete = study.get_trials(states=(TrialState.COMPLETE,))
     assert len(complete) == 3
@@ -58,9 +58,9 @@ def test_a_study_of_tiny_trials_continues_and_its_best_config_reproduces_its_bes
         assert not (Path(trial.user_attrs["run"]) / "fold1.pt").exists()
 
     stamps = {p.name: p.stat().st_mtime_ns for p in (runs / "space").glob("trial-*/fold0.pt")}
-    assert tune(competition, base, space, runs, "--trials", "3") == 0          # nothing left to do
+    assert tune(competition, base, space, runs, "--trials", "3", "--pruner", "none") == 0   # nothing to do
     assert {p.name: p.stat().st_mtime_ns for p in (runs / "space").glob("trial-*/fold0.pt")} == stamps
-    assert tune(competition, base, space, runs, "--trials", "4") == 0          # one more, the first three kept
+    assert tune(competition, base, space, runs, "--trials", "4", "--pruner", "none") == 0   # one more
     assert len(load(runs).get_trials(states=(TrialState.COMPLETE,))) == 4
     assert {p.name: p.stat().st_mtime_ns for p in (runs / "space").glob("trial-*/fold0.pt")
             if p.parent.name in {f"trial-{t.number:04d}" for t in complete}} == stamps

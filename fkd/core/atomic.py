@@ -75,12 +75,20 @@ def check_destination(path, force: bool, kind: str, is_same_kind) -> Path:
     return path
 
 
-def read_json(path, missing: str = "no such file"):
-    """A JSON file's value; FkdError naming the file when it is absent (`missing`) or not valid JSON."""
+def read_json(path, missing: str = "no such file", kind=None):
+    """A JSON file's value; FkdError naming the file when it is absent (`missing`), not UTF-8 JSON, or
+    (with `kind`, dict or list) holds another kind of value."""
     path = Path(path)
     if not path.is_file():
         raise FkdError(missing, path=path)
     try:
-        return json.loads(path.read_text())
+        value = json.loads(path.read_text(encoding="utf-8"))
+    except UnicodeDecodeError as error:
+        raise FkdError(f"not a UTF-8 text file (byte {error.start}): damaged, or not fkd's", path=path) from None
     except json.JSONDecodeError as error:
         raise FkdError(f"not valid JSON ({error.msg}, line {error.lineno})", path=path) from None
+    if kind is not None and not isinstance(value, kind):
+        wanted = {dict: "an object", list: "a list"}[kind]
+        raise FkdError(f"holds {type(value).__name__} where fkd expects {wanted}: damaged, or not fkd's",
+                       path=path)
+    return value

@@ -37,6 +37,10 @@ SCAN_BLOCK_ROWS = 500  # rows of pixels a thread scans at least
 LABEL_MARGIN = 5.0
 LABEL_LOW, LABEL_HIGH = -LABEL_MARGIN, SIZE - 1 + LABEL_MARGIN
 HASH_BLOCK = 1 << 20  # bytes read at a time while hashing a source file
+# The most a .csv inside a .zip may unpack to. Kaggle's training.csv is ~230 MB unzipped (test.csv ~60 MB);
+# a member that says it is larger (a zip bomb: 2 GB of '0' compresses to ~2 MB) is refused before any of it
+# is read. (zipfile returns no more than the size a member declares; one that understates it fails its CRC check.)
+MAX_ZIP_MEMBER_BYTES = 1 << 30  # 1 GiB
 
 
 # ---------------------------------------------------------------- finding the competition folder
@@ -88,6 +92,11 @@ def read_bytes(path: Path) -> bytes:
             members = [m for m in archive.namelist() if m.endswith(".csv") and not m.startswith("__MACOSX")]
             if len(members) != 1:
                 raise FkdError(f"expected one .csv inside, found {members or 'none'}", path=path)
+            size = archive.getinfo(members[0]).file_size
+            if size > MAX_ZIP_MEMBER_BYTES:
+                raise FkdError(f"{members[0]} inside would unpack to {size:,} bytes, more than the "
+                               f"{MAX_ZIP_MEMBER_BYTES:,} a competition file can be (Kaggle's training.csv is "
+                               "~230 MB): a damaged or hostile zip? Download it again (`make data`)", path=path)
             return archive.read(members[0])
     except zipfile.BadZipFile as error:
         raise FkdError(f"not a readable zip ({error})", path=path) from None

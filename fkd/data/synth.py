@@ -23,6 +23,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 
+from fkd.core.arguments import non_negative_int, positive_int
 from fkd.core.atomic import atomic_path, check_writable, write_text
 from fkd.core.errors import FkdError
 from fkd.core.keypoints import COLUMNS, CORE_COLUMN_INDEX, KEYPOINTS, N_COLUMNS, SIZE
@@ -560,9 +561,9 @@ def write_competition(out_dir, n_train: int = 1000, n_test: int = 100, seed: int
 
 def add_arguments(parser):
     parser.add_argument("--out", required=True, help="folder to write the four competition files to")
-    parser.add_argument("--train", type=int, default=1000, help="training rows (default 1000)")
-    parser.add_argument("--test", type=int, default=100, help="test images (default 100)")
-    parser.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
+    parser.add_argument("--train", type=positive_int, default=1000, help="training rows (default 1000)")
+    parser.add_argument("--test", type=positive_int, default=100, help="test images (default 100)")
+    parser.add_argument("--seed", type=non_negative_int, default=0, help="random seed, 0 or more (default 0)")
     parser.add_argument("--force", action="store_true",
                         help="replace an earlier `fkd synth` folder (never one fkd synth did not write)")
 

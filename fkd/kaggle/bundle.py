@@ -28,7 +28,7 @@ import zipfile
 from pathlib import Path
 
 from fkd.core.atomic import write_text
-from fkd.core.config import add_set_argument, dump_config, load_config
+from fkd.core.config import add_set_argument, check_name, dump_config, load_config
 from fkd.core.errors import FkdError
 from fkd.core.provenance import source_commit
 from fkd.kaggle.estimate import describe as describe_estimate
@@ -48,6 +48,7 @@ from fkd.kaggle.metadata import (
 )
 from fkd.kaggle.program import COMPETITION
 from fkd.model.nets import check_model_options
+from fkd.tune.space import check_space, read_space
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 PACKAGE_DIR = Path(__file__).resolve().parents[1]  # fkd/
@@ -209,14 +210,17 @@ def _check_out(out: Path) -> None:
 
 def build(configs=None, out="build/kernel", folds=None, split=False, name=None, stack=None, template=DEFAULT_TEMPLATE,
           username=None, slug=None, title=None, datasets=(), mean_shape=False, internet=None, machine_shape=None,
-          sets=()) -> dict:
+          sets=(), tune=None) -> dict:
     """Write the bundle(s) to `out`; returns the manifest (also written to out/kernels.json).
 
     configs: one config file or several (the members); none gives DEFAULT_MEMBERS, stacked. stack: the
-    members are stacked (fkd submit --stack) rather than blended."""
+    members are stacked (fkd submit --stack) rather than blended. tune: {space, trials, storage, on_folds}:
+    the kernel runs an `fkd tune` study of its one member instead (the study's SQLite file in its output)."""
     out = Path(out)
     if isinstance(configs, (str, Path)):
         configs = [configs]
+    if tune and (not configs or len(configs) != 1 or split or mean_shape):
+        raise FkdError("--tune searches around one --config (no --split, no --mean-shape)")
     if not configs and not mean_shape:
         configs, stack = DEFAULT_MEMBERS, True if stack is None else stack
     members = [] if mean_shape else resolve_members(configs, folds, name, sets, machine_shape)
@@ -240,10 +244,20 @@ def build(configs=None, out="build/kernel", folds=None, split=False, name=None, 
         options["machine_shape"] = "--machine-shape"
     validate_metadata(meta, template, options=options)
     estimated = estimate_kernel([m["settings"] for m in members]) if members else None
+    study = None
+    if tune:
+        space = read_space(tune["space"])
+        check_space(space, members[0]["path"], sets, tune["space"])
+        study = {"name": check_name(tune.get("study") or Path(tune["space"]).stem, "--study"),
+                 "space": "space.yaml", "trials": int(tune["trials"]), "on_folds": tune.get("on_folds", "0"),
+                 "storage": tune.get("storage")}
+        members[0]["text_space"] = Path(tune["space"]).read_text()
     plan_members = [{**{k: m[k] for k in ("name", "config", "description")},
                      "fold_seconds": round(e["fold_seconds"][1])}  # the runner starts the longest jobs first
                     for m, e in zip(members, estimated["members"] if estimated else [])]
     texts = {m["config"]: m["text"] for m in members}
+    if study:
+        texts["space.yaml"] = members[0]["text_space"]
     base = {"name": name, "folds": folds, "members": plan_members, "stack": bool(stack), "mean_shape": bool(mean_shape),
             "internet": bool(meta.get("enable_internet", False)), "competition": COMPETITION}
     what = " + ".join(m["name"] for m in members) + (", stacked" if stack else "")
@@ -253,8 +267,10 @@ def build(configs=None, out="build/kernel", folds=None, split=False, name=None, 
     _clear_previous(out)
     kernels = []
     if not split:
-        plan = dict(base, mode="single")
-        description = "mean-shape baseline + submission" if mean_shape else f"{folds}-fold cv of {what} + submission"
+        plan = dict(base, mode="tune", study=study) if study else dict(base, mode="single")
+        description = ("mean-shape baseline + submission" if mean_shape else
+                       f"fkd tune study {study['name']} around {what}" if study else
+                       f"{folds}-fold cv of {what} + submission")
         _write_kernel(out, meta, render_script(plan, texts, description), template)
         kernels.append({"role": "single", "dir": ".", "id": meta["id"]})
     else:
@@ -280,7 +296,7 @@ def build(configs=None, out="build/kernel", folds=None, split=False, name=None, 
     manifest = {"layout": "split" if split else "single", "name": name, "folds": folds,
                 "members": [{"name": m["name"], "config": str(m["path"])} for m in members],
                 "stack": bool(stack), "kernels": kernels,
-                "estimate": describe_estimate(estimated) if estimated else []}
+                "estimate": [] if study or not estimated else describe_estimate(estimated)}
     write_text(out / MANIFEST, json.dumps(manifest, indent=2) + "\n")
     return manifest
 
@@ -333,6 +349,12 @@ def add_arguments(parser):
     add_set_argument(parser)
     parser.add_argument("--machine-shape", help="the accelerator to ask for (default: the template's, "
                         f"{GPU_MACHINE_SHAPES[0]}; accepted: {', '.join(GPU_MACHINE_SHAPES + TPU_MACHINE_SHAPES)})")
+    parser.add_argument("--tune", metavar="SPACE", help="run an fkd tune study of the one --config with this search "
+                        "space instead (its SQLite file comes back with `make output`; fkd tune --report reads it)")
+    parser.add_argument("--trials", type=int, default=20, help="with --tune: the study's trials (default 20)")
+    parser.add_argument("--on-folds", default="0", help="with --tune: the folds each trial trains (default 0)")
+    parser.add_argument("--storage", help="with --tune: a database the kernel reaches (needs --internet); "
+                        "default the SQLite file in the kernel's output")
     parser.add_argument("--mean-shape", action="store_true",
                         help="no training: submit the mean-shape baseline (a quick plumbing check on Kaggle)")
 
@@ -346,7 +368,9 @@ def run(args):
                      stack=args.stack or None,
                      template=args.template, username=args.username, slug=args.slug, title=args.title,
                      datasets=args.dataset, mean_shape=args.mean_shape, internet=True if args.internet else None,
-                     machine_shape=args.machine_shape, sets=args.set)
+                     machine_shape=args.machine_shape, sets=args.set,
+                     tune={"space": args.tune, "trials": args.trials, "on_folds": args.on_folds,
+                           "storage": args.storage} if args.tune else None)
     out = Path(args.out)
     for entry in manifest["kernels"]:
         folder = out / entry["dir"]

@@ -26,13 +26,19 @@ def read_ledger(path=DEFAULT_LEDGER) -> list:
     path = Path(path)
     if not path.is_file():
         return []
-    with open(path, newline="", encoding="utf-8") as handle:
-        reader = csv.DictReader(handle)
-        header = reader.fieldnames or []
-        missing = [c for c in ("submitted_utc", "file", "message") if c not in header]
-        if missing:
-            raise FkdError(f"not a ledger: header lacks {', '.join(missing)}", path=path, row="header")
-        return [{c: (row.get(c) or "") for c in COLUMNS} for row in reader]
+    try:
+        with open(path, newline="", encoding="utf-8") as handle:
+            reader = csv.DictReader(handle)
+            header = reader.fieldnames or []
+            missing = [c for c in ("submitted_utc", "file", "message") if c not in header]
+            if missing:
+                raise FkdError(f"not a ledger: header lacks {', '.join(missing)}", path=path, row="header")
+            return [{c: (row.get(c) or "") for c in COLUMNS} for row in reader]
+    except UnicodeDecodeError:
+        raise FkdError("not a ledger: not UTF-8 text (a ledger is the CSV file `fkd kaggle submit` writes)",
+                       path=path) from None
+    except csv.Error as error:
+        raise FkdError(f"not a ledger: not a readable CSV file ({error})", path=path) from None
 
 
 def write_ledger(rows, path=DEFAULT_LEDGER) -> Path:
@@ -163,16 +169,20 @@ def plot(rows, out_path=DEFAULT_PLOT):
 # ---------------------------------------------------------------- command
 
 def add_arguments(parser):
-    parser.add_argument("--ledger", default=str(DEFAULT_LEDGER), help="ledger file (default %(default)s)")
+    parser.add_argument("--ledger", help=f"ledger file (default {DEFAULT_LEDGER}; a --ledger given must exist)")
     parser.add_argument("--plot", default=str(DEFAULT_PLOT),
                         help="where the LB-vs-CV plot goes (default %(default)s)")
     parser.add_argument("--no-plot", action="store_true", help="print the table only")
 
 
 def run(args):
-    rows = read_ledger(args.ledger)
+    path = Path(args.ledger) if args.ledger is not None else DEFAULT_LEDGER
+    if args.ledger is not None and not path.is_file():  # a mistyped path is not an empty ledger
+        raise FkdError("no such ledger (leave --ledger out for the default, "
+                       f"{DEFAULT_LEDGER}, which `fkd kaggle submit` writes)", path=path)
+    rows = read_ledger(path)
     if not rows:
-        print(f"{args.ledger}: no submissions yet (`fkd kaggle submit --file F --message M` adds rows)")
+        print(f"{path}: no submissions yet (`fkd kaggle submit --file F --message M` adds rows)")
         return 0
     print(format_table(rows))
     stats = summary(rows)

@@ -134,10 +134,22 @@ def validate_metadata(meta, path, folder=None, options=None) -> None:
 
 
 
+def _read_metadata_json(path, missing):
+    """A kernel-metadata.json's value: read_json's errors, and a file that is not UTF-8 text (an image
+    given as --template) or cannot be read is one line naming it too."""
+    try:
+        return read_json(path, missing)
+    except UnicodeDecodeError:
+        raise FkdError("not kernel metadata: not UTF-8 text (a kernel-metadata.json is a JSON object)",
+                       path=path) from None
+    except OSError as error:
+        raise FkdError(f"cannot read it ({error.strerror or error})", path=path) from None
+
+
 def load_metadata(folder):
     """kernel-metadata.json of a kernel folder, validated (code_file must exist)."""
     path = Path(folder) / METADATA
-    meta = read_json(path, "no such file: build the kernel first (`make kernel`)")
+    meta = _read_metadata_json(path, "no such file: build the kernel first (`make kernel`)")
     validate_metadata(meta, path, folder)
     return meta
 
@@ -163,7 +175,7 @@ def resolve_template(template_path, username, slug=None, title=None):
     """The template with {username} filled in, validated (its errors name the file), then with the
     --slug / --title overrides, validated again (their errors name the option)."""
     template_path = Path(template_path)
-    meta = read_json(template_path, "no such file (the kernel metadata template)")
+    meta = _read_metadata_json(template_path, "no such file (the kernel metadata template)")
     if not isinstance(meta, dict):
         raise FkdError("must hold a JSON object", path=template_path)
     if isinstance(meta.get("id"), str):

@@ -180,6 +180,17 @@ def kernel_main(plan, configs, bundle_root) -> int:
     n_gpus = 0 if plan.get("mean_shape") else cuda_device_count()
     log(f"GPUs: {n_gpus}")
 
+    if mode == "tune":
+        [member], study = members, plan["study"]
+        argv = ["tune", "--config", Path(bundle_root) / member["config"], "--space", Path(bundle_root) / study["space"],
+                "--study", study["name"], "--trials", study["trials"], "--on-folds", study["on_folds"],
+                "--data-dir", data_dir, "--runs-dir", runs_dir, "--configs-dir", bundle_root]
+        argv += (["--storage", study["storage"]] if study.get("storage") else []) + (
+            ["--workers", n_gpus] if n_gpus > 1 else [])
+        fkd_command(argv, bundle_root)
+        log(f"done: study {study['name']} in {runs_dir / study['name']} (`make output` brings it back; "
+            f"`fkd tune --report {study['name']}` reads it)")
+        return 0
     if mode == "fold":
         [member] = [m for m in members if m["name"] == plan["member"]]
         k = int(plan["fold"])

@@ -1,19 +1,32 @@
 """`fkd face PHOTO|VIDEO|FOLDER... (--runs RUN_DIR... | --model MODEL.onnx)`, or `--camera 0`:
 keypoints on photos (fkd.photo.locate, drawn by fkd.photo.draw) and tracked through videos
 (fkd.photo.track). The argument handling only."""
-from fkd.core.arguments import positive_int
+import argparse
+
+from fkd.core.arguments import non_negative_int, positive_int
 from fkd.core.errors import FkdError
 from fkd.photo.detect import available_detectors, mtcnn_available
 from fkd.photo.draw import process_photos
 from fkd.photo.locate import Predictor
-from fkd.photo.track import VIDEO_SUFFIXES, is_video, process_video
+from fkd.photo.track import CAMERA_INDICES, VIDEO_SUFFIXES, is_video, process_video
 from fkd.train.rundir import check_run_readable
+
+
+def camera_index(text: str) -> int:
+    """--camera: a whole number from 0 (the first camera) to 63, refused before OpenCV sees it."""
+    value = non_negative_int(text)
+    if value not in CAMERA_INDICES:
+        raise argparse.ArgumentTypeError(f"must be a camera index from {CAMERA_INDICES.start} to "
+                                         f"{CAMERA_INDICES.stop - 1}, not {value}")
+    return value
 
 
 def add_arguments(parser):
     parser.add_argument("inputs", nargs="*", metavar="PHOTO_OR_VIDEO",
                         help=f"JPEG or PNG files or folders of them, and videos ({', '.join(VIDEO_SUFFIXES)})")
-    parser.add_argument("--camera", type=int, metavar="INDEX", help="track faces live from this camera (Ctrl-C ends)")
+    parser.add_argument("--camera", type=camera_index, metavar="INDEX",
+                        help=f"track faces live from this camera, {CAMERA_INDICES.start} (the first) to "
+                             f"{CAMERA_INDICES.stop - 1} (Ctrl-C ends)")
     source = parser.add_mutually_exclusive_group(required=True)
     source.add_argument("--runs", nargs="+", metavar="RUN_DIR",
                         help="run folder(s) whose fold models predict (their ensemble), each with its own "

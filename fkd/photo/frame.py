@@ -24,6 +24,7 @@ pattern (the mean x of 15 points is not the mean x of 5). A correction (log zoom
 crop change C(p) = zoom * (p - c) + c + (dx, dy), c = 47.5 (fkd.photo.geometry.correction_matrix):
 the face's points p in the crop it was seen in go to C(p) in the crop framed by the rule.
 """
+import contextlib
 import json
 import time
 from pathlib import Path
@@ -33,6 +34,7 @@ import numpy as np
 
 from fkd.core.errors import FkdError
 from fkd.core.keypoints import CENTRE, FLIP_AXIS, KEYPOINTS, as_points, complete_rows, flip_keypoints
+from fkd.core.lock import writer_lock
 from fkd.data.competition import find_data_dir, load_training
 from fkd.photo.detect import face_landmarks, mtcnn_available
 from fkd.photo.geometry import apply, compose, crop, invert
@@ -194,6 +196,14 @@ def run(args):
         check_run_readable(run_dir)
     if args.framer_epochs < 0 or args.framer_variants < 1:
         raise FkdError("--framer-epochs must be at least 0 and --framer-variants at least 1")
+    with contextlib.ExitStack() as locks:  # it writes into each run: as their one writer, checked writable first
+        for run_dir in args.runs:
+            locks.enter_context(writer_lock(run_dir))
+        _calibrate(args)
+    return 0
+
+
+def _calibrate(args) -> None:
     # a run's config.json names its (resolved) axis; 47.5 for a folder whose config does not
     axes = [read_run_config(run_dir).get("flip_axis", FLIP_AXIS) for run_dir in args.runs]
     images, keypoints = load_training(find_data_dir(args.data_dir))
@@ -215,4 +225,4 @@ def run(args):
             framers[key].save(Path(run_dir) / FRAMER_FILE)
         print(f"framer trained ({time.perf_counter() - started:.0f} s in all) -> {FRAMER_FILE} in "
               f"{', '.join(args.runs)}")
-    return 0
+

@@ -37,6 +37,10 @@ REJOIN_SIDES = 1.0   # a detection this close to a lost face (in its crop sides)
 SEARCH_FRAMES = 50   # a lost face is searched for on every frame this long, then at the periodic detections
 TRACK_PASSES = 2     # refinements per frame of a tracked face (its crop starts near where it settles)
 FALLBACK_FPS = 25.0
+# The camera indices `--camera` takes. OpenCV reads an index of 100 or more as a backend (200 + k is V4L2's
+# camera k), -1 as "any camera" (a crash in some builds), and one past a C int is a cv2.error; Linux numbers its
+# video devices /dev/video0 .. /dev/video63.
+CAMERA_INDICES = range(64)
 
 
 def is_video(path) -> bool:
@@ -146,13 +150,34 @@ class FaceTracker:
         track.centre, track.side = crop_centre(track.matrix), crop_side(track.matrix)
 
 
+def open_camera(index: int):
+    """cv2.VideoCapture of camera `index`, or a one-line FkdError. OpenCV's own warnings about a camera it
+    cannot open are silenced while it tries: the FkdError says it in one line."""
+    if isinstance(index, bool) or not isinstance(index, int) or index not in CAMERA_INDICES:
+        raise FkdError(f"camera {index!r}: a camera index is a whole number from {CAMERA_INDICES.start} "
+                       f"to {CAMERA_INDICES.stop - 1} (0 is the first camera)")
+    logging = getattr(getattr(cv2, "utils", None), "logging", None)
+    level = logging.getLogLevel() if logging is not None else None
+    try:
+        if logging is not None:
+            logging.setLogLevel(logging.LOG_LEVEL_SILENT)
+        capture = cv2.VideoCapture(index)
+    except cv2.error as error:
+        raise FkdError(f"camera {index}: OpenCV cannot open it ({str(error).strip().splitlines()[0]})") from None
+    finally:
+        if logging is not None:
+            logging.setLogLevel(level)
+    if not capture.isOpened():
+        capture.release()
+        raise FkdError(f"camera {index}: OpenCV cannot open it (is one attached? --camera 0 is the first)")
+    return capture
+
+
 def open_video(source):
     """(cv2.VideoCapture, frames/s, frame count or 0) of a file or a camera index; one-line errors."""
     camera = isinstance(source, int)
-    capture = cv2.VideoCapture(source) if camera else cv2.VideoCapture(str(source))
+    capture = open_camera(source) if camera else cv2.VideoCapture(str(source))
     if not capture.isOpened():
-        if camera:
-            raise FkdError(f"camera {source}: OpenCV cannot open it (is one attached?)")
         if not Path(source).is_file():
             raise FkdError("no such file", path=source)
         raise FkdError("cannot read it as a video (OpenCV could not open it)", path=source)

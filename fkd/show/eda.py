@@ -13,6 +13,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from fkd.core.arguments import non_negative_int, positive_float, positive_int
 from fkd.core.atomic import write_text
 from fkd.core.keypoints import COLUMNS, KEYPOINTS, SIDES, SIZE, as_points, complete_rows
 from fkd.data.duplicates import find_duplicates, near_duplicates
@@ -353,10 +354,13 @@ def summary_markdown(summary, missing) -> str:
 def add_arguments(parser):
     parser.add_argument("--data-dir", default=None, help="competition folder (default: ./data, or found)")
     parser.add_argument("--out", default="reports/eda", help="output folder (default: reports/eda)")
-    parser.add_argument("--sigma", type=float, default=2.0, help="Gaussian heatmap sigma in px (default 2)")
-    parser.add_argument("--seed", type=int, default=0, help="which random faces are shown")
-    parser.add_argument("--samples", type=int, default=16, help="faces in samples.png")
-    parser.add_argument("--top", type=int, default=20, help="likely label errors shown")
+    parser.add_argument("--sigma", type=positive_float, default=2.0,
+                        help="Gaussian heatmap sigma in px, above 0 (default 2)")
+    parser.add_argument("--seed", type=non_negative_int, default=0,
+                        help="which random faces are shown: a seed, 0 or more (default 0)")
+    parser.add_argument("--samples", type=positive_int, default=16, help="faces in samples.png, 1 or more (default 16)")
+    parser.add_argument("--top", type=positive_int, default=20,
+                        help="likely label errors shown, 1 or more (default 20)")
 
 
 def run(args):

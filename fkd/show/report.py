@@ -15,6 +15,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from fkd.core.arguments import positive_int
 from fkd.core.atomic import write_text
 from fkd.core.errors import FkdError
 from fkd.core.keypoints import KEYPOINTS
@@ -37,7 +38,7 @@ TEST_SHOWN = 20
 def read_history(run_dir) -> pd.DataFrame:
     """history.json as a frame with columns fold, epoch, train_loss, val_loss, val_rmse (+ any other)."""
     path = Path(run_dir) / "history.json"
-    records = read_json(path)
+    records = read_json(path, kind=list)
     if records and all(isinstance(r, list) for r in records):           # one list per fold
         records = [dict({"fold": k}, **r) for k, fold in enumerate(records) for r in fold]
     frame = pd.DataFrame(records)
@@ -257,7 +258,8 @@ def add_arguments(parser):
     parser.add_argument("--data-dir", default=None,
                         help="competition folder, for the face figures (default: ./data or found; "
                              "without one only curves and per-keypoint bars are drawn)")
-    parser.add_argument("--worst", type=int, default=WORST, help=f"worst OOF rows drawn (default {WORST})")
+    parser.add_argument("--worst", type=positive_int, default=WORST,
+                        help=f"worst OOF rows drawn, 1 or more (default {WORST})")
 
 
 def run(args):

@@ -15,7 +15,7 @@ from fkd.data.competition import (
     lookup_kinds,
 )
 from fkd.submit import ensemble, stack
-from fkd.submit.submission import submission_frame, write_submission
+from fkd.submit.submission import run_submission_name, submission_frame, write_submission
 from fkd.train import rundir
 
 
@@ -88,6 +88,6 @@ def write_run_submission(data_dir, run_dirs, name=None, out_dir="submissions", d
     data_dir = find_data_dir(data_dir)
     lookup = load_lookup(data_dir)
     image_ids, predictions, meta = run_predictions(data_dir, run_dirs, device=device, stacked=stacked)
-    name = name or "+".join(str(r).rstrip("/").split("/")[-1] for r in run_dirs)
+    name = name or run_submission_name(run_dirs)
     frame = submission_frame(predictions, image_ids, lookup)
     return write_submission(frame, name, out_dir, lookup=lookup, meta={"runs": [str(r) for r in run_dirs], **meta})

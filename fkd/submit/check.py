@@ -6,13 +6,15 @@ import numpy as np
 import pandas as pd
 
 from fkd.core.errors import FkdError, row_label
-from fkd.data.competition import load_lookup, parse_number_table, read_bytes
+from fkd.core.keypoints import SIZE
+from fkd.data.competition import LABEL_MARGIN, load_lookup, parse_number_table, read_bytes
 from fkd.submit.submission import HEADER, check_submission
 
 
 def read_answers(path, lookup: pd.DataFrame) -> np.ndarray:
     """answers.csv's Location of each lookup row: every RowId of the lookup in its order, every Location a
-    finite number (labels may lie a little outside the frame, so no range is imposed)."""
+    finite number within the range training labels may take (fkd.data.competition.LABEL_MARGIN past
+    the frame: labels touch the border)."""
     path = Path(path)
     if not path.is_file():
         raise FkdError("no such file", path=path)
@@ -29,6 +31,11 @@ def read_answers(path, lookup: pd.DataFrame) -> np.ndarray:
                        path=path, row=row_label(both), column="RowId")
     if len(values) < len(expected):
         raise FkdError(f"{len(values)} rows, but the lookup has {len(expected)}", path=path)
+    outside = np.flatnonzero((values[:, 1] < -LABEL_MARGIN) | (values[:, 1] > SIZE - 1 + LABEL_MARGIN))
+    if len(outside):
+        row = int(outside[0])
+        raise FkdError(f"{values[row, 1]:g} is outside the image (answers lie in [{-LABEL_MARGIN:g}, "
+                       f"{SIZE - 1 + LABEL_MARGIN:g}] px)", path=path, row=row_label(row), column="Location")
     return values[:, 1]
 
 

@@ -8,7 +8,7 @@ from fkd.core.atomic import atomic_path, check_destination, check_writable
 from fkd.core.config import check_name
 from fkd.core.metrics import mean_shape, rmse
 from fkd.data.competition import find_data_dir, load_lookup, load_test, load_training
-from fkd.submit.submission import submission_frame, write_submission
+from fkd.submit.submission import run_submission_name, sidecar_path, submission_frame, write_submission
 
 
 def add_arguments(parser):
@@ -37,18 +37,23 @@ def mean_predictions(data_dir):
     return image_ids, np.tile(shape, (len(image_ids), 1)), {"train_rmse": rmse(shape[None], keypoints)}
 
 
-def is_submission(path) -> bool:
-    """Whether the file starts as a submission does (its header RowId,Location)."""
+def is_fkd_submission(path) -> bool:
+    """Whether fkd submit wrote the file: a submission (its header RowId,Location) with fkd's sidecar
+    beside it (SampleSubmission.csv and a holdout's answers.csv have the header, not the sidecar)."""
     with open(path, "rb") as stream:
-        return stream.readline().strip() == b"RowId,Location"
+        header = stream.readline().strip()
+    return header == b"RowId,Location" and sidecar_path(path).is_file()
 
 
 def run(args):
     if args.name is not None:
         check_name(args.name, "--name")
+    elif args.runs:
+        check_name(run_submission_name(args.runs), "the submission's name (the runs' names joined; pass --name)")
     check_writable(args.out_dir)
     if args.out:
-        check_destination(args.out, args.force, "a submission (RowId,Location)", is_submission)
+        check_destination(args.out, args.force, "a submission fkd submit wrote (its .json beside it)",
+                          is_fkd_submission)
     if args.model == "mean":
         data_dir = find_data_dir(args.data_dir)
         lookup = load_lookup(data_dir)
@@ -66,5 +71,7 @@ def run(args):
     if args.out:
         with atomic_path(args.out) as tmp:
             shutil.copyfile(path, tmp)
+        with atomic_path(sidecar_path(args.out)) as tmp:  # what made it, and the mark --force looks for
+            shutil.copyfile(sidecar_path(path), tmp)
         print(f"copied to {args.out}")
     return 0

@@ -121,6 +121,11 @@ def write_submission(frame: pd.DataFrame, name: str, out_dir="submissions", look
     raise FkdError(f"could not find a free file name for {name}", path=out_dir)
 
 
+def run_submission_name(run_dirs) -> str:
+    """A blend's default name: its runs' folder names joined by +."""
+    return "+".join(str(r).rstrip("/").split("/")[-1] for r in run_dirs)
+
+
 def sidecar_path(submission_path) -> Path:
     """submissions/x.csv -> submissions/x.csv.json: what made the submission."""
     submission_path = Path(submission_path)

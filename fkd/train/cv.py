@@ -11,7 +11,7 @@ from pathlib import Path
 
 import numpy as np
 
-from fkd.core.config import RUN_INDEPENDENT_KEYS, add_set_argument, load_config
+from fkd.core.config import RUN_INDEPENDENT_KEYS, add_set_argument, check_name, load_config
 from fkd.core.errors import FkdError
 from fkd.core.lock import LOCK_FILE, writer_lock
 from fkd.core.metrics import mean_shape, rmse, rmse_report
@@ -48,10 +48,11 @@ def log(message: str) -> None:
 
 
 def _check_same_run(run_dir: Path, config: dict) -> None:
-    """A folder holding a finished fold of another config is refused; one with no fold yet (a failed
-    first try) is not a run, and the new config replaces its config.json."""
+    """A folder holding a finished fold or a resume state of another config is refused (nothing of it
+    is replaced); one with neither (a failed first try) is not a run, and the new config replaces its
+    config.json."""
     path = run_dir / "config.json"
-    if not path.is_file() or not rundir.fold_files(run_dir):
+    if not path.is_file() or not (rundir.fold_files(run_dir) or list(run_dir.glob("resume-fold*.pt"))):
         return
     saved = rundir.read_json(path)
     changed = sorted(k for k in set(saved) | set(config)
@@ -92,6 +93,8 @@ def run_cv(data_dir, config: dict, runs_dir="runs", on_epoch=None) -> Path:
     data_dir = find_data_dir(data_dir)
     run_dir = Path(runs_dir) / config["name"]
     check_model_options(config)
+    if config["pseudo_labels"]:  # the teacher's every fold is read later: checked before anything is made
+        rundir.check_finished_run(config["pseudo_labels"])
     images, truth = load_training(data_dir)
     config = resolve_flip_axis(config, images, truth, log)
     image_ids, test_images = load_test(data_dir)
@@ -119,6 +122,7 @@ def _remove_if_empty(run_dir: Path) -> None:
 
 def _train_run(run_dir, config, images, truth, image_ids, test_images, folds, lookup, on_epoch=None) -> None:
     fingerprint = training_fingerprint(images, truth)
+    rundir.check_same_data(run_dir, images, truth)
     _check_same_run(run_dir, config)
     done = _finished_folds(run_dir, config, fingerprint, folds)
     rundir.write_json(run_dir / "config.json", {**config, "fkd_commit": source_commit()})
@@ -189,6 +193,8 @@ def _train_run(run_dir, config, images, truth, image_ids, test_images, folds, lo
 
 
 def run(args):
+    if args.name is not None:
+        check_name(args.name, "--name")
     config = load_config(args.config, sets=args.set, folds=args.folds, epochs=args.epochs, device=args.device,
                          name=args.name, only_folds=args.only_fold)
     run_dir = run_cv(args.data_dir, config, args.runs_dir)

@@ -74,13 +74,19 @@ def predict_images(model, images, config: dict, device=None, flip_tta: bool = Tr
     return torch.cat(out).numpy().astype(np.float32) if out else np.zeros((0, 30), np.float32)
 
 
-def fold_model(checkpoint: dict, device="cpu"):
-    """(model, config) of a loaded fold checkpoint, in eval mode on the device."""
-    config = checkpoint["config"]
-    # the checkpoint holds every weight: the pretrained file it started from may be elsewhere now
-    options = {k: v for k, v in config["model_options"].items() if k != "weights"}
-    model = make_model({**config, "model_options": options}, device)
-    model.load_state_dict(checkpoint["state_dict"])
+def fold_model(checkpoint: dict, device="cpu", path=None):
+    """(model, config) of a loaded fold checkpoint, in eval mode on the device; FkdError naming the file
+    when its config or weights do not make the model."""
+    try:
+        config = checkpoint["config"]
+        # the checkpoint holds every weight: the pretrained file it started from may be elsewhere now
+        options = {k: v for k, v in config["model_options"].items() if k != "weights"}
+        model = make_model({**config, "model_options": options}, device)
+        model.load_state_dict(checkpoint["state_dict"])
+    except (KeyError, TypeError, AttributeError, ValueError, RuntimeError) as error:
+        first = str(error).strip().splitlines()[0][:160] if str(error).strip() else ""
+        raise FkdError(f"its config or weights do not make its model ({type(error).__name__}: {first}); "
+                       "rerun `fkd cv` to train this fold again", path=path) from None
     return model.eval(), config
 
 
@@ -97,7 +103,7 @@ def load_run_fold(run_dir, fold: int, device="cpu", fingerprint=None, folds=None
     if fingerprint is None and stamp.is_file():
         fingerprint = rundir.read_json(stamp).get("fingerprint")
     check_identity(path, saved, fold, config, fingerprint, folds)
-    return fold_model(saved, device)
+    return fold_model(saved, device, path)
 
 
 def load_fold_models(run_dir, device="cpu"):

@@ -32,8 +32,9 @@ def write_json(path, value) -> None:
     write_text(path, json.dumps(value, indent=1))
 
 
-def read_json(path):
-    return read_file_json(path, missing="missing: is this a finished run?")
+def read_json(path, kind=dict):
+    """One of the run's JSON files (an object, or with kind=list a list)."""
+    return read_file_json(path, missing="missing: is this a finished run?", kind=kind)
 
 
 def read_run_config(run_dir) -> dict:
@@ -145,7 +146,10 @@ def read_landmark_goal(run_dir):
     path = Path(run_dir) / DETECTOR_FILE
     if not path.is_file():
         return None
-    goal = np.array(read_json(path).get("landmarks"), np.float64)
+    try:
+        goal = np.array(read_json(path).get("landmarks"), np.float64)
+    except (TypeError, ValueError):
+        goal = np.zeros(0)
     if goal.shape != (5, 2) or not np.isfinite(goal).all():
         raise FkdError("landmarks must be 5 finite (x, y) pairs", path=path)
     return goal
@@ -156,9 +160,11 @@ def check_same_data(run_dir, images, keypoints) -> None:
     path = Path(run_dir) / "data.json"
     if path.is_file():
         stamp = read_json(path)
-        if stamp["fingerprint"] == training_fingerprint(images, keypoints):
+        if stamp.get("fingerprint") == training_fingerprint(images, keypoints):
             return
-        rows = stamp["training_rows"]
+        rows = stamp.get("training_rows")
+        if not isinstance(rows, int):
+            raise FkdError("names no training rows: damaged, or not fkd's; rerun `fkd cv` on the run", path=path)
     elif (Path(run_dir) / "oof.csv").is_file():
         rows = len(read_oof_rows(run_dir)[0])
         if rows == len(keypoints):

@@ -39,11 +39,18 @@ def best_trials(study: optuna.Study) -> list:
     return sorted(study.best_trials, key=lambda t: t.values[0])
 
 
-def delta_config(trial, setup: dict, name: str) -> str:
+def base_path(setup: dict, configs_dir) -> Path:
+    """The study's base config: by its name in configs_dir (where the best config goes beside it; a study
+    made in a Kaggle kernel recorded the kernel's own copy), else where the study recorded it."""
+    here = Path(configs_dir) / f"{setup['base_config']}.yaml"
+    return here if here.is_file() else Path(setup["base"])
+
+
+def delta_config(trial, setup: dict, name: str, configs_dir) -> str:
     """A config file over the base holding only the keys the space changed, each with the whole value the
     trial trained with (a dotted key such as augment.rotate gives the trial's whole augment mapping,
     since a file's augment: replaces its base's)."""
-    resolved = load_config(setup["base"], sets=trial.user_attrs.get("sets", []))
+    resolved = load_config(base_path(setup, configs_dir), sets=trial.user_attrs.get("sets", []))
     changed = {key.split(".")[0]: resolved[key.split(".")[0]] for key in setup["space"]}
     figure = ", ".join(f"{o} {v:.4f}" for o, v in zip(setup["objectives"], trial.values))
     folds = ",".join(map(str, setup["folds"]))
@@ -68,11 +75,15 @@ def write_best_config(study, setup: dict, name: str, configs_dir) -> Path:
         return None
     path = Path(configs_dir) / f"{name}-best.yaml"
     if path.exists() and not path.read_text().startswith(MARK):
-        raise FkdError(f"exists and fkd tune did not write it: move it, or pass --configs-dir", path=path)
-    if Path(configs_dir).resolve() != Path(setup["base"]).resolve().parent:
-        raise FkdError(f"the best config goes beside its base {setup['base']} (its base: names a file there): "
-                       f"pass --configs-dir {Path(setup['base']).parent}", path=path)
-    return write_text(path, delta_config(best[0], setup, name))
+        raise FkdError("exists and fkd tune did not write it: move it, or pass --configs-dir", path=path)
+    base = base_path(setup, configs_dir)
+    if not base.is_file():
+        raise FkdError(f"the study's base config {setup['base']} is not here: pass --configs-dir, the folder "
+                       f"holding {setup['base_config']}.yaml", path=configs_dir)
+    if Path(configs_dir).resolve() != base.resolve().parent:
+        raise FkdError(f"the best config goes beside its base {base} (its base: names a file there): "
+                       f"pass --configs-dir {base.parent}", path=path)
+    return write_text(path, delta_config(best[0], setup, name, configs_dir))
 
 
 def plot_values(rows, objectives):

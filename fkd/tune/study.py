@@ -146,7 +146,8 @@ def make_objective(setup: dict, space: dict, data_dir, study_dir: Path, log=prin
         def on_epoch(fold, epoch, val_rmse):
             step = folds.index(fold) * config["epochs"] + epoch  # the same step in every trial of the study
             trial.report(val_rmse, step)
-            if pruning and trial.should_prune():
+            last = step == len(folds) * config["epochs"]  # the work is done by then: nothing to save
+            if pruning and not last and trial.should_prune():
                 reason = (f"pruned at fold {fold} epoch {epoch}: val RMSE {val_rmse:.4f} is behind the other "
                           f"trials at that step ({setup['pruner']} pruner)")
                 write_text(run_dir / "pruned.json", json.dumps({"fold": fold, "epoch": epoch, "step": step,
