@@ -219,3 +219,11 @@ def test_workers_on_one_machine_share_the_sqlite_study(competition, tmp_path):
     complete = [t for t in trials if t.state == TrialState.COMPLETE]
     assert len(complete) >= 3 and len({t.user_attrs["run"] for t in complete}) == len(complete)
     assert not [t for t in trials if t.state in (TrialState.RUNNING, TrialState.WAITING, TrialState.FAIL)]
+
+
+def test_a_new_studys_first_trial_is_the_base_config(competition, tmp_path):
+    base, space = recipe(tmp_path / "recipes", space="lr: {log: [1.0e-3, 5.0e-3]}\nloss: {choice: [l1, mse]}\n")
+    runs = tmp_path / "runs"
+    assert tune(competition, base, space, runs, "--trials", "1", "--pruner", "none") == 0
+    [first] = load(runs).get_trials()
+    assert first.params == {"lr": 2e-3, "loss": "mse"} and first.user_attrs["baseline"] is True

@@ -100,6 +100,7 @@ def run(args):
     url = study.storage_url(args.storage, study_dir)
     storage = study.open_storage(url, args.heartbeat, 4 * args.heartbeat)
     the_study = study.open_study(name, storage, setup["objectives"], args.pruner, setup)
+    study.enqueue_base(the_study, space, load_config(args.config, sets=args.set))
     print(f"study {name}: {url if args.storage is None else args.storage.split('@')[-1]}; "
           f"{len(space)} key(s): {', '.join(space)}; {args.trials} trials on fold(s) "
           f"{', '.join(map(str, setup['folds']))}; pruner {args.pruner if setup['pruning'] else 'none'}")

@@ -92,7 +92,7 @@ def suggest(trial, space: dict) -> list:
     for key, (kind, values) in space.items():
         if kind == "choice":
             value = trial.suggest_categorical(key, _choices(values))
-            value = value if _plain(values) else values[value]
+            value = value if plain_choices(values) else values[value]
         elif kind == "int":
             value = trial.suggest_int(key, values[0], values[1])
         else:
@@ -103,14 +103,14 @@ def suggest(trial, space: dict) -> list:
 
 def chosen_sets(params: dict, space: dict) -> list:
     """The `--set` items of a finished trial's params (as `suggest` drew them)."""
-    return [set_text(key, values[params[key]] if kind == "choice" and not _plain(values) else params[key])
+    return [set_text(key, values[params[key]] if kind == "choice" and not plain_choices(values) else params[key])
             for key, (kind, values) in space.items() if key in params]
 
 
-def _plain(values) -> bool:
+def plain_choices(values) -> bool:
     """Whether Optuna can hold the choices themselves (else it holds their index: a list, a mapping)."""
     return all(value is None or isinstance(value, (bool, int, float, str)) for value in values)
 
 
 def _choices(values) -> list:
-    return list(values) if _plain(values) else list(range(len(values)))
+    return list(values) if plain_choices(values) else list(range(len(values)))

@@ -28,7 +28,7 @@ from fkd.core.metrics import rmse
 from fkd.data.competition import find_data_dir, load_training
 from fkd.train import checkpoint
 from fkd.train.cv import run_cv
-from fkd.tune.space import suggest
+from fkd.tune.space import plain_choices, suggest
 
 warnings.filterwarnings("ignore", category=optuna.exceptions.ExperimentalWarning)  # heartbeats, retries
 
@@ -104,6 +104,24 @@ def open_study(name: str, storage: RDBStorage, objectives, pruner: str, setup: d
 
 
 SAME_SETUP = ("base", "base_config", "space", "folds", "objectives", "sets")
+
+
+def enqueue_base(study: optuna.Study, space: dict, base_config: dict, log=print) -> None:
+    """A new study's first trial is the base config itself (where the space can draw its values): the
+    figure every other trial is measured against."""
+    if study.get_trials(deepcopy=False):
+        return
+    params = {}
+    for key, (kind, values) in space.items():
+        value = base_config
+        for part in key.split("."):
+            value = value.get(part) if isinstance(value, dict) else None
+        if kind == "choice" and value in values:
+            params[key] = value if plain_choices(values) else values.index(value)
+        elif kind != "choice" and isinstance(value, (int, float)) and values[0] <= value <= values[1]:
+            params[key] = value
+    study.enqueue_trial(params, user_attrs={"baseline": True})
+    log(f"trial 0 is the base config itself ({', '.join(f'{k}={v}' for k, v in params.items()) or 'no key in range'})")
 
 
 def kept_rmse(run_dir: Path, folds, truth) -> float:
