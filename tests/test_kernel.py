@@ -425,17 +425,6 @@ def test_no_config_ships_the_measured_pair_stacked(tmp_path):
     shipped = shipped_configs(tmp_path / "k" / "fkd_kernel.py")
     for member in ("stem-regression", "stem-heatmap"):
         assert yaml.safe_load(shipped[f"{member}.yaml"])["precision"] == "auto"  # fp16 on a T4, bf16 on newer
-    result = subprocess.run(["make", "-n", "kernel"], cwd=REPO, capture_output=True, text=True)
-    assert "--config" not in result.stdout.splitlines()[-1]  # make kernel leaves the choice to fkd kernel
-
-
-def test_make_kernel_passes_every_member_and_the_stack():
-    line = subprocess.run(["make", "-n", "kernel", "CONFIGS=configs/a.yaml configs/b.yaml", "STACK=1"], cwd=REPO,
-                          capture_output=True, text=True).stdout.splitlines()[-1]
-    assert "--config configs/a.yaml --config configs/b.yaml --stack" in line
-    line = subprocess.run(["make", "-n", "kernel", "CONFIG=configs/gpu.yaml"], cwd=REPO, capture_output=True,
-                          text=True).stdout.splitlines()[-1]
-    assert "--config configs/gpu.yaml" in line and "--stack" not in line
 
 
 def test_members_that_cannot_be_stacked_together_are_refused_before_anything_is_written(config, tmp_path):
