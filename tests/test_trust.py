@@ -353,3 +353,34 @@ def test_an_option_argparse_refuses_is_one_line(capsys):
     assert exited.value.code == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and err[0].startswith("fkd face: error: argument --min-face")
+
+
+def test_a_refused_second_writer_leaves_the_first_writers_new_folder_alone(competition, tmp_path, capsys):
+    folder = tmp_path / "runs" / "r"
+    folder.mkdir(parents=True)
+    (folder / "config.json").write_text("{}")
+    with writer_lock(folder):  # the first writer, before its first epoch: config.json and its lock only
+        assert cv(competition, tmp_path / "runs", "--name", "r") == 2
+        assert "being written" in capsys.readouterr().err
+        assert (folder / "config.json").is_file() and (folder / LOCK_FILE).is_file()
+
+
+def test_a_resume_state_of_other_data_or_folds_is_not_resumed(tmp_path):
+    from fkd.train.loop import load_resume_state
+
+    config = {"folds": 2, "fold_seed": 0, "seed": 0}
+    here = checkpoint.identity(config, "data-a", np.array([0, 1, 0, 1]), 0)
+    checkpoint.save({"state_dict": {}, "identity": here}, tmp_path / "resume-fold0.pt")
+    said = []
+    assert load_resume_state(tmp_path / "resume-fold0.pt", here, said.append) is not None
+    for other in (checkpoint.identity(config, "data-b", np.array([0, 1, 0, 1]), 0),
+                  checkpoint.identity(config, "data-a", np.array([1, 0, 0, 1]), 0)):
+        assert load_resume_state(tmp_path / "resume-fold0.pt", other, said.append) is None
+    assert "another config, data or folds" in said[-1]
+
+
+def test_submit_never_writes_its_sidecar_over_a_file_it_did_not_write(competition, tmp_path, capsys):
+    (tmp_path / "s.csv.json").write_text("mine")
+    assert main(["submit", "--data-dir", str(competition), "--model", "mean", "--out", str(tmp_path / "s.csv"),
+                 "--out-dir", str(tmp_path / "subs")]) == 2
+    assert "s.csv.json" in capsys.readouterr().err and (tmp_path / "s.csv.json").read_text() == "mine"

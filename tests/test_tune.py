@@ -227,3 +227,18 @@ def test_a_new_studys_first_trial_is_the_base_config(competition, tmp_path):
     assert tune(competition, base, space, runs, "--trials", "1", "--pruner", "none") == 0
     [first] = load(runs).get_trials()
     assert first.params == {"lr": 2e-3, "loss": "mse"} and first.user_attrs["baseline"] is True
+
+
+def test_a_kernel_study_is_checked_when_the_kernel_is_built(competition, tmp_path, capsys):
+    from fkd.kaggle import bundle
+
+    base, space = recipe(tmp_path / "recipes")
+    for tune_options, named in (({"on_folds": "9"}, "--on-folds 9"), ({"storage": "redis://x"}, "'redis'"),
+                                ({"trials": 0}, "--trials")):
+        with pytest.raises(FkdError, match=named):
+            bundle.build(base, tmp_path / "k", username="alice",
+                         tune={"space": space, "trials": 2, "on_folds": "0", **tune_options})
+    assert not (tmp_path / "k").exists()
+    with pytest.raises(SystemExit):
+        main(["tune", "--config", str(base), "--space", str(space), "--heartbeat", "0"])
+    assert "--heartbeat" in capsys.readouterr().err

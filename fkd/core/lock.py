@@ -86,7 +86,8 @@ def writer_lock(folder, log=print, what="the run"):
 
 
 def check_not_being_written(folder, what="the run") -> None:
-    """FkdError when a writer holds the folder's lock: a reader never sees a half-written run."""
+    """FkdError when a writer holds the folder's lock as a reader starts: no reader starts on a run being
+    written (a writer that starts later rewrites its files one by one, each atomically)."""
     path = Path(folder) / LOCK_FILE
     try:
         fd = os.open(path, os.O_RDONLY)

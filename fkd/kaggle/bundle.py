@@ -28,7 +28,7 @@ import zipfile
 from pathlib import Path
 
 from fkd.core.atomic import write_text
-from fkd.core.config import add_set_argument, check_name, dump_config, load_config
+from fkd.core.config import add_set_argument, dump_config, load_config
 from fkd.core.errors import FkdError
 from fkd.core.provenance import source_commit
 from fkd.kaggle.estimate import describe as describe_estimate
@@ -48,7 +48,9 @@ from fkd.kaggle.metadata import (
 )
 from fkd.kaggle.program import COMPETITION
 from fkd.model.nets import check_model_options
+from fkd.tune.command import folds_of
 from fkd.tune.space import check_space, read_space
+from fkd.tune.study import storage_url, study_name_of
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 PACKAGE_DIR = Path(__file__).resolve().parents[1]  # fkd/
@@ -143,11 +145,11 @@ def _clear_previous(out: Path) -> None:
         return
     for entry in entries:
         folder = (out / entry.get("dir", ".")).resolve()
-        if folder != out.resolve() and out.resolve() in folder.parents:
-            shutil.rmtree(folder, ignore_errors=True)
-        else:
+        if folder == out.resolve():
             for name in (SCRIPT_NAME, METADATA):
                 (folder / name).unlink(missing_ok=True)
+        elif out.resolve() in folder.parents:
+            shutil.rmtree(folder, ignore_errors=True)  # an entry naming a place outside --out is left alone
     manifest.unlink()
 
 
@@ -248,9 +250,13 @@ def build(configs=None, out="build/kernel", folds=None, split=False, name=None, 
     if tune:
         space = read_space(tune["space"])
         check_space(space, members[0]["path"], sets, tune["space"])
-        study = {"name": check_name(tune.get("study") or Path(tune["space"]).stem, "--study"),
-                 "space": "space.yaml", "trials": int(tune["trials"]), "on_folds": tune.get("on_folds", "0"),
-                 "storage": tune.get("storage")}
+        folds_of(tune.get("on_folds", "0"), members[0]["settings"])  # a typo fails here, not on Kaggle
+        if tune.get("storage"):
+            storage_url(tune["storage"], out)
+        if int(tune["trials"]) < 1:
+            raise FkdError("--trials must be 1 or more")
+        study = {"name": study_name_of(None, tune["space"]), "space": "space.yaml", "trials": int(tune["trials"]),
+                 "on_folds": tune.get("on_folds", "0"), "storage": tune.get("storage")}
         members[0]["text_space"] = Path(tune["space"]).read_text()
     plan_members = [{**{k: m[k] for k in ("name", "config", "description")},
                      "fold_seconds": round(e["fold_seconds"][1])}  # the runner starts the longest jobs first

@@ -1,11 +1,13 @@
 """`fkd submit`: test predictions (the mean shape, or a blend of runs: fkd.submit.blend) -> a checked
 submission file."""
 import shutil
+from pathlib import Path
 
 import numpy as np
 
 from fkd.core.atomic import atomic_path, check_destination, check_writable
 from fkd.core.config import check_name
+from fkd.core.errors import FkdError
 from fkd.core.metrics import mean_shape, rmse
 from fkd.data.competition import find_data_dir, load_lookup, load_test, load_training
 from fkd.submit.submission import run_submission_name, sidecar_path, submission_frame, write_submission
@@ -54,6 +56,9 @@ def run(args):
     if args.out:
         check_destination(args.out, args.force, "a submission fkd submit wrote (its .json beside it)",
                           is_fkd_submission)
+        if not Path(args.out).exists() and sidecar_path(args.out).exists():
+            raise FkdError("exists, and fkd submit writes its sidecar there: choose another --out",
+                           path=sidecar_path(args.out))
     if args.model == "mean":
         data_dir = find_data_dir(args.data_dir)
         lookup = load_lookup(data_dir)

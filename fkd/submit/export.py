@@ -19,8 +19,7 @@ import torch
 from torch import nn
 
 from fkd.core.arguments import positive_int
-from fkd.core import atomic
-from fkd.core.atomic import atomic_path
+from fkd.core.atomic import atomic_path, check_destination
 from fkd.core.errors import FkdError
 from fkd.core.keypoints import COLUMNS, SIZE
 from fkd.core.provenance import source_commit
@@ -100,11 +99,11 @@ def is_fkd_export(path) -> bool:
     return any(prop.key == METADATA_KEY for prop in model.metadata_props)
 
 
-def check_destination(out, force: bool = False) -> Path:
+def check_onnx_destination(out, force: bool = False) -> Path:
     """The ONNX file's path, once it may be written: checked before the export's long work."""
     if not str(out).endswith(".onnx"):
         raise FkdError("the output should end in .onnx", path=out)
-    return atomic.check_destination(out, force, "an ONNX file of fkd export", is_fkd_export)
+    return check_destination(out, force, "an ONNX file of fkd export", is_fkd_export)
 
 
 def export_onnx(run_dirs, out, weights, input_type: str = "uint8", check_faces: int = 64, force: bool = False) -> dict:
@@ -112,7 +111,7 @@ def export_onnx(run_dirs, out, weights, input_type: str = "uint8", check_faces: 
     TOLERANCE_PX); returns the figures: max difference, models, views, latencies, size."""
     if input_type not in INPUT_TYPES:
         raise FkdError(f"--input must be one of {', '.join(INPUT_TYPES)}, not {input_type!r}")
-    out = check_destination(out, force)
+    out = check_onnx_destination(out, force)
     kept = [(run_dir, weight) for run_dir, weight in zip(run_dirs, weights) if weight > 0]
     # every fold model loaded once: the graph is traced from them and fkd's own predictions (the
     # reference, and the torch latency) come from them
@@ -181,7 +180,7 @@ def add_arguments(parser):
 def run(args):
     for run_dir in args.runs:
         check_finished_run(run_dir)
-    check_destination(args.out, args.force)
+    check_onnx_destination(args.out, args.force)
     weights = blend_weights(args.runs, args.equal, args.data_dir)
     figures = export_onnx(args.runs, args.out, weights, args.input, args.check_faces, args.force)
     print(f"wrote {figures['path']} ({figures['megabytes']:.1f} MB): {figures['runs']} run(s), "

@@ -58,7 +58,8 @@ def _refused_globals(path, error) -> list:
         names = torch.serialization.get_unsafe_globals_in_checkpoint(path)
     except Exception:  # noqa: BLE001 - not a zip checkpoint: the error message is all there is
         names = []
-    return names or re.findall(r"GLOBAL ([\w.]+)", str(error))
+    allowed = {f"{g.__module__}.{g.__name__}" for g in LEGACY_NUMPY}
+    return [n for n in names or re.findall(r"GLOBAL ([\w.]+)", str(error)) if n not in allowed]
 
 
 def load_data(path, device="cpu", remedy=RETRAIN):

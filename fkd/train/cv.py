@@ -11,7 +11,7 @@ from pathlib import Path
 
 import numpy as np
 
-from fkd.core.config import RUN_INDEPENDENT_KEYS, add_set_argument, check_name, load_config
+from fkd.core.config import add_set_argument, check_name, load_config
 from fkd.core.errors import FkdError
 from fkd.core.lock import LOCK_FILE, writer_lock
 from fkd.core.metrics import mean_shape, rmse, rmse_report
@@ -54,9 +54,8 @@ def _check_same_run(run_dir: Path, config: dict) -> None:
     path = run_dir / "config.json"
     if not path.is_file() or not (rundir.fold_files(run_dir) or list(run_dir.glob("resume-fold*.pt"))):
         return
-    saved = rundir.read_json(path)
-    changed = sorted(k for k in set(saved) | set(config)
-                     if k not in RUN_INDEPENDENT_KEYS and saved.get(k) != config.get(k))
+    saved, wanted = checkpoint.trained_settings(rundir.read_json(path)), checkpoint.trained_settings(config)
+    changed = sorted(k for k in set(saved) | set(wanted) if saved.get(k) != wanted.get(k))
     if changed:
         raise FkdError(f"holds a run of another config (differs in {', '.join(changed)}); "
                        "pass another --name or remove the folder", path=run_dir)
@@ -104,13 +103,13 @@ def run_cv(data_dir, config: dict, runs_dir="runs", on_epoch=None) -> Path:
         run_dir.mkdir(parents=True, exist_ok=True)
     except OSError as error:
         raise FkdError(f"cannot write there: {error.strerror or error}", path=run_dir) from None
-    try:
-        with writer_lock(run_dir, log):
+    with writer_lock(run_dir, log):
+        try:
             _train_run(run_dir, config, images, truth, image_ids, test_images, folds, load_lookup(data_dir), on_epoch)
-    except BaseException:
-        if new_folder:
-            _remove_if_empty(run_dir)
-        raise
+        except BaseException:
+            if new_folder:  # only the lock's holder may: a second writer refused never removes the first's folder
+                _remove_if_empty(run_dir)
+            raise
     return run_dir
 
 
@@ -148,7 +147,6 @@ def _train_run(run_dir, config, images, truth, image_ids, test_images, folds, lo
         trained = train_fold(fold, images, labels, truth, folds, config, test_images, test_subsets, log=log,
                              resume_path=resume, on_epoch=on_epoch)
         trained["seconds"] = time.perf_counter() - started
-        trained["identity"] = checkpoint.identity(config, fingerprint, folds, fold)
         checkpoint.save(trained, path)
         resume.unlink(missing_ok=True)
         done.add(fold)

@@ -17,6 +17,7 @@ from tqdm.auto import tqdm
 from fkd.core.errors import FkdError
 from fkd.core.keypoints import complete_rows, partial_columns
 from fkd.core.metrics import rmse
+from fkd.data.competition import training_fingerprint
 from fkd.model.augment import augment_batch
 from fkd.model.inputs import (
     describe_device,
@@ -163,10 +164,11 @@ def make_ema(model, config: dict):
     return ModelEmaV3(model, decay=config["ema"], use_warmup=True, warmup_power=1.0)
 
 
-def save_resume_state(path, epoch, model, optimizer, schedule, ema, scaler, generator, history, best, config):
-    """Everything the next epoch depends on, written atomically after each epoch (`fkd cv` resumes from it)."""
+def save_resume_state(path, epoch, model, optimizer, schedule, ema, scaler, generator, history, best, identity):
+    """Everything the next epoch depends on, written atomically after each epoch (`fkd cv` resumes from it);
+    `identity`: the fold's (checkpoint.identity), which a resume must match."""
     name, keys, position, has_gauss, cached_gaussian = np.random.get_state()
-    state = {"epoch": epoch, "settings": checkpoint.trained_settings(config), "state_dict": model.state_dict(),
+    state = {"epoch": epoch, "identity": identity, "state_dict": model.state_dict(),
              "optimizer": optimizer.state_dict(), "schedule": schedule.state_dict(),
              "ema": ema.module.state_dict() if ema is not None else None, "scaler": scaler.state_dict(),
              "generator": generator.get_state(), "torch_rng": torch.get_rng_state(),
@@ -175,9 +177,9 @@ def save_resume_state(path, epoch, model, optimizer, schedule, ema, scaler, gene
     checkpoint.save(state, path)
 
 
-def load_resume_state(path, config, log=print):
-    """The saved state if it belongs to this config and reads back; else None (the fold starts over).
-    A state that would run code on load is refused (FkdError), not started over."""
+def load_resume_state(path, identity, log=print):
+    """The saved state if it belongs to this fold (its config, data and folds) and reads back; else None
+    (the fold starts over). A state that would run code on load is refused (FkdError), not started over."""
     try:
         state = checkpoint.load(path, remedy="the fold starts over")
     except checkpoint.RefusedCheckpoint:
@@ -185,8 +187,8 @@ def load_resume_state(path, config, log=print):
     except FkdError as error:  # a damaged state file costs the epochs it held, nothing more
         log(str(error))
         return None
-    if state.get("settings") != checkpoint.trained_settings(config):
-        log(f"{path}: a resume state of another config, the fold starts over")
+    if state.get("identity") != identity:
+        log(f"{path}: a resume state of another config, data or folds, the fold starts over")
         return None
     return state
 
@@ -237,7 +239,8 @@ def train_fold(fold: int, images: np.ndarray, labels: np.ndarray, truth: np.ndar
     log(f"fold {fold}: {len(train_index)} training rows, {len(valid_index)} validation rows on "
         f"{describe_device(device, config['precision'])}")
     history, best, start = [], {"val_rmse": float("inf")}, 0
-    state = load_resume_state(resume_path, config, log) if resume_path and Path(resume_path).is_file() else None
+    identity = checkpoint.identity(config, training_fingerprint(images, truth), folds, fold)
+    state = load_resume_state(resume_path, identity, log) if resume_path and Path(resume_path).is_file() else None
     if state is not None:
         _restore(state, model, optimizer, schedule, ema, scaler, generator)
         history, best, start = state["history"], state["best"], state["epoch"]
@@ -277,7 +280,7 @@ def train_fold(fold: int, images: np.ndarray, labels: np.ndarray, truth: np.ndar
             best = {"val_rmse": val_rmse, "epoch": epoch + 1, "state_dict": _state_copy(evaluated), "val_pred": val_pred}
         if resume_path is not None and epoch + 1 < config["epochs"]:
             save_resume_state(resume_path, epoch + 1, model, optimizer, schedule, ema, scaler, generator,
-                              history, best, config)
+                              history, best, identity)
         if on_epoch is not None:
             on_epoch(fold, epoch + 1, val_rmse)
 
@@ -309,7 +312,7 @@ def train_fold(fold: int, images: np.ndarray, labels: np.ndarray, truth: np.ndar
     test_pred = (predict_images(model, test_images, config, device, flip_tta=config["flip_tta"],
                                 subsets=test_subsets)
                  if test_images is not None else None)
-    return {"fold": fold, "config": config, "state_dict": kept["state_dict"], "best_epoch": kept["epoch"],
+    return {"fold": fold, "config": config, "identity": identity, "state_dict": kept["state_dict"], "best_epoch": kept["epoch"],
             "val_rmse": kept["val_rmse"], "valid_index": valid_index, "val_pred": kept["val_pred"],
             "test_pred": test_pred, "history": history,
             **({"last_val_pred": kept["last_val_pred"], "last_val_rmse": kept["last_val_rmse"]}

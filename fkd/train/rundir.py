@@ -3,11 +3,10 @@
 config.json      resolved config            fold<k>.pt      the kept checkpoint of fold k
 resume-fold<k>.pt  the state after fold k's last finished epoch, while it trains (a rerun resumes from it)
 oof.csv          row, fold, 30 columns      test_pred.csv   ImageId, 30 columns (fold mean x test-time views)
-metrics.json     RMSE overall/complete/partial/per keypoint
+metrics.json     RMSE overall/complete/partial/per keypoint, fold_seconds; written last: a run with it is finished
 data.json        the training data it was trained on (rows, fingerprint): report and submit check it
 manifest.json    the digest of every file above, written just before metrics.json: readers check that
                  the folder still holds the files its run wrote (a fold copied in from another run is refused)
-metrics.json     written last: a run with it is finished
 .lock            held by the one `fkd cv` writing the run (fkd.core.lock); readers refuse a run being written
 history.json     per-epoch records {fold, epoch, train_loss, grad_norm_median, grad_norm_max, val_loss, val_rmse,
                  lr, seconds, train_images_per_second}

@@ -14,14 +14,16 @@ import subprocess
 import sys
 from pathlib import Path
 
+from fkd.core.arguments import positive_int
 from fkd.core.config import add_set_argument, load_config
 from fkd.core.errors import FkdError
+from fkd.data.competition import find_data_dir
 from fkd.tune import report, study
 from fkd.tune.space import check_space, read_space
 
 
-def _folds(text: str) -> list:
-    """--folds-asked 0 | 0,1 | all."""
+def parse_on_folds(text: str) -> list:
+    """--on-folds 0 | 0,1 | all."""
     if text == "all":
         return ["all"]
     try:
@@ -38,7 +40,7 @@ def add_arguments(parser):
     parser.add_argument("--space", help="the search space: YAML of dotted config keys and their ranges "
                         "(configs/spaces/)")
     parser.add_argument("--study", help="the study's name (default: the space file's name)")
-    parser.add_argument("--trials", type=int, default=20, help="finished trials the study should hold "
+    parser.add_argument("--trials", type=positive_int, default=20, help="finished trials the study should hold "
                         "(complete or pruned; a rerun goes on to this count; default 20)")
     parser.add_argument("--on-folds", default="0", help="the folds each trial trains: 0 (default), 0,1, or all")
     parser.add_argument("--objective", default="rmse", help="rmse, or rmse,seconds: the Pareto front of the "
@@ -47,10 +49,10 @@ def add_arguments(parser):
                         "no pruning with two objectives)")
     parser.add_argument("--storage", help="a database URL (default: runs/<study>/study.db, SQLite); "
                         "postgresql://... or mysql://... for workers on several machines")
-    parser.add_argument("--heartbeat", type=int, default=study.HEARTBEAT_S, help="seconds between a worker's "
+    parser.add_argument("--heartbeat", type=positive_int, default=study.HEARTBEAT_S, help="seconds between a worker's "
                         f"heartbeats (default {study.HEARTBEAT_S}); a trial silent for 4 of them is failed and tried "
                         "again")
-    parser.add_argument("--workers", type=int, default=1, help="worker processes on this machine, each on its "
+    parser.add_argument("--workers", type=positive_int, default=1, help="worker processes on this machine, each on its "
                         "own GPU (CPU threads split between them); default 1")
     parser.add_argument("--data-dir", help="competition folder (default: data/, then /kaggle/input)")
     parser.add_argument("--runs-dir", default="runs", help="the study's folder goes under it (default runs)")
@@ -58,24 +60,31 @@ def add_arguments(parser):
     parser.add_argument("--report", metavar="STUDY", help="print and draw an existing study (its trials, the "
                         "best config as configs/<study>-best.yaml, pictures in runs/<study>/report.md)")
     parser.add_argument("--configs-dir", default="configs", help="where the best config is written")
+    parser.add_argument("--no-report", action="store_true", help="end without the report (the workers that "
+                        "--workers starts: their parent reports once)")
     add_set_argument(parser)
+
+
+def folds_of(text: str, base_config: dict) -> list:
+    """The folds --on-folds names, within the base config's."""
+    asked = parse_on_folds(text)
+    folds = list(range(base_config["folds"])) if asked == ["all"] else asked
+    if folds[-1] >= base_config["folds"]:
+        raise FkdError(f"--on-folds {text}: the base config has {base_config['folds']} folds (0-"
+                       f"{base_config['folds'] - 1})")
+    return folds
 
 
 def setup_of(args) -> tuple:
     """(study name, setup, space): everything checked, nothing created."""
     if not args.config or not args.space:
         raise FkdError("fkd tune needs --config BASE and --space SPACE.yaml (or --report STUDY)")
-    if args.trials < 1 or args.workers < 1:
-        raise FkdError("--trials and --workers must be 1 or more")
     objectives = [o.strip() for o in args.objective.split(",")]
     if objectives[0] != "rmse" or len(objectives) > 2 or not set(objectives) <= set(study.OBJECTIVES):
         raise FkdError(f"--objective {args.objective!r}: rmse, or rmse,seconds")
     study.make_pruner(args.pruner)
     base_config = load_config(args.config, sets=args.set)
-    folds = list(range(base_config["folds"])) if _folds(args.on_folds) == ["all"] else _folds(args.on_folds)
-    if folds[-1] >= base_config["folds"]:
-        raise FkdError(f"--on-folds {args.on_folds}: the base config has {base_config['folds']} folds (0-"
-                       f"{base_config['folds'] - 1})")
+    folds = folds_of(args.on_folds, base_config)
     space = read_space(args.space)
     check_space(space, args.config, args.set, args.space)
     name = study.study_name_of(args.study, args.space)
@@ -95,13 +104,13 @@ def run(args):
         report.print_and_draw(args.report, study.open_storage(url), study_dir, args.configs_dir)
         return 0
     name, setup, space = setup_of(args)
-    data_dir = study.data_folder(args.data_dir)
+    data_dir = find_data_dir(args.data_dir)
     study_dir = Path(args.runs_dir) / name
     url = study.storage_url(args.storage, study_dir)
     storage = study.open_storage(url, args.heartbeat, 4 * args.heartbeat)
     the_study = study.open_study(name, storage, setup["objectives"], args.pruner, setup)
     study.enqueue_base(the_study, space, load_config(args.config, sets=args.set))
-    print(f"study {name}: {url if args.storage is None else args.storage.split('@')[-1]}; "
+    print(f"study {name}: {study.shown_url(url)}; "
           f"{len(space)} key(s): {', '.join(space)}; {args.trials} trials on fold(s) "
           f"{', '.join(map(str, setup['folds']))}; pruner {args.pruner if setup['pruning'] else 'none'}")
     if args.workers > 1:
@@ -109,15 +118,17 @@ def run(args):
     else:
         objective = study.make_objective(setup, space, data_dir, study_dir)
         study.run_worker(the_study, objective, args.trials)
-    report.print_and_draw(name, storage, study_dir, args.configs_dir)
+    if not args.no_report:
+        report.print_and_draw(name, storage, study_dir, args.configs_dir)
     return 0
 
 
 def _worker_argv(args, name) -> list:
     argv = ["tune", "--config", args.config, "--space", args.space, "--study", name, "--trials", str(args.trials),
             "--on-folds", args.on_folds, "--objective", args.objective, "--pruner", args.pruner,
-            "--runs-dir", args.runs_dir, "--configs-dir", args.configs_dir, "--heartbeat", str(args.heartbeat)]
-    for option, value in (("--storage", args.storage), ("--data-dir", args.data_dir)):
+            "--runs-dir", args.runs_dir, "--configs-dir", args.configs_dir, "--heartbeat", str(args.heartbeat),
+            "--no-report"]
+    for option, value in (("--storage", args.storage), ("--data-dir", args.data_dir), ("--device", args.device)):
         if value:
             argv += [option, value]
     return argv + [f"--set={item}" for item in args.set]
@@ -134,9 +145,9 @@ def run_workers(args, name) -> None:
     for worker in range(args.workers):
         env = dict(os.environ, OMP_NUM_THREADS=str(threads))
         device = []
-        if gpus:
+        if gpus and args.device in (None, "auto", "cuda"):
             env["CUDA_VISIBLE_DEVICES"] = str(worker % gpus)
-            device = ["--device", "cuda"]
+            device = [] if args.device else ["--device", "cuda"]
         processes.append(subprocess.Popen([sys.executable, "-m", "fkd", *_worker_argv(args, name), *device],
                                           env=env))
     try:

@@ -25,7 +25,7 @@ from fkd.core.atomic import write_text
 from fkd.core.config import check_name, load_config
 from fkd.core.errors import FkdError
 from fkd.core.metrics import rmse
-from fkd.data.competition import find_data_dir, load_training
+from fkd.data.competition import load_training
 from fkd.train import checkpoint
 from fkd.train.cv import run_cv
 from fkd.tune.space import plain_choices, suggest
@@ -39,6 +39,9 @@ MAX_RETRY = 2            # a trial whose worker died is tried again at most this
 PRUNERS = ("median", "hyperband", "none")
 OBJECTIVES = ("rmse", "seconds")
 FINISHED = (TrialState.COMPLETE, TrialState.PRUNED)
+# what a study is: a worker (here, on another machine, in a kernel) joins it only with the same; the base
+# is compared by name, since its path differs from machine to machine
+SAME_SETUP = ("base_config", "space", "folds", "objectives", "sets")
 
 
 def storage_url(storage, study_dir: Path) -> str:
@@ -60,7 +63,8 @@ def storage_url(storage, study_dir: Path) -> str:
     return url.render_as_string(hide_password=False)
 
 
-def _shown_url(url: str) -> str:
+def shown_url(url: str) -> str:
+    """The URL with its password hidden, as fkd prints it."""
     return sqlalchemy.engine.make_url(url).render_as_string(hide_password=True)
 
 
@@ -74,7 +78,7 @@ def open_storage(url: str, heartbeat: int = HEARTBEAT_S, grace: int = GRACE_S) -
                           engine_kwargs={"pool_pre_ping": True})
     except (sqlalchemy.exc.SQLAlchemyError, ImportError, ModuleNotFoundError) as error:
         first = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
-        raise FkdError(f"--storage {_shown_url(url)}: cannot open it ({first[:200]})") from None
+        raise FkdError(f"--storage {shown_url(url)}: cannot open it ({first[:200]})") from None
 
 
 def make_pruner(name: str):
@@ -102,8 +106,6 @@ def open_study(name: str, storage: RDBStorage, objectives, pruner: str, setup: d
                        "same settings")
     return study
 
-
-SAME_SETUP = ("base", "base_config", "space", "folds", "objectives", "sets")
 
 
 def enqueue_base(study: optuna.Study, space: dict, base_config: dict, log=print) -> None:
@@ -210,6 +212,3 @@ def study_name_of(study, space_path) -> str:
     name = study or Path(space_path).stem
     return check_name(name, "--study")
 
-
-def data_folder(data_dir) -> Path:
-    return find_data_dir(data_dir)
