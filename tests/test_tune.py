@@ -84,9 +84,9 @@ def test_a_diverging_trial_is_pruned_before_its_last_epoch(competition, tmp_path
     assert tune(competition, base, space, runs, "--trials", "4") == 0
     trials = load(runs).get_trials()
     assert [t.state for t in trials] == [TrialState.COMPLETE] * 3 + [TrialState.PRUNED]
-    assert trials[3].params["lr"] == 10.0 and trials[3].last_step < 8
+    assert trials[3].params["lr"] == 10.0 and 30 <= trials[3].last_step < 100  # percent of its schedule
     pruned = json.loads((Path(trials[3].user_attrs["run"]) / "pruned.json").read_text())
-    assert pruned["epoch"] == trials[3].last_step and "behind" in pruned["why"]
+    assert pruned["step"] == trials[3].last_step and pruned["epoch"] < 8 and "behind" in pruned["why"]
 
 
 @pytest.mark.parametrize("space, named", [

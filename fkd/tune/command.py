@@ -91,7 +91,8 @@ def setup_of(args) -> tuple:
     setup = {"base": str(Path(args.config)), "base_config": Path(args.config).stem, "space": {k: [kind, values]
              for k, (kind, values) in space.items()}, "space_file": str(args.space), "folds": folds,
              "objectives": objectives, "sets": list(args.set), "pruner": args.pruner,
-             "pruning": len(objectives) == 1 and args.pruner != "none", "device": args.device}
+             "pruning": len(objectives) == 1 and args.pruner != "none", "device": args.device,
+             "steps": "percent of each fold's schedule"}
     return name, setup, space
 
 

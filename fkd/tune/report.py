@@ -164,7 +164,8 @@ def report_markdown(name, setup, rows, best, importances, pictures, best_path) -
     for r in rows:
         values = [f"{v:.4f}" if o == "rmse" else f"{v:.0f}" for o, v in zip(objectives, r["values"] or [])]
         values += [""] * (len(objectives) - len(values))
-        state = r["state"] + (f" (step {r['step']})" if r["state"] == "pruned" and r["step"] is not None else "")
+        state = r["state"] + (f" (at {r['step']}% of its schedule)" if r["state"] == "pruned" and r["step"] is not None
+                              else "")
         minutes = f"{r['minutes']:.1f}" if r["minutes"] is not None else ""
         params = ", ".join(f"{k}={_short(v)}" for k, v in r["params"].items())
         lines.append(f"| {r['number']} | {state} | " + " | ".join(values) + f" | {minutes} | {params} |")

@@ -37,11 +37,12 @@ HEARTBEAT_S = 30         # a running trial's worker says it is alive this often 
 GRACE_S = 120            # ... and is taken for dead when it has not for this long
 MAX_RETRY = 2            # a trial whose worker died is tried again at most this often
 PRUNERS = ("median", "hyperband", "none")
+WARMUP_PERCENT = 30      # one-cycle warm-up and a young EMA make the first epochs no guide to the last
 OBJECTIVES = ("rmse", "seconds")
 FINISHED = (TrialState.COMPLETE, TrialState.PRUNED)
 # what a study is: a worker (here, on another machine, in a kernel) joins it only with the same; the base
 # is compared by name, since its path differs from machine to machine
-SAME_SETUP = ("base_config", "space", "folds", "objectives", "sets")
+SAME_SETUP = ("base_config", "space", "folds", "objectives", "sets", "steps")
 
 
 def storage_url(storage, study_dir: Path) -> str:
@@ -84,10 +85,10 @@ def open_storage(url: str, heartbeat: int = HEARTBEAT_S, grace: int = GRACE_S) -
 def make_pruner(name: str):
     if name not in PRUNERS:
         raise FkdError(f"--pruner {name!r}: use one of {', '.join(PRUNERS)}")
-    if name == "median":
-        return optuna.pruners.MedianPruner(n_startup_trials=3, n_warmup_steps=3)
+    if name == "median":  # steps are percent of a trial's schedule: nothing pruned in its first 30%
+        return optuna.pruners.MedianPruner(n_startup_trials=3, n_warmup_steps=WARMUP_PERCENT)
     if name == "hyperband":
-        return optuna.pruners.HyperbandPruner()
+        return optuna.pruners.HyperbandPruner(min_resource=WARMUP_PERCENT, max_resource=100)
     return optuna.pruners.NopPruner()
 
 
@@ -164,9 +165,11 @@ def make_objective(setup: dict, space: dict, data_dir, study_dir: Path, log=prin
         log(f"trial {trial.number} ({run_dir}): {' '.join(sets[len(setup['sets']):])}")
 
         def on_epoch(fold, epoch, val_rmse):
-            step = folds.index(fold) * config["epochs"] + epoch  # the same step in every trial of the study
+            # the step is the share of the schedule done (percent, fold after fold): trials of other epoch
+            # counts are compared at the same point of their one-cycle schedule, not at the same epoch
+            step = folds.index(fold) * 100 + round(100 * epoch / config["epochs"])
             trial.report(val_rmse, step)
-            last = step == len(folds) * config["epochs"]  # the work is done by then: nothing to save
+            last = step == len(folds) * 100  # the work is done by then: nothing to save
             if pruning and not last and trial.should_prune():
                 reason = (f"pruned at fold {fold} epoch {epoch}: val RMSE {val_rmse:.4f} is behind the other "
                           f"trials at that step ({setup['pruner']} pruner)")
