@@ -384,3 +384,10 @@ def test_submit_never_writes_its_sidecar_over_a_file_it_did_not_write(competitio
     assert main(["submit", "--data-dir", str(competition), "--model", "mean", "--out", str(tmp_path / "s.csv"),
                  "--out-dir", str(tmp_path / "subs")]) == 2
     assert "s.csv.json" in capsys.readouterr().err and (tmp_path / "s.csv.json").read_text() == "mine"
+
+
+def test_a_data_stamp_without_a_row_count_is_one_line(run_copy):
+    (run_copy / "manifest.json").unlink()
+    (run_copy / "data.json").write_text('{"training_rows": "many", "fingerprint": "x"}')
+    with pytest.raises(FkdError, match="data.json: names no training rows"):
+        read_oof(run_copy)

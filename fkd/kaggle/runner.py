@@ -12,7 +12,7 @@ import threading
 import time
 from pathlib import Path
 
-from fkd.core.atomic import atomic_path
+from fkd.core.atomic import atomic_path, read_json
 from fkd.core.config import RUN_INDEPENDENT_KEYS
 from fkd.core.lock import HOLDER_ENV, writer_lock
 from fkd.data.competition import find_data_dir
@@ -135,7 +135,7 @@ def gather_fold_checkpoints(input_root, name, folds, run_dir, sources=()) -> lis
 def member_summary(run_dir) -> str:
     """One log line of a finished member: its folds' times and its OOF figures."""
     run_dir = Path(run_dir)
-    metrics = json.loads((run_dir / "metrics.json").read_text())
+    metrics = read_json(run_dir / "metrics.json", kind=dict)
     folds = ", ".join(f"{seconds:.0f} s" for seconds in metrics.get("fold_seconds", []))
     return (f"member {run_dir.name}: folds {folds or 'timed in no checkpoint'}; OOF RMSE {metrics['rmse']:.4f} = "
             f"{metrics['ratio_to_mean_shape']:.3f}x the mean shape (complete rows {metrics['rmse_complete']:.4f}, "

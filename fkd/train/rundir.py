@@ -154,6 +154,14 @@ def read_landmark_goal(run_dir):
     return goal
 
 
+def stamped_rows(path) -> int:
+    """data.json's training row count; FkdError naming the file when it holds none."""
+    rows = read_json(path).get("training_rows")
+    if not isinstance(rows, int):
+        raise FkdError("names no training rows: damaged, or not fkd's; rerun `fkd cv` on the run", path=path)
+    return rows
+
+
 def check_same_data(run_dir, images, keypoints) -> None:
     """FkdError unless the run was trained on this training data (data.json; older runs: oof.csv's rows)."""
     path = Path(run_dir) / "data.json"
@@ -161,9 +169,7 @@ def check_same_data(run_dir, images, keypoints) -> None:
         stamp = read_json(path)
         if stamp.get("fingerprint") == training_fingerprint(images, keypoints):
             return
-        rows = stamp.get("training_rows")
-        if not isinstance(rows, int):
-            raise FkdError("names no training rows: damaged, or not fkd's; rerun `fkd cv` on the run", path=path)
+        rows = stamped_rows(path)
     elif (Path(run_dir) / "oof.csv").is_file():
         rows = len(read_oof_rows(run_dir)[0])
         if rows == len(keypoints):
@@ -178,7 +184,7 @@ def check_same_data(run_dir, images, keypoints) -> None:
 def report_is_current(run_dir) -> bool:
     """Whether `fkd report` has drawn the run since its last fold was saved (report.md is its last file)."""
     report = Path(run_dir) / "report.md"
-    folds = list(Path(run_dir).glob("fold*.pt"))
+    folds = fold_files(run_dir)
     return report.is_file() and bool(folds) and report.stat().st_mtime >= max(p.stat().st_mtime for p in folds)
 
 
@@ -269,7 +275,7 @@ def check_oof_rows(run_dir, rows) -> None:
     """FkdError unless oof.csv's rows are each training row once (data.json's count, when it has one)."""
     path = Path(run_dir) / "oof.csv"
     stamp = Path(run_dir) / "data.json"
-    expected = read_json(stamp).get("training_rows") if stamp.is_file() else len(rows)
+    expected = stamped_rows(stamp) if stamp.is_file() else len(rows)
     if (len(rows) != expected or len(np.unique(rows)) != len(rows)
             or (len(rows) and (rows.min() < 0 or rows.max() >= expected))):
         raise FkdError(f"lists {len(rows):,} rows ({len(np.unique(rows)):,} distinct) for {expected:,} training rows: "
