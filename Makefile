@@ -76,11 +76,11 @@ cv: install  ## K-fold cross-validation: make cv CONFIG=configs/x.yaml [FOLDS=5]
 	$(FKD) cv $(DATA_ARG) --config $(CONFIG) $(if $(FOLDS),--folds $(FOLDS)) $(if $(NAME),--name $(NAME)) \
 		$(if $(DEVICE),--device $(DEVICE)) $(foreach s,$(SET),--set $(s))
 
-tune: install  ## recipe search (Optuna): make tune CONFIG=configs/x.yaml SPACE=configs/spaces/x.yaml [TRIALS=20] [FOLDS=0|0,1|all] [STORAGE=postgresql://...] [STUDY=name]
+tune: install  ## recipe search (Optuna): make tune CONFIG=configs/x.yaml SPACE=configs/spaces/x.yaml [TRIALS=20] [FOLDS=0|0,1|all] [STORAGE=postgresql://...] [STUDY=name] [TIMEOUT=minutes]
 	$(if $(SPACE),,$(error SPACE is not set: make tune CONFIG=configs/stem-heatmap.yaml SPACE=configs/spaces/stem-heatmap.yaml))
 	$(FKD) tune $(DATA_ARG) --config $(CONFIG) --space $(SPACE) $(if $(TRIALS),--trials $(TRIALS)) \
 		$(if $(FOLDS),--on-folds $(FOLDS)) $(if $(STORAGE),--storage $(STORAGE)) $(if $(STUDY),--study $(STUDY)) \
-		$(foreach s,$(SET),--set $(s))
+		$(if $(TIMEOUT),--timeout $(TIMEOUT)) $(foreach s,$(SET),--set $(s))
 
 submit: install  ## blend runs into a checked submission: make submit RUNS="runs/a runs/b" [STACK=1: a two-stage linear stack, fkd.submit.stack]
 	$(if $(RUNS),,$(error RUNS is not set: make submit RUNS="runs/a runs/b" (finished runs here: $(or $(FINISHED_RUNS),none))))

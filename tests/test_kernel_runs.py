@@ -226,6 +226,7 @@ def test_a_study_runs_inside_the_kernel_and_its_report_reads_back_here(small_com
     working = tmp_path / "working"
     log = run_bundle(tmp_path / "kernel" / "fkd_kernel.py", input_root, working, tmp_path / "elsewhere")
     assert "fkd tune" in log and "done: study space" in log
+    assert "--timeout 600" in log  # no trial starts past 10 hours: Kaggle stops a kernel at 12
     output = tmp_path / "output-runs"
     shutil.copytree(working / "runs", output)  # what `make output` brings back
     result = subprocess.run([sys.executable, "-m", "fkd", "tune", "--report", "space", "--runs-dir", str(output),

@@ -37,6 +37,18 @@ def test_kernel_ships_the_config_asked_for():
         "kernel", "CONFIGS=configs/a.yaml configs/b.yaml", "STACK=1").stdout
 
 
+def test_tune_passes_only_what_was_set():
+    plain = make_n("tune", "CONFIG=configs/a.yaml", "SPACE=configs/spaces/a.yaml").stdout.replace("\\\n", " ")
+    assert "--config configs/a.yaml --space configs/spaces/a.yaml" in plain
+    assert not [option for option in ("--trials", "--on-folds", "--storage", "--study", "--timeout", "--data-dir")
+                if option in plain]
+    full = make_n("tune", "CONFIG=configs/a.yaml", "SPACE=configs/spaces/a.yaml", "TRIALS=8", "FOLDS=0,1",
+                  "STORAGE=sqlite:///studies/a.db", "STUDY=a2", "TIMEOUT=90", "DATA=elsewhere").stdout
+    assert all(option in " ".join(full.split()) for option in (
+        "--trials 8", "--on-folds 0,1", "--storage sqlite:///studies/a.db", "--study a2", "--timeout 90",
+        "--data-dir elsewhere"))
+
+
 @pytest.mark.parametrize("target, message", [
     ("submit", "RUNS is not set: make submit RUNS="),
     ("report", "RUNS is not set: make report RUNS="),
@@ -44,6 +56,7 @@ def test_kernel_ships_the_config_asked_for():
     ("face", "PHOTOS is not set"),
     ("video", "VIDEO is not set"),
     ("export", "RUNS is not set: make export RUNS="),
+    ("tune", "SPACE is not set: make tune"),
 ])
 def test_a_missing_variable_is_one_line(target, message):
     result = make_n(target)

@@ -75,6 +75,18 @@ def test_a_study_of_tiny_trials_continues_and_its_best_config_reproduces_its_bes
     assert checkpoint.load(rerun / "fold0.pt")["val_rmse"] == pytest.approx(best.value, abs=1e-4)
 
 
+def test_a_timeout_starts_no_new_trial_and_the_same_command_goes_on(competition, tmp_path, capsys):
+    base, space = recipe(tmp_path / "recipes")
+    runs = tmp_path / "runs"
+    assert tune(competition, base, space, runs, "--trials", "3", "--pruner", "none", "--timeout", "0.001",
+                "--no-report") == 0
+    assert len(load(runs).get_trials(states=(TrialState.COMPLETE,))) == 1  # the first trial always starts
+    assert "--timeout 0.001 min: no new trial started; the study holds 1 finished of 3" in capsys.readouterr().out
+    assert tune(competition, base, space, runs, "--trials", "3", "--pruner", "none", "--no-report") == 0
+    trials = load(runs).get_trials()
+    assert [t.state for t in trials] == [TrialState.COMPLETE] * 3
+
+
 def test_a_diverging_trial_is_pruned_before_its_last_epoch(competition, tmp_path):
     base, space = recipe(tmp_path / "recipes", epochs=8, space="lr: {log: [1.0e-3, 10.0]}\n")
     runs = tmp_path / "runs"

@@ -27,6 +27,7 @@ import shutil
 import zipfile
 from pathlib import Path
 
+from fkd.core.arguments import positive_float
 from fkd.core.atomic import write_text
 from fkd.core.config import add_set_argument, dump_config, load_config
 from fkd.core.errors import FkdError
@@ -56,6 +57,7 @@ REPO_ROOT = Path(__file__).resolve().parents[2]
 PACKAGE_DIR = Path(__file__).resolve().parents[1]  # fkd/
 DEFAULT_TEMPLATE = REPO_ROOT / "kernel-metadata.json"
 # what `make kernel` / `fkd kernel` ship with no --config: the best measured ensemble (docs/results.md), stacked
+STUDY_MINUTES = 600  # a kernel's study starts no trial after 10 hours: the last one and the report fit in 12
 DEFAULT_MEMBERS = (REPO_ROOT / "configs" / "stem-regression.yaml", REPO_ROOT / "configs" / "stem-heatmap.yaml")
 NO_BF16_MACHINES = ("NvidiaTeslaT4", "NvidiaTeslaP100")
 SCRIPT_NAME = "fkd_kernel.py"
@@ -216,7 +218,7 @@ def build(configs=None, out="build/kernel", folds=None, split=False, name=None, 
     """Write the bundle(s) to `out`; returns the manifest (also written to out/kernels.json).
 
     configs: one config file or several (the members); none gives DEFAULT_MEMBERS, stacked. stack: the
-    members are stacked (fkd submit --stack) rather than blended. tune: {space, trials, storage, on_folds}:
+    members are stacked (fkd submit --stack) rather than blended. tune: {space, trials, storage, on_folds, timeout}:
     the kernel runs an `fkd tune` study of its one member instead (the study's SQLite file in its output)."""
     out = Path(out)
     if isinstance(configs, (str, Path)):
@@ -256,7 +258,8 @@ def build(configs=None, out="build/kernel", folds=None, split=False, name=None, 
         if int(tune["trials"]) < 1:
             raise FkdError("--trials must be 1 or more")
         study = {"name": study_name_of(None, tune["space"]), "space": "space.yaml", "trials": int(tune["trials"]),
-                 "on_folds": tune.get("on_folds", "0"), "storage": tune.get("storage")}
+                 "on_folds": tune.get("on_folds", "0"), "storage": tune.get("storage"),
+                 "timeout": float(tune.get("timeout") or STUDY_MINUTES)}
         members[0]["text_space"] = Path(tune["space"]).read_text()
     plan_members = [{**{k: m[k] for k in ("name", "config", "description")},
                      "fold_seconds": round(e["fold_seconds"][1])}  # the runner starts the longest jobs first
@@ -359,6 +362,9 @@ def add_arguments(parser):
                         "space instead (its SQLite file comes back with `make output`; fkd tune --report reads it)")
     parser.add_argument("--trials", type=int, default=20, help="with --tune: the study's trials (default 20)")
     parser.add_argument("--on-folds", default="0", help="with --tune: the folds each trial trains (default 0)")
+    parser.add_argument("--timeout", type=positive_float, default=STUDY_MINUTES, metavar="MINUTES", help="with "
+                        f"--tune: start no new trial after this many minutes (default {STUDY_MINUTES:g}: Kaggle stops "
+                        "a kernel at 12 hours, and one stopped there keeps no output)")
     parser.add_argument("--storage", help="with --tune: a database the kernel reaches (needs --internet); "
                         "default the SQLite file in the kernel's output")
     parser.add_argument("--mean-shape", action="store_true",
@@ -376,7 +382,7 @@ def run(args):
                      datasets=args.dataset, mean_shape=args.mean_shape, internet=True if args.internet else None,
                      machine_shape=args.machine_shape, sets=args.set,
                      tune={"space": args.tune, "trials": args.trials, "on_folds": args.on_folds,
-                           "storage": args.storage} if args.tune else None)
+                           "storage": args.storage, "timeout": args.timeout} if args.tune else None)
     out = Path(args.out)
     for entry in manifest["kernels"]:
         folder = out / entry["dir"]

@@ -184,6 +184,7 @@ def kernel_main(plan, configs, bundle_root) -> int:
         [member], study = members, plan["study"]
         argv = ["tune", "--config", Path(bundle_root) / member["config"], "--space", Path(bundle_root) / study["space"],
                 "--study", study["name"], "--trials", study["trials"], "--on-folds", study["on_folds"],
+                "--timeout", study["timeout"],
                 "--data-dir", data_dir, "--runs-dir", runs_dir, "--configs-dir", bundle_root]
         argv += (["--storage", study["storage"]] if study.get("storage") else []) + (
             ["--workers", n_gpus] if n_gpus > 1 else [])

@@ -14,7 +14,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from fkd.core.arguments import positive_int
+from fkd.core.arguments import positive_float, positive_int
 from fkd.core.config import add_set_argument, load_config
 from fkd.core.errors import FkdError
 from fkd.data.competition import find_data_dir
@@ -42,6 +42,9 @@ def add_arguments(parser):
     parser.add_argument("--study", help="the study's name (default: the space file's name)")
     parser.add_argument("--trials", type=positive_int, default=20, help="finished trials the study should hold "
                         "(complete or pruned; a rerun goes on to this count; default 20)")
+    parser.add_argument("--timeout", type=positive_float, metavar="MINUTES", help="start no new trial after this "
+                        "many minutes (the running one finishes; the same command goes on later). Kaggle stops a "
+                        "kernel at 12 hours")
     parser.add_argument("--on-folds", default="0", help="the folds each trial trains: 0 (default), 0,1, or all")
     parser.add_argument("--objective", default="rmse", help="rmse, or rmse,seconds: the Pareto front of the "
                         "kept RMSE and the training seconds per fold")
@@ -118,7 +121,7 @@ def run(args):
         run_workers(args, name)
     else:
         objective = study.make_objective(setup, space, data_dir, study_dir)
-        study.run_worker(the_study, objective, args.trials)
+        study.run_worker(the_study, objective, args.trials, timeout_minutes=args.timeout)
     if not args.no_report:
         report.print_and_draw(name, storage, study_dir, args.configs_dir)
     return 0
@@ -129,9 +132,10 @@ def _worker_argv(args, name) -> list:
             "--on-folds", args.on_folds, "--objective", args.objective, "--pruner", args.pruner,
             "--runs-dir", args.runs_dir, "--configs-dir", args.configs_dir, "--heartbeat", str(args.heartbeat),
             "--no-report"]
-    for option, value in (("--storage", args.storage), ("--data-dir", args.data_dir), ("--device", args.device)):
+    for option, value in (("--storage", args.storage), ("--data-dir", args.data_dir), ("--device", args.device),
+                          ("--timeout", args.timeout)):
         if value:
-            argv += [option, value]
+            argv += [option, str(value)]
     return argv + [f"--set={item}" for item in args.set]
 
 

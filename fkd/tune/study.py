@@ -195,19 +195,28 @@ def _counts(study) -> dict:
     return {state: sum(t.state == state for t in trials) for state in TrialState}
 
 
-def run_worker(study: optuna.Study, objective, trials: int, log=print, poll: float = 5.0) -> None:
+def run_worker(study: optuna.Study, objective, trials: int, log=print, poll: float = 5.0,
+               timeout_minutes: float = None) -> None:
     """Run trials until the study holds `trials` finished ones (complete or pruned). A trial other
     workers are running counts while it runs; when its worker dies, the heartbeat fails it, it is
-    retried, and whichever worker is free takes it."""
+    retried, and whichever worker is free takes it. After `timeout_minutes` no new trial starts (the
+    one running finishes; this worker always starts one): a rerun goes on from there."""
+    deadline = None if timeout_minutes is None else time.monotonic() + 60 * timeout_minutes
+    started = 0
     while True:
         optuna.storages.fail_stale_trials(study)
         counts = _counts(study)
         finished = sum(counts[s] for s in FINISHED)
         if finished >= trials and counts[TrialState.WAITING] == 0:
             return
+        if deadline is not None and started and time.monotonic() >= deadline:
+            log(f"--timeout {timeout_minutes:g} min: no new trial started; the study holds {finished} finished "
+                f"of {trials} (the same command goes on)")
+            return
         if finished + counts[TrialState.RUNNING] >= trials and counts[TrialState.WAITING] == 0:
             time.sleep(poll)  # the others' trials may still fail and come back to be tried again
             continue
+        started += 1
         study.optimize(objective, n_trials=1, catch=(), gc_after_trial=True)
 
 
