@@ -75,6 +75,19 @@ def test_a_study_of_tiny_trials_continues_and_its_best_config_reproduces_its_bes
     assert checkpoint.load(rerun / "fold0.pt")["val_rmse"] == pytest.approx(best.value, abs=1e-4)
 
 
+def test_the_best_trials_own_run_goes_on_to_every_fold_with_the_best_config(competition, tmp_path, capsys):
+    base, space = recipe(tmp_path / "recipes")
+    runs = tmp_path / "runs"
+    assert tune(competition, base, space, runs, "--trials", "1", "--pruner", "none") == 0
+    trial_run = Path(load(runs).best_trial.user_attrs["run"])
+    fold0 = trial_run / "fold0.pt"
+    stamp = fold0.stat().st_mtime_ns
+    assert main(["cv", "--config", str(base.parent / "space-best.yaml"), "--runs-dir", str(runs / "space"),
+                 "--name", trial_run.name, "--data-dir", str(competition)]) == 0
+    assert "fold 0: done already" in capsys.readouterr().out and fold0.stat().st_mtime_ns == stamp
+    assert (trial_run / "fold1.pt").is_file() and (trial_run / "oof.csv").is_file()
+
+
 def test_a_timeout_starts_no_new_trial_and_the_same_command_goes_on(competition, tmp_path, capsys):
     base, space = recipe(tmp_path / "recipes")
     runs = tmp_path / "runs"
